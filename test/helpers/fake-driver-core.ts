@@ -1,0 +1,106 @@
+/**
+ * A small fake of the Linux driver core acting on a SysfsFixture, so bind
+ * logic and rollback can be tested without a kernel. It reacts to writes the
+ * way drivers/base/bus.c and drivers/pci/pci-driver.c do:
+ *
+ * - `driver_override`: stored; an empty write clears it (reads back "(null)").
+ * - `drivers/NAME/unbind BDF`: ENODEV unless the device is bound to NAME.
+ * - `drivers/NAME/bind BDF`: ENODEV if the device is absent, already bound, or
+ *   does not match (driver_override set to another name, or no ID-table match);
+ *   otherwise probes, and a failing probe returns its errno.
+ * - `bus/pci/drivers_probe BDF`: ENODEV if absent; if unbound, tries each
+ *   matching driver in turn; a failing probe is not reported to the writer
+ *   (the kernel only logs it), exactly like device_attach().
+ *
+ * Writes can also be made to fail outright with failWrite(), e.g. EACCES.
+ */
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+
+import type {SysfsWriter} from '../../src/lib/host.js'
+import type {SysfsFixture} from './sysfs-fixture.js'
+
+export interface WriteRecord {
+  file: string
+  value: string
+}
+
+function sysErr(code: string, file: string): Error {
+  const errno = (os.constants.errno as Record<string, number>)[code] ?? 5
+  return Object.assign(new Error(`${code}: write ${file}`), {code, errno: -errno, syscall: 'write', path: file})
+}
+
+export class FakeDriverCore implements SysfsWriter {
+  readonly log: WriteRecord[] = []
+  private failures: Array<{match: RegExp; code: string; times: number}> = []
+
+  constructor(readonly fx: SysfsFixture) {}
+
+  /** Make writes whose sysfs-relative path matches fail with `code` (the next `times` writes). */
+  failWrite(match: RegExp, code: string, times = Number.POSITIVE_INFINITY): this {
+    this.failures.push({match, code, times})
+    return this
+  }
+
+  write(file: string, value: string): void {
+    const rel = path.relative(this.fx.sys, file)
+    this.log.push({file: rel, value})
+    const f = this.failures.find((x) => x.times > 0 && x.match.test(rel))
+    if (f) {
+      f.times--
+      throw sysErr(f.code, file)
+    }
+    const arg = value.replace(/\n$/, '')
+    let m: RegExpExecArray | null
+    if ((m = /^bus\/pci\/drivers\/([^/]+)\/(bind|unbind)$/.exec(rel))) {
+      if (m[2] === 'unbind') return this.unbind(m[1], arg, file)
+      return this.bind(m[1], arg, file)
+    }
+    if (rel === 'bus/pci/drivers_probe') return this.probe(arg, file)
+    if (/(^|\/)driver_override$/.test(rel)) {
+      if (!fs.existsSync(file)) throw sysErr('ENOENT', file)
+      fs.writeFileSync(file, (arg === '' ? '(null)' : arg) + '\n')
+      return
+    }
+    if (!fs.existsSync(file)) throw sysErr('ENOENT', file)
+    fs.writeFileSync(file, value)
+  }
+
+  private exists(bdf: string): boolean {
+    return this.fx.fns.has(bdf)
+  }
+
+  private matches(driver: string, bdf: string): boolean {
+    const override = this.fx.override(bdf)
+    if (override !== undefined) return override === driver
+    const spec = this.fx.drivers.get(driver)
+    const fn = this.fx.fns.get(bdf)!
+    return Boolean(spec?.classes?.includes(fn.class) || spec?.ids?.some(([v, d]) => v === fn.vendor && d === fn.device))
+  }
+
+  private unbind(driver: string, bdf: string, file: string): void {
+    if (!this.exists(bdf) || this.fx.currentDriver(bdf) !== driver) throw sysErr('ENODEV', file)
+    this.fx.unbindLinks(bdf)
+  }
+
+  private tryProbe(driver: string, bdf: string): string | undefined {
+    const err = this.fx.drivers.get(driver)?.probe?.(bdf)
+    if (err === undefined) this.fx.bindLinks(bdf, driver)
+    return err
+  }
+
+  private bind(driver: string, bdf: string, file: string): void {
+    if (!this.exists(bdf) || this.fx.currentDriver(bdf) !== undefined || !this.matches(driver, bdf)) throw sysErr('ENODEV', file)
+    const err = this.tryProbe(driver, bdf)
+    if (err !== undefined) throw sysErr(err, file)
+  }
+
+  private probe(bdf: string, file: string): void {
+    if (!this.exists(bdf)) throw sysErr('ENODEV', file)
+    if (this.fx.currentDriver(bdf) !== undefined) return
+    for (const name of this.fx.drivers.keys()) {
+      if (this.matches(name, bdf) && this.tryProbe(name, bdf) === undefined) return
+    }
+  }
+}
