@@ -91,12 +91,28 @@ export class Host {
     return this.uid === 0
   }
 
-  /** The file's text, or undefined when it does not exist or cannot be read. */
+  /**
+   * The file's text, or undefined when it does not exist or cannot be read.
+   * Sysfs attributes are small and report a size of 4096 whatever they hold,
+   * so read into a reused buffer (open, read, close) rather than
+   * readFileSync's stat-and-grow loop; fall back to it for larger files.
+   */
   read(file: string): string | undefined {
+    let fd: number
     try {
-      return fs.readFileSync(file, 'utf8')
+      fd = fs.openSync(file, 'r')
     } catch {
       return undefined
+    }
+    try {
+      const n = fs.readSync(fd, SMALL, 0, SMALL.length, null)
+      if (n < SMALL.length) return SMALL.toString('utf8', 0, n)
+      const rest = fs.readFileSync(fd)
+      return Buffer.concat([SMALL, rest]).toString('utf8')
+    } catch {
+      return undefined
+    } finally {
+      fs.closeSync(fd)
     }
   }
 
@@ -145,8 +161,8 @@ export class Host {
 
   exists(file: string): boolean {
     try {
-      fs.lstatSync(file)
-      return true
+      // throwIfNoEntry: a missing file is the common answer, and exceptions are slow.
+      return fs.lstatSync(file, {throwIfNoEntry: false}) !== undefined
     } catch {
       return false
     }
@@ -160,9 +176,19 @@ export class Host {
     }
   }
 
+  /**
+   * Where a symlink that sits in a real directory points, resolved with one
+   * readlink(2) instead of realpath's walk over every component (sysfs
+   * paths are deep: this is most of `list`'s system calls otherwise).
+   */
+  resolveLink(link: string): string | undefined {
+    const t = this.readLink(link)
+    return t === undefined ? undefined : path.resolve(path.dirname(link), t)
+  }
+
   realpath(file: string): string | undefined {
     try {
-      return fs.realpathSync(file)
+      return fs.realpathSync.native(file)
     } catch {
       return undefined
     }
@@ -216,6 +242,8 @@ export class Host {
     return p
   }
 }
+
+const SMALL = Buffer.alloc(16384)
 
 let current: Host | undefined
 

@@ -183,12 +183,13 @@ export class PciScanner {
   /** The function's sysfs directory, resolved through the bus link. */
   devicePath(bdf: string): string {
     const link = this.host.sys('bus/pci/devices', bdf)
-    return this.host.realpath(link) ?? link
+    return this.host.resolveLink(link) ?? this.host.realpath(link) ?? link
   }
 
   read(bdf: string): PciFunction {
     const h = this.host
     const dir = this.devicePath(bdf)
+    const entries = new Set(h.list(dir))
     const [domain, bus, devfn] = bdf.split(':')
     const [dev, fn] = devfn.split('.')
     const num = (f: string) => h.readInt(path.join(dir, f), 16)
@@ -202,7 +203,7 @@ export class PciScanner {
     const isBridge = headerType === 1 || classCode >> 8 === 0x0604
     const pcieTypeNum = config?.pcieType
     const override = h.readTrim(path.join(dir, 'driver_override'))
-    const iommu = h.linkName(path.join(dir, 'iommu_group'))
+    const iommu = entries.has('iommu_group') ? h.linkName(path.join(dir, 'iommu_group')) : undefined
     const numa = h.readInt(path.join(dir, 'numa_node'))
     const enable = h.readTrim(path.join(dir, 'enable'))
     const names = this.opts.names !== false
@@ -222,14 +223,14 @@ export class PciScanner {
       vendorName: names ? this.pciIds().vendor(vendor) : undefined,
       deviceName: names ? this.pciIds().device(vendor, device) : undefined,
       className: names ? this.pciIds().className(classCode) : hex(classCode, 6),
-      driver: h.linkName(path.join(dir, 'driver')) ?? null,
+      driver: entries.has('driver') ? h.linkName(path.join(dir, 'driver')) ?? null : null,
       driverOverride: override === undefined || override === '(null)' || override === '' ? null : override,
       iommuGroup: iommu === undefined ? null : Number.parseInt(iommu, 10),
       numaNode: numa === undefined || numa < 0 ? null : numa,
       enabled: enable === undefined ? undefined : enable !== '0',
-      link: this.link(dir),
-      bars: this.bars(dir),
-      p2pmem: this.p2pmem(dir),
+      link: entries.has('current_link_speed') || entries.has('max_link_speed') ? this.link(dir) : null,
+      bars: this.bars(dir, entries),
+      p2pmem: entries.has('p2pmem') ? this.p2pmem(dir) : null,
       blockDevices: this.opts.storage === false ? [] : this.blockDevices(dir),
       daxDevices: this.opts.storage === false ? [] : this.daxDevices(dir),
       upstream: isBdfName(parent) ? parent : null,
@@ -268,7 +269,7 @@ export class PciScanner {
     return {currentSpeed: speed, currentWidth: width, maxSpeed, maxWidth}
   }
 
-  private bars(dir: string): Bar[] {
+  private bars(dir: string, entries: Set<string>): Bar[] {
     const text = this.host.read(path.join(dir, 'resource'))
     if (text === undefined) return []
     const bars: Bar[] = []
@@ -293,8 +294,8 @@ export class PciScanner {
         readonly: (flags & IORESOURCE.READONLY) !== 0,
         disabled: (flags & IORESOURCE.DISABLED) !== 0,
         unset: (flags & IORESOURCE.UNSET) !== 0,
-        mappable: r.index < 6 && this.host.exists(path.join(dir, `resource${r.index}`)),
-        wc: r.index < 6 && this.host.exists(path.join(dir, `resource${r.index}_wc`)),
+        mappable: r.index < 6 && entries.has(`resource${r.index}`),
+        wc: r.index < 6 && entries.has(`resource${r.index}_wc`),
       })
     }
     return bars
@@ -316,7 +317,7 @@ export class PciScanner {
     const idx = new Map<string, string[]>()
     const root = this.host.sys('class', cls)
     for (const name of this.host.list(root)) {
-      const real = this.host.realpath(path.join(root, name))
+      const real = this.host.resolveLink(path.join(root, name))
       if (!real) continue
       const fnDir = nearestPciAncestor(real)
       if (!fnDir) continue

@@ -26,6 +26,7 @@ const CLASS_FALLBACK: Record<number, string> = {
 export class PciIds {
   private text: string | undefined
   private classStart = -1
+  private readonly memo = new Map<string, string | undefined>()
 
   constructor(readonly file: string | undefined) {}
 
@@ -54,28 +55,46 @@ export class PciIds {
     return i >= 0 && i < end ? i + 1 : -1
   }
 
+  private cached(key: string, f: () => string | undefined): string | undefined {
+    if (!this.memo.has(key)) this.memo.set(key, f())
+    return this.memo.get(key)
+  }
+
   vendor(vendor: number): string | undefined {
+    return this.cached(`v${vendor}`, () => this.lookupVendor(vendor))
+  }
+
+  device(vendor: number, device: number): string | undefined {
+    return this.cached(`d${vendor}:${device}`, () => this.lookupDevice(vendor, device))
+  }
+
+  /** Name of a 24-bit class code: the most specific of class/subclass/prog-if known. */
+  className(classCode: number): string {
+    return this.cached(`c${classCode}`, () => this.lookupClass(classCode))!
+  }
+
+  private lookupVendor(vendor: number): string | undefined {
     const i = this.vendorAt(vendor)
     if (i < 0) return undefined
     return lineRest(this.load(), i + 6)
   }
 
-  device(vendor: number, device: number): string | undefined {
+  private lookupDevice(vendor: number, device: number): string | undefined {
     const t = this.load()
     const i = this.vendorAt(vendor)
     if (i < 0) return undefined
     // The vendor's block runs until the next line that does not start with a tab.
     let pos = t.indexOf('\n', i)
     const key = '\t' + hex4(device) + '  '
-    while (pos >= 0 && pos + 1 < t.length && t[pos + 1] === '\t') {
+    // Comment lines (#…) may sit inside a vendor's block.
+    while (pos >= 0 && pos + 1 < t.length && (t[pos + 1] === '\t' || t[pos + 1] === '#')) {
       if (t.startsWith(key, pos + 1)) return lineRest(t, pos + 1 + key.length)
       pos = t.indexOf('\n', pos + 1)
     }
     return undefined
   }
 
-  /** Name of a 24-bit class code: the most specific of class/subclass/prog-if known. */
-  className(classCode: number): string {
+  private lookupClass(classCode: number): string {
     const base = (classCode >> 16) & 0xff
     const sub = (classCode >> 8) & 0xff
     const progIf = classCode & 0xff

@@ -1,0 +1,110 @@
+import {Command, Errors, Flags} from '@oclif/core'
+
+import {Exit, IopmemError, isSystemError} from './lib/errors.js'
+import {getHost, type Host} from './lib/host.js'
+import {colorsFor} from './ui/color.js'
+
+/**
+ * What every iopmem command shares: `--json` (the run() result is printed as
+ * JSON; errors become `{"error": {code, message, exit, suggestions, …}}`),
+ * one mapping from IopmemError to message and exit code, colours that
+ * respect NO_COLOR, and the rules for asking a person: prompts only on a
+ * TTY, never under --json, and a destructive step without a TTY needs --yes.
+ */
+export abstract class BaseCommand extends Command {
+  static enableJsonFlag = true
+
+  /** Shared by commands with a destructive step. */
+  static confirmFlags = {
+    yes: Flags.boolean({char: 'y', description: 'Proceed without asking for confirmation (required when not on a TTY).'}),
+  }
+
+  protected get host(): Host {
+    return getHost()
+  }
+
+  protected get out() {
+    return colorsFor(process.stdout)
+  }
+
+  protected get err() {
+    return colorsFor(process.stderr)
+  }
+
+  /** A person is at the keyboard and nothing asked for machine output. */
+  protected interactive(): boolean {
+    return Boolean(process.stdin.isTTY && process.stdout.isTTY) && !this.jsonEnabled() && !process.env.CI
+  }
+
+  /** Progress and notes for a person: stderr, and silent under --json. */
+  protected note(message: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(message + '\n')
+  }
+
+  /**
+   * Ask before a destructive step. With --yes, go on; on a TTY, ask; otherwise
+   * refuse with a message that says to pass --yes.
+   */
+  protected async confirmOrRefuse(question: string, yes: boolean | undefined, what: string): Promise<void> {
+    if (yes) return
+    if (!this.interactive()) {
+      throw new IopmemError(`Refusing to ${what} without confirmation: not on a terminal.`, {
+        code: 'E_CONFIRM',
+        exit: Exit.REFUSED,
+        suggestions: ['Pass --yes to confirm.'],
+      })
+    }
+    const {confirm} = await import('@inquirer/prompts')
+    const ok = await confirm({message: question, default: false})
+    if (!ok) throw new IopmemError('Cancelled; nothing was changed.', {code: 'E_CANCELLED', exit: Exit.REFUSED})
+  }
+
+  protected toIopmemError(err: unknown): IopmemError {
+    if (err instanceof IopmemError) return err
+    if (err instanceof Errors.ExitError) throw err
+    const oclif = (err as {oclif?: {exit?: number}}).oclif
+    if (err instanceof Error && oclif && typeof oclif.exit === 'number') {
+      // Parse errors: missing/unknown flags and arguments.
+      return new IopmemError(err.message.split('\n')[0], {
+        code: 'E_USAGE',
+        exit: oclif.exit === 2 ? Exit.USAGE : Exit.FAILURE,
+        suggestions: [`See \`iopmem ${this.id?.replaceAll(':', ' ') ?? ''} --help\`.`],
+      })
+    }
+    if (err instanceof Error && err.name === 'ExitPromptError') {
+      return new IopmemError('Cancelled; nothing was changed.', {code: 'E_CANCELLED', exit: Exit.INTERRUPTED})
+    }
+    if (isSystemError(err)) {
+      const perm = err.code === 'EACCES' || err.code === 'EPERM'
+      return new IopmemError(err.message, {
+        code: err.code ?? 'EIO',
+        errno: err.errno,
+        syscall: err.syscall,
+        path: err.path,
+        exit: perm ? Exit.PERMISSION : Exit.FAILURE,
+        suggestions: perm ? ['Run as root (sudo).'] : [],
+      })
+    }
+    const msg = err instanceof Error ? err.message : String(err)
+    return new IopmemError(`Unexpected error: ${msg}`, {
+      code: 'E_INTERNAL',
+      exit: Exit.FAILURE,
+      suggestions: ['Set DEBUG=iopmem to see the stack, and report it.'],
+      cause: err,
+    })
+  }
+
+  async catch(error: Error & {exitCode?: number}): Promise<void> {
+    if (error instanceof Errors.ExitError) throw error
+    const e = this.toIopmemError(error)
+    if (process.env.DEBUG && e.code === 'E_INTERNAL') process.stderr.write(String((error as Error).stack) + '\n')
+    if (this.jsonEnabled()) {
+      this.logJson({error: e.toJSON()})
+    } else {
+      const c = this.err
+      const lines = [`${c.red.bold('Error:')} ${e.message}`, ...e.suggestions.map((s) => `  ${c.dim('→')} ${s}`)]
+      process.stderr.write(lines.join('\n') + '\n')
+    }
+    this.exit(e.exit)
+  }
+}

@@ -1,0 +1,34 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../base-command.js'
+import {type ListResult, listFunctions} from '../lib/list.js'
+import {renderList} from '../ui/render-list.js'
+
+export default class List extends BaseCommand {
+  static summary = 'List PCI functions and the device memory they expose.'
+  static description = `Shows each function's IDs and names, driver, memory BARs (size, 64-bit, prefetchable, write-combining mappable, disabled/unassigned), p2pmem (size, free, published) and the NVMe, pmem, iopmem and device-dax devices on it.
+
+By default only functions with memory BARs, p2pmem or storage are shown (bridges excluded); --all shows every function. Reads sysfs only: no root needed. Set IOPMEM_SYSFS_ROOT to read another tree.`
+
+  static examples = [
+    {command: '<%= config.bin %> <%= command.id %>', description: 'Functions with device memory'},
+    {command: '<%= config.bin %> <%= command.id %> --all', description: 'Every PCI function, bridges included'},
+    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --json', description: 'One function, as JSON for scripts'},
+  ]
+
+  static strict = false
+  static args = {
+    bdf: Args.string({description: 'PCI functions to show, [domain:]bus:device.function (several allowed)'}),
+  }
+
+  static flags = {
+    all: Flags.boolean({char: 'a', description: 'Show every function, not only those with device memory.'}),
+  }
+
+  async run(): Promise<ListResult> {
+    const {argv, flags} = await this.parse(List)
+    const result = listFunctions(this.host, {bdfs: argv as string[], all: flags.all})
+    if (!this.jsonEnabled()) this.log(renderList(result, this.out))
+    return result
+  }
+}

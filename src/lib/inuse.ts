@@ -1,0 +1,105 @@
+import * as path from 'node:path'
+
+import type {Host} from './host.js'
+import {mountDaxMode, readMounts} from './mounts.js'
+import type {PciFunction} from './pci.js'
+import {formatBytes} from './units.js'
+
+export type UsageKind = 'mount' | 'holder' | 'p2pmem' | 'process'
+
+export interface UsageReason {
+  kind: UsageKind
+  /** One sentence for a person. */
+  detail: string
+  /** Device node, mount point, pid… */
+  subject: string
+  pid?: number
+}
+
+export interface UsageReport {
+  bdf: string
+  inUse: boolean
+  reasons: UsageReason[]
+  /** What could not be checked (e.g. other users' processes without root). */
+  unchecked: string[]
+}
+
+/** The /dev names (relative to the dev root) and sysfs files that belong to a function. */
+export function nodesOf(host: Host, fn: PciFunction): {dev: string[]; sysfsDir: string} {
+  const dev: string[] = []
+  for (const b of fn.blockDevices) dev.push(b.name, ...b.partitions.map((p) => p.name))
+  dev.push(...fn.daxDevices)
+  for (const ctrl of host.list(path.join(fn.sysfsPath, 'nvme'))) dev.push(ctrl)
+  for (const uio of host.list(path.join(fn.sysfsPath, 'uio'))) dev.push(uio)
+  if (fn.driver === 'vfio-pci' && fn.iommuGroup !== null) dev.push(`vfio/${fn.iommuGroup}`, `vfio/noiommu-${fn.iommuGroup}`)
+  return {dev, sysfsDir: host.display(fn.sysfsPath)}
+}
+
+/**
+ * Is anything using this function? Mounted filesystems (DAX or not) and
+ * holders on its block devices, allocated p2pmem, and processes that have its
+ * resource files, p2pmem allocations or device nodes open or mapped.
+ */
+export function checkInUse(host: Host, fn: PciFunction): UsageReport {
+  const reasons: UsageReason[] = []
+  const unchecked: string[] = []
+
+  const devByNum = new Map<string, string>()
+  for (const b of fn.blockDevices) {
+    devByNum.set(b.dev, b.name)
+    for (const p of b.partitions) devByNum.set(p.dev, p.name)
+    for (const h of b.holders) {
+      reasons.push({kind: 'holder', subject: h, detail: `${h} is stacked on ${b.name} (device-mapper, md or similar)`})
+    }
+  }
+  for (const m of readMounts(host)) {
+    const name = devByNum.get(m.dev)
+    if (!name) continue
+    const dax = mountDaxMode(m)
+    reasons.push({
+      kind: 'mount',
+      subject: m.target,
+      detail: `/dev/${name} is mounted on ${m.target} (${m.fstype}${dax === 'always' || dax === 'inode' ? `, dax=${dax}` : ''})`,
+    })
+  }
+
+  if (fn.p2pmem && fn.p2pmem.available < fn.p2pmem.size) {
+    reasons.push({
+      kind: 'p2pmem',
+      subject: 'p2pmem',
+      detail: `${formatBytes(fn.p2pmem.size - fn.p2pmem.available)} of its p2pmem (${formatBytes(fn.p2pmem.size)}) is allocated`,
+    })
+  }
+
+  const {dev, sysfsDir} = nodesOf(host, fn)
+  const devPaths = new Set(dev.map((d) => '/dev/' + d))
+  const matches = (p: string) => devPaths.has(p) || p === sysfsDir || p.startsWith(sysfsDir + '/')
+  let denied = 0
+  for (const pidName of host.list(host.proc())) {
+    if (!/^\d+$/.test(pidName)) continue
+    const pid = Number(pidName)
+    if (pid === process.pid && host.isLive) continue
+    const comm = host.readTrim(host.proc(pidName, 'comm')) ?? '?'
+    const fdDir = host.proc(pidName, 'fd')
+    const fds = host.list(fdDir)
+    if (fds.length === 0 && host.exists(fdDir) && host.read(host.proc(pidName, 'maps')) === undefined) {
+      denied++
+      continue
+    }
+    const seen = new Set<string>()
+    for (const fd of fds) {
+      const target = host.readLink(path.join(fdDir, fd))
+      if (target && matches(target.replace(/ \(deleted\)$/, ''))) seen.add(`has ${target} open`)
+    }
+    for (const line of (host.read(host.proc(pidName, 'maps')) ?? '').split('\n')) {
+      const i = line.indexOf('/')
+      if (i < 0) continue
+      const file = line.slice(i).replace(/ \(deleted\)$/, '')
+      if (matches(file)) seen.add(`maps ${file}`)
+    }
+    for (const what of seen) reasons.push({kind: 'process', subject: `${comm}[${pid}]`, pid, detail: `process ${comm} (pid ${pid}) ${what}`})
+  }
+  if (denied > 0) unchecked.push(`${denied} processes could not be inspected (run as root to see every process's open files)`)
+
+  return {bdf: fn.bdf, inUse: reasons.length > 0, reasons, unchecked}
+}
