@@ -1,0 +1,62 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../base-command.js'
+import {type BindResult, DEFAULT_DRIVER, executeBind, planBind} from '../lib/bind.js'
+import {Exit, IopmemError} from '../lib/errors.js'
+import {pickFunction} from '../ui/pick.js'
+import {renderBindResult} from '../ui/render-bind.js'
+
+export default class Bind extends BaseCommand {
+  static summary = 'Hand a PCI function to a driver (iopmem, uio_pci_generic, vfio-pci, …).'
+  static description = `Sets driver_override to the driver, unbinds the function from its current driver, binds it to the new one and checks the result. If any step fails, the function is put back on the driver (and driver_override) it had, and the error says so.
+
+Before taking a function from its driver, bind refuses when it is in use: a mounted filesystem (DAX or not) or a holder on its block devices, p2pmem handed out, or a process with its resource files or device nodes open or mapped. --force takes it anyway.
+
+The default driver is iopmem (see \`iopmem driver\`). A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
+
+On a terminal, a missing BDF opens a picker and taking a device from its driver asks first; without a terminal, pass the BDF and --yes.`
+
+  static examples = [
+    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0', description: 'Bind to the iopmem driver'},
+    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --driver vfio-pci --yes', description: 'Hand a device to vfio-pci from a script'},
+    {command: '<%= config.bin %> <%= command.id %> 00:04.0 --driver uio_pci_generic --json', description: 'Domain 0000 may be left out'},
+  ]
+
+  static args = {
+    bdf: Args.string({description: 'PCI function, [domain:]bus:device.function (picked interactively on a TTY when omitted)'}),
+  }
+
+  static flags = {
+    driver: Flags.string({char: 'd', description: 'Driver to bind to.', default: DEFAULT_DRIVER}),
+    force: Flags.boolean({char: 'f', description: 'Take the function even if it is in use (or is a bridge); also skips the confirmation.'}),
+    ...BaseCommand.confirmFlags,
+  }
+
+  async run(): Promise<BindResult> {
+    const {args, flags} = await this.parse(Bind)
+    const bdf = args.bdf ?? (await this.pickOrFail())
+    const plan = planBind(this.host, bdf, flags.driver, {force: flags.force})
+    if (plan.destructive) {
+      const desc = plan.fn.deviceName ?? plan.fn.className
+      await this.confirmOrRefuse(
+        `Take ${plan.fn.bdf} (${desc}) from ${plan.fn.driver} and bind it to ${plan.driver}?`,
+        flags.yes || flags.force,
+        `take ${plan.fn.bdf} from ${plan.fn.driver}`,
+      )
+    }
+    const result = executeBind(this.host, plan)
+    if (!this.jsonEnabled()) this.log(renderBindResult(result, 'bind', this.out))
+    return result
+  }
+
+  private async pickOrFail(): Promise<string> {
+    if (!this.interactive()) {
+      throw new IopmemError('Missing the PCI function to bind (BDF).', {
+        code: 'E_MISSING_BDF',
+        exit: Exit.USAGE,
+        suggestions: ['Give one, e.g. `iopmem bind 0000:03:00.0`; `iopmem list` shows the candidates.'],
+      })
+    }
+    return pickFunction(this.host, 'Which function should be bound?')
+  }
+}

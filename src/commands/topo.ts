@@ -1,0 +1,30 @@
+import {Args} from '@oclif/core'
+
+import {BaseCommand} from '../base-command.js'
+import {type TopoResult, topoFor} from '../lib/topo-select.js'
+import {renderTopo} from '../ui/render-topo.js'
+
+export default class Topo extends BaseCommand {
+  static summary = 'Show which PCI functions can do peer-to-peer DMA with each other, and why not.'
+  static description = `For each pair: the path class (the legend of \`nvidia-smi topo -m\`, for any PCI function), the distance the kernel computes, and whether Linux P2PDMA would allow the pair, following drivers/pci/p2pdma.c: a common upstream bridge (PCIe switch) allows bus-address P2P unless an ACS redirect bit is set on the path; with no common bridge, traffic goes through the host bridge, which is allowed only on AMD Zen or newer CPUs or whitelisted Intel host bridges.
+
+Default functions: those with memory BARs, p2pmem or block devices. ACS control lives in extended config space, which only root can read: without root, verdicts that depend on it are "unknown", and the note says so.`
+
+  static examples = [
+    {command: '<%= config.bin %> <%= command.id %>', description: 'Matrix of every function with device memory'},
+    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 0000:04:00.0', description: 'One pair'},
+    {command: 'sudo <%= config.bin %> <%= command.id %> --json', description: 'Including ACS checks, as JSON'},
+  ]
+
+  static strict = false
+  static args = {
+    bdf: Args.string({description: 'PCI functions to include, [domain:]bus:device.function (several allowed)'}),
+  }
+
+  async run(): Promise<TopoResult> {
+    const {argv} = await this.parse(Topo)
+    const result = topoFor(this.host, argv as string[])
+    if (!this.jsonEnabled()) this.log(renderTopo(result, this.out))
+    return result
+  }
+}

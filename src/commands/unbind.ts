@@ -1,0 +1,54 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../base-command.js'
+import {type BindResult, executeUnbind, planUnbind} from '../lib/bind.js'
+import {Exit, IopmemError} from '../lib/errors.js'
+import {pickFunction} from '../ui/pick.js'
+import {renderBindResult} from '../ui/render-bind.js'
+
+export default class Unbind extends BaseCommand {
+  static summary = 'Release a PCI function from its driver and clear its driver_override.'
+  static description = `Unbinds the function from its driver, then clears driver_override. Clearing it matters: an override left behind (say vfio-pci) would silently hand the device back to that driver at the next rescan or drivers_probe. After unbind the function stays without a driver until something probes it again, and then the driver that matches its IDs takes it.
+
+Refuses while the function is in use (mounted filesystems or holders on its block devices, p2pmem handed out, processes with its resource files or device nodes open or mapped) unless --force. On a terminal it asks first; without one, pass --yes.`
+
+  static examples = [
+    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0', description: 'Release a function (asks first)'},
+    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --yes --json', description: 'From a script'},
+  ]
+
+  static args = {
+    bdf: Args.string({description: 'PCI function, [domain:]bus:device.function (picked interactively on a TTY when omitted)'}),
+  }
+
+  static flags = {
+    force: Flags.boolean({char: 'f', description: 'Unbind even if the function is in use (or is a bridge); also skips the confirmation.'}),
+    ...BaseCommand.confirmFlags,
+  }
+
+  async run(): Promise<BindResult> {
+    const {args, flags} = await this.parse(Unbind)
+    let bdf = args.bdf
+    if (bdf === undefined) {
+      if (!this.interactive()) {
+        throw new IopmemError('Missing the PCI function to unbind (BDF).', {
+          code: 'E_MISSING_BDF',
+          exit: Exit.USAGE,
+          suggestions: ['Give one, e.g. `iopmem unbind 0000:03:00.0`; `iopmem list` shows the candidates.'],
+        })
+      }
+      bdf = await pickFunction(this.host, 'Which function should be unbound?')
+    }
+    const plan = planUnbind(this.host, bdf, {force: flags.force})
+    if (!plan.noop && plan.fn.driver !== null) {
+      await this.confirmOrRefuse(
+        `Unbind ${plan.fn.bdf} (${plan.fn.deviceName ?? plan.fn.className}) from ${plan.fn.driver}?`,
+        flags.yes || flags.force,
+        `unbind ${plan.fn.bdf} from ${plan.fn.driver}`,
+      )
+    }
+    const result = executeUnbind(this.host, plan)
+    if (!this.jsonEnabled()) this.log(renderBindResult(result, 'unbind', this.out))
+    return result
+  }
+}

@@ -1,0 +1,142 @@
+import {expect} from 'chai'
+
+import {ConfigSpace, PcieType} from '../../src/lib/pciconfig.js'
+import {largestMemBar, parseResourceFile, PciScanner} from '../../src/lib/pci.js'
+import {PciIds} from '../../src/lib/pciids.js'
+import {mountDaxMode, parseMountinfo} from '../../src/lib/mounts.js'
+import {BDF, MiB, standardMachine} from '../helpers/machines.js'
+import {SysfsFixture} from '../helpers/sysfs-fixture.js'
+
+describe('PCI model from sysfs', () => {
+  const fx = standardMachine()
+  const scanner = new PciScanner(fx.host())
+  after(() => fx.cleanup())
+
+  it('parses the resource file format, skipping unused lines', () => {
+    const rows = parseResourceFile('0x00000000fe000000 0x00000000fe003fff 0x0000000000140204\n0x0000000000000000 0x0000000000000000 0x0000000000000000\n')
+    expect(rows).to.have.length(2)
+    expect(rows[0]).to.deep.equal({index: 0, start: 0xfe000000n, end: 0xfe003fffn, flags: 0x140204n})
+  })
+
+  it('reads BARs with flags, 64-bit, prefetchable and WC from resourceN_wc', () => {
+    const f = scanner.get(BDF.ivshmem)
+    expect(f.bars.map((b) => b.name)).to.deep.equal(['BAR0', 'BAR2'])
+    const bar2 = f.bars[1]
+    expect(bar2).to.include({size: 64 * MiB, is64: true, prefetchable: true, wc: true, mappable: true, start: '0x0000000800000000'})
+    expect(f.bars[0]).to.include({size: 256, is64: false, prefetchable: false, wc: false})
+    expect(largestMemBar(f)?.index).to.equal(2)
+  })
+
+  it('IO BARs are typed io and not mappable', () => {
+    const nic = scanner.get(BDF.nic)
+    const io = nic.bars.find((b) => b.index === 2)!
+    expect(io).to.include({type: 'io', size: 32, mappable: false})
+  })
+
+  it('flags disabled and unassigned BARs', () => {
+    const f2 = new SysfsFixture()
+    try {
+      f2.add({bdf: '0000:05:00.0', vendor: 0x10ee, device: 0x9038, class: 0x058000, bars: [{index: 0, start: 0, size: 1 << 20, unset: true}, {index: 2, start: 0xd0000000, size: 256 * MiB, prefetch: true, disabled: true}]})
+      const f = new PciScanner(f2.host()).get('05:00.0')
+      expect(f.bars[0]).to.include({unset: true, size: 1 << 20})
+      expect(f.bars[1]).to.include({disabled: true, prefetchable: true})
+    } finally {
+      f2.cleanup()
+    }
+  })
+
+  it('reads driver, override, IOMMU group, NUMA node, link and p2pmem', () => {
+    const f = scanner.get(BDF.nvmeCmb)
+    expect(f.driver).to.equal('nvme')
+    expect(f.driverOverride).to.equal(null)
+    expect(f.iommuGroup).to.equal(5)
+    expect(f.numaNode).to.equal(0)
+    expect(f.link).to.deep.equal({currentSpeed: '8.0 GT/s PCIe', currentWidth: 4, maxSpeed: '16.0 GT/s PCIe', maxWidth: 4})
+    expect(f.p2pmem).to.deep.equal({size: 64 * MiB - 128 * 1024, available: 64 * MiB - 128 * 1024, published: true})
+  })
+
+  it('finds NVMe namespaces and partitions on the function', () => {
+    const f = scanner.get(BDF.nvmePeer)
+    expect(f.blockDevices).to.have.length(1)
+    expect(f.blockDevices[0]).to.deep.include({name: 'nvme1n1', dev: '259:1', kind: 'nvme', size: 256 * MiB, logicalBlockSize: 512})
+    expect(f.blockDevices[0].partitions).to.deep.equal([{name: 'nvme1n1p1', dev: '259:2', start: 2048, size: 128 * MiB}])
+  })
+
+  it('derives upstream bridges and host bridge from the device path', () => {
+    expect(scanner.get(BDF.nvmeCmb).upstream).to.equal(BDF.switchDown0)
+    expect(scanner.get(BDF.switchUp).upstream).to.equal(BDF.rootPort)
+    expect(scanner.get(BDF.nvmeRoot).upstream).to.equal(null)
+    expect(scanner.get(BDF.nvmeCmb).hostBridge).to.equal('pci0000:00')
+    expect(scanner.get(BDF.rootPort).isBridge).to.equal(true)
+    expect(scanner.get(BDF.rootPort).pcieType).to.equal('root-port')
+  })
+
+  it('names from pci.ids, with comments inside vendor blocks skipped', () => {
+    const ids = PciIds.open()
+    if (!ids.file) return // pci.ids not installed: names are optional
+    expect(ids.vendor(0x8086)).to.equal('Intel Corporation')
+    expect(ids.device(0x8086, 0x10d3)).to.equal('82574L Gigabit Network Connection')
+    expect(ids.className(0x010802)).to.equal('Non-Volatile memory controller (NVM Express)')
+    expect(ids.className(0x060400)).to.equal('PCI bridge')
+  })
+
+  it('works without pci.ids', () => {
+    const f = new PciScanner(fx.host())
+    const saved = process.env.IOPMEM_PCI_IDS
+    process.env.IOPMEM_PCI_IDS = ''
+    try {
+      const fn = f.get(BDF.nvmeCmb)
+      expect(fn.vendorName).to.equal(undefined)
+      expect(fn.className).to.equal('Mass storage controller')
+    } finally {
+      if (saved === undefined) delete process.env.IOPMEM_PCI_IDS
+      else process.env.IOPMEM_PCI_IDS = saved
+    }
+  })
+
+  it('an unknown BDF is E_NO_DEVICE, exit 3', () => {
+    expect(() => scanner.get('0000:77:00.0')).to.throw(/No PCI function 0000:77:00.0/)
+  })
+})
+
+describe('config space', () => {
+  const fx = new SysfsFixture()
+  after(() => fx.cleanup())
+
+  it('finds the PCIe capability and ACS control', () => {
+    const spec = {bdf: '0000:00:01.0', vendor: 1, device: 2, class: 0x060400, secondaryBus: 1, pcieType: PcieType.DOWNSTREAM, acsCtrl: 0x1d}
+    const cs = new ConfigSpace(fx.configBytes(spec))
+    expect(cs.pcieType).to.equal(PcieType.DOWNSTREAM)
+    expect(cs.acsControl).to.equal(0x1d)
+    expect(cs.headerType).to.equal(1)
+  })
+
+  it('says unknown (undefined) beyond the 64 bytes a normal user may read', () => {
+    const spec = {bdf: '0000:00:01.0', vendor: 1, device: 2, class: 0x060400, secondaryBus: 1, pcieType: PcieType.ROOT_PORT, acsCtrl: 0x1d, configSize: 64}
+    const cs = new ConfigSpace(fx.configBytes(spec))
+    expect(cs.pcieType).to.equal(undefined)
+    expect(cs.acsControl).to.equal(undefined)
+    expect(cs.headerType).to.equal(1)
+  })
+
+  it('no ACS capability reads as 0', () => {
+    const cs = new ConfigSpace(fx.configBytes({bdf: '0000:00:01.0', vendor: 1, device: 2, class: 0x010802, pcieType: PcieType.ENDPOINT}))
+    expect(cs.acsControl).to.equal(0)
+  })
+
+  it('reads BAR bus addresses as lspci -b does', () => {
+    const cs = new ConfigSpace(fx.configBytes({bdf: '0000:03:00.0', vendor: 1, device: 2, class: 0x010802, bars: [{index: 2, start: 0x880000000n, size: 64 * MiB, prefetch: true, is64: true}]}))
+    expect(cs.barBusAddress(2)).to.equal(0x880000000n)
+    expect(cs.barBusAddress(0)).to.equal(0n)
+  })
+})
+
+describe('mountinfo', () => {
+  it('parses fields, escapes and DAX options', () => {
+    const text = '36 35 259:2 / /mnt/p\\040mem rw,relatime shared:1 - ext4 /dev/pmem0 rw,dax=always\n37 35 259:3 / /x rw - xfs /dev/iopmem0 rw,attr2,dax\n'
+    const m = parseMountinfo(text)
+    expect(m[0]).to.include({dev: '259:2', target: '/mnt/p mem', fstype: 'ext4', source: '/dev/pmem0'})
+    expect(mountDaxMode(m[0])).to.equal('always')
+    expect(mountDaxMode(m[1])).to.equal('always')
+  })
+})
