@@ -4,6 +4,7 @@
  * installed through dist's module, the one the commands read.
  */
 import {runCommand} from '@oclif/test'
+import {spawnSync} from 'node:child_process'
 import * as path from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 
@@ -16,9 +17,13 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  * dist's host module, loaded the way oclif loads commands (a native dynamic
  * import of a file URL), so that both see one module instance.
  */
-async function distSetHost(host: Host | undefined): Promise<void> {
-  const mod = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/host.js')).href)) as {setHost(h: Host | undefined): void}
-  mod.setHost(host)
+interface DistHostModule {
+  Host: new (opts: {roots: {sysfs: string; dev: string; proc: string}; writer?: SysfsWriter; uid?: number}) => Host
+  setHost(h: Host | undefined): void
+}
+
+async function distHost(): Promise<DistHostModule> {
+  return (await import(pathToFileURL(path.join(ROOT, 'dist/lib/host.js')).href)) as DistHostModule
 }
 
 export interface CliResult {
@@ -30,7 +35,9 @@ export interface CliResult {
 }
 
 export async function cli(args: string[], fx?: SysfsFixture, opts: {writer?: SysfsWriter; uid?: number} = {}): Promise<CliResult> {
-  await distSetHost(fx ? fx.host({writer: opts.writer, uid: opts.uid}) : undefined)
+  // The host must be dist's own Host class: its errors have to be dist's IopmemError.
+  const mod = await distHost()
+  mod.setHost(fx ? new mod.Host({roots: {sysfs: fx.sys, dev: fx.dev, proc: fx.proc}, writer: opts.writer, uid: opts.uid ?? 0}) : undefined)
   const saved = {NO_COLOR: process.env.NO_COLOR, CI: process.env.CI}
   process.env.NO_COLOR = '1'
   process.env.CI = '1'
@@ -45,10 +52,29 @@ export async function cli(args: string[], fx?: SysfsFixture, opts: {writer?: Sys
     }
     return {stdout: r.stdout, stderr: r.stderr, exit, json}
   } finally {
-    await distSetHost(undefined)
+    mod.setHost(undefined)
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k]
       else process.env[k] = v
     }
   }
+}
+
+/**
+ * Run bin/run.js as a child process against a fixture (no fake driver core:
+ * the child writes files plainly). For argument lists runCommand would
+ * re-split (empty strings, spaces, newlines) and for end-to-end checks.
+ */
+export function cliProcess(args: string[], fx?: SysfsFixture, env: Record<string, string> = {}): CliResult {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/run.js'), ...args], {
+    encoding: 'utf8',
+    env: {...process.env, NO_COLOR: '1', CI: '1', ...(fx ? fx.env() : {}), ...env},
+  })
+  let json: any
+  try {
+    json = JSON.parse(r.stdout)
+  } catch {
+    json = undefined
+  }
+  return {stdout: r.stdout, stderr: r.stderr, exit: r.status ?? 128, json}
 }

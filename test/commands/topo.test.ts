@@ -1,0 +1,58 @@
+import {expect} from 'chai'
+
+import {cli} from '../helpers/cli.js'
+import {BDF, standardMachine} from '../helpers/machines.js'
+
+describe('iopmem topo', () => {
+  const fx = standardMachine()
+  after(() => fx.cleanup())
+
+  it('prints the matrix with the legend and groups refused pairs by reason', async () => {
+    const r = await cli(['topo'], fx)
+    expect(r.exit, r.stderr).to.equal(0)
+    expect(r.stdout).to.match(/03:00\.0\s+PHB 5 ✗.*X\s+PIX 4 ✓/)
+    expect(r.stdout).to.contain('PIX  Connection traversing at most a single PCIe bridge')
+    expect(r.stdout).to.contain("host bridge pci0000:00's 0000:00:00.0 (8086:29c0) is not on the kernel's P2PDMA whitelist")
+    expect(r.stdout).to.contain('Host bridge pci0000:00: 0000:00:00.0 8086:29c0, not on the P2PDMA whitelist')
+  })
+
+  it('--json has every pair, the kernel distance and the kernel log lines', async () => {
+    const r = await cli(['topo', BDF.nvmeCmb, BDF.nvmePeer, BDF.nvmeRoot, '--json'], fx)
+    expect(r.exit).to.equal(0)
+    expect(r.json.functions).to.deep.equal([BDF.nvmeCmb, BDF.nvmePeer, BDF.nvmeRoot])
+    expect(r.json.pairs).to.have.length(3)
+    const sw = r.json.pairs.find((p: any) => p.client === BDF.nvmePeer)
+    expect(sw).to.deep.include({provider: BDF.nvmeCmb, pathClass: 'PIX', distance: 4, mapType: 'bus-addr', p2p: 'yes', commonUpstream: BDF.switchUp})
+    const rc = r.json.pairs.find((p: any) => p.client === BDF.nvmeRoot && p.provider === BDF.nvmeCmb)
+    expect(rc).to.deep.include({pathClass: 'PHB', distance: 5, mapType: 'not-supported', p2p: 'no', commonUpstream: null})
+    expect(rc.reasons).to.include(
+      'kernel: nvme 0000:00:03.0: cannot be used for peer-to-peer DMA as the client and provider (0000:03:00.0) do not share an upstream bridge or whitelisted host bridge',
+    )
+    expect(r.json.legend.PHB).to.be.a('string')
+    expect(r.json.cpu).to.deep.equal({vendor: 'GenuineIntel', family: 6, p2pdmaCapable: false})
+  })
+
+  it('an AMD Zen CPU lets the root-complex pair through the host bridge', async () => {
+    const amd = standardMachine().cpu('AuthenticAMD', 0x17)
+    try {
+      const r = await cli(['topo', BDF.nvmeCmb, BDF.nvmeRoot, '--json'], amd)
+      expect(r.json.pairs[0]).to.deep.include({mapType: 'thru-host-bridge', p2p: 'yes'})
+    } finally {
+      amd.cleanup()
+    }
+  })
+
+  it('without root (64 bytes of config space), ACS-dependent verdicts are unknown and say why', async () => {
+    const user = standardMachine({configSize: 64})
+    try {
+      const r = await cli(['topo', BDF.nvmeCmb, BDF.nvmePeer, '--json'], user)
+      expect(r.json.pairs[0].p2p).to.equal('unknown')
+      expect(r.json.pairs[0].acsUnknown.length).to.be.greaterThan(0)
+      expect(r.json.notes.join(' ')).to.match(/root/)
+      const h = await cli(['topo', BDF.nvmeCmb, BDF.nvmePeer], user)
+      expect(h.stdout).to.contain('cannot tell')
+    } finally {
+      user.cleanup()
+    }
+  })
+})
