@@ -2,7 +2,7 @@ import {Command, Errors, Flags} from '@oclif/core'
 
 import {Exit, IopmemError, isSystemError} from './lib/errors.js'
 import {getHost, type Host} from './lib/host.js'
-import {colorsFor} from './ui/color.js'
+import type {ChalkInstance} from 'chalk'
 
 /**
  * What every iopmem command shares: `--json` (the run() result is printed as
@@ -23,12 +23,10 @@ export abstract class BaseCommand extends Command {
     return getHost()
   }
 
-  protected get out() {
-    return colorsFor(process.stdout)
-  }
-
-  protected get err() {
-    return colorsFor(process.stderr)
+  /** Colours for stdout (or another stream); chalk is loaded only when something is rendered for a person. */
+  protected async colors(stream: NodeJS.WriteStream = process.stdout): Promise<ChalkInstance> {
+    const {colorsFor} = await import('./ui/color.js')
+    return colorsFor(stream)
   }
 
   /** A person is at the keyboard and nothing asked for machine output. */
@@ -57,6 +55,18 @@ export abstract class BaseCommand extends Command {
     const {confirm} = await import('@inquirer/prompts')
     const ok = await confirm({message: question, default: false})
     if (!ok) throw new IopmemError('Cancelled; nothing was changed.', {code: 'E_CANCELLED', exit: Exit.REFUSED})
+  }
+
+  /**
+   * JSON for machines is written as is; oclif's colorizer (which tokenises the
+   * whole document) is kept for a person looking at --json on a terminal.
+   */
+  logJson(json: unknown): void {
+    if (process.stdout.isTTY && !process.env.NO_COLOR) {
+      super.logJson(json)
+      return
+    }
+    process.stdout.write(JSON.stringify(json, null, 2) + '\n')
   }
 
   protected toIopmemError(err: unknown): IopmemError {
@@ -101,7 +111,7 @@ export abstract class BaseCommand extends Command {
     if (this.jsonEnabled()) {
       this.logJson({error: e.toJSON()})
     } else {
-      const c = this.err
+      const c = await this.colors(process.stderr)
       const lines = [`${c.red.bold('Error:')} ${e.message}`, ...e.suggestions.map((s) => `  ${c.dim('→')} ${s}`)]
       process.stderr.write(lines.join('\n') + '\n')
     }

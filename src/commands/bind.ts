@@ -4,7 +4,6 @@ import {BaseCommand} from '../base-command.js'
 import {type BindResult, DEFAULT_DRIVER, executeBind, planBind} from '../lib/bind.js'
 import {Exit, IopmemError} from '../lib/errors.js'
 import {pickFunction} from '../ui/pick.js'
-import {renderBindResult} from '../ui/render-bind.js'
 
 export default class Bind extends BaseCommand {
   static summary = 'Hand a PCI function to a driver (iopmem, uio_pci_generic, vfio-pci, …).'
@@ -45,7 +44,10 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
       )
     }
     const result = executeBind(this.host, plan)
-    if (!this.jsonEnabled()) this.log(renderBindResult(result, 'bind', this.out))
+    if (!this.jsonEnabled()) {
+      const {renderBindResult} = await import('../ui/render-bind.js')
+      this.log(renderBindResult(result, 'bind', await this.colors()))
+    }
     return result
   }
 

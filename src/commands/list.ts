@@ -2,7 +2,6 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
 import {type ListResult, listFunctions} from '../lib/list.js'
-import {renderList} from '../ui/render-list.js'
 
 export default class List extends BaseCommand {
   static summary = 'List PCI functions and the device memory they expose.'
@@ -28,7 +27,10 @@ By default only functions with memory BARs, p2pmem or storage are shown (bridges
   async run(): Promise<ListResult> {
     const {argv, flags} = await this.parse(List)
     const result = listFunctions(this.host, {bdfs: argv as string[], all: flags.all})
-    if (!this.jsonEnabled()) this.log(renderList(result, this.out))
+    if (!this.jsonEnabled()) {
+      const {renderList} = await import('../ui/render-list.js')
+      this.log(renderList(result, await this.colors()))
+    }
     return result
   }
 }

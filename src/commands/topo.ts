@@ -2,7 +2,6 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
 import {type TopoResult, topoFor} from '../lib/topo-select.js'
-import {renderTopo} from '../ui/render-topo.js'
 
 export default class Topo extends BaseCommand {
   static summary = 'Show which PCI functions can do peer-to-peer DMA with each other, and why not.'
@@ -24,7 +23,10 @@ Default functions: those with memory BARs, p2pmem or block devices. ACS control 
   async run(): Promise<TopoResult> {
     const {argv} = await this.parse(Topo)
     const result = topoFor(this.host, argv as string[])
-    if (!this.jsonEnabled()) this.log(renderTopo(result, this.out))
+    if (!this.jsonEnabled()) {
+      const {renderTopo} = await import('../ui/render-topo.js')
+      this.log(renderTopo(result, await this.colors()))
+    }
     return result
   }
 }

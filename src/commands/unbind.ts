@@ -4,7 +4,6 @@ import {BaseCommand} from '../base-command.js'
 import {type BindResult, executeUnbind, planUnbind} from '../lib/bind.js'
 import {Exit, IopmemError} from '../lib/errors.js'
 import {pickFunction} from '../ui/pick.js'
-import {renderBindResult} from '../ui/render-bind.js'
 
 export default class Unbind extends BaseCommand {
   static summary = 'Release a PCI function from its driver and clear its driver_override.'
@@ -48,7 +47,10 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
       )
     }
     const result = executeUnbind(this.host, plan)
-    if (!this.jsonEnabled()) this.log(renderBindResult(result, 'unbind', this.out))
+    if (!this.jsonEnabled()) {
+      const {renderBindResult} = await import('../ui/render-bind.js')
+      this.log(renderBindResult(result, 'unbind', await this.colors()))
+    }
     return result
   }
 }

@@ -1,0 +1,67 @@
+/**
+ * npm run bench: each benchmark puts iopmem beside a baseline in the same run
+ * and prints both figures and how they compare.
+ *
+ *  list-startup  `iopmem list --json` on a 256-function fixture vs a bare
+ *                `node -e 0`: median of 10 whole-process runs each; the goal is
+ *                at most 150 ms over the baseline.
+ */
+import {spawnSync} from 'node:child_process'
+import * as path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {largeMachine} from '../test/helpers/machines.js'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const RUNS = Number(process.env.BENCH_RUNS ?? 10)
+
+function timeRun(args: string[], env: NodeJS.ProcessEnv): number {
+  const t0 = process.hrtime.bigint()
+  const r = spawnSync(process.execPath, args, {env, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20})
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6
+  if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}: ${r.stderr}`)
+  return ms
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+function listStartup(): boolean {
+  const fx = largeMachine(256)
+  try {
+    const env = {...process.env, ...fx.env(), NO_COLOR: '1'}
+    const cli = [path.join(ROOT, 'bin/run.js'), 'list', '--json']
+    // Check the output once, and warm the page cache for both.
+    const out = spawnSync(process.execPath, cli, {env, encoding: 'utf8', maxBuffer: 64 << 20})
+    const count = JSON.parse(out.stdout).functions.length
+    if (count !== 256) throw new Error(`expected 256 functions, got ${count}`)
+    timeRun(['-e', '0'], env)
+    const base: number[] = []
+    const tool: number[] = []
+    for (let i = 0; i < RUNS; i++) {
+      // Interleave so drift in machine load hits both alike.
+      base.push(timeRun(['-e', '0'], env))
+      tool.push(timeRun(cli, env))
+    }
+    const b = median(base)
+    const t = median(tool)
+    const over = t - b
+    const goal = 150
+    console.log(`list-startup (256 functions, median of ${RUNS})`)
+    console.log(`  node -e 0                 ${b.toFixed(1).padStart(7)} ms`)
+    console.log(`  iopmem list --json        ${t.toFixed(1).padStart(7)} ms`)
+    console.log(`  difference                ${over.toFixed(1).padStart(7)} ms   (goal <= ${goal} ms: ${over <= goal ? 'met' : 'NOT met'})`)
+    console.log(`  ratio iopmem / node -e 0  ${(t / b).toFixed(2).padStart(7)}`)
+    return over <= goal
+  } finally {
+    fx.cleanup()
+  }
+}
+
+const results: Record<string, boolean> = {}
+results['list-startup'] = listStartup()
+const missed = Object.entries(results).filter(([, ok]) => !ok)
+console.log(missed.length === 0 ? '\nall goals met' : `\ngoals not met: ${missed.map(([k]) => k).join(', ')}`)

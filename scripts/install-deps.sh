@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages iopmem and its test suites need, using sudo
+# when not run as root. Safe to run again.
+#   qemu-system-x86, busybox-static  the real-kernel guest suite (npm run test:vm)
+#   pci.ids                          device names in `iopmem list`
+#   pciutils                         lspci, to compare against
+#   e2fsprogs, xfsprogs              mkfs.ext4 / mkfs.xfs for DAX filesystems
+#   build-essential, python3         the native addon and guest helpers (cc, make, node-gyp)
+#   xz-utils                         unpacking the guest kernel's module build tree
+set -euo pipefail
+
+pkgs=(qemu-system-x86 busybox-static pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils)
+
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: not root and no sudo; install as root: apt-get install ${pkgs[*]}" >&2; exit 1; }
+  as_root=(sudo)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: Debian packages already installed"
+fi
+
+# Node.js >= 20.19 (Debian 12's own nodejs is 18: use NodeSource or nvm for 20).
+if ! command -v node >/dev/null; then
+  echo "install-deps: Node.js is missing: install Node.js 20.19 or newer (e.g. from NodeSource or nvm)" >&2
+  exit 1
+fi
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20 || (a===20 && b<19)) { console.error(`install-deps: Node.js ${process.versions.node} is too old: iopmem needs 20.19 or newer`); process.exit(1) }'
+echo "install-deps: Node.js $(node --version) ok"
