@@ -9,7 +9,7 @@ export default class Bind extends BaseCommand {
   static summary = 'Hand a PCI function to a driver (iopmem, uio_pci_generic, vfio-pci, …).'
   static description = `Sets driver_override to the driver, unbinds the function from its current driver, binds it to the new one and checks the result. If any step fails, the function is put back on the driver (and driver_override) it had, and the error says so.
 
-Before taking a function from its driver, bind refuses when it is in use: a mounted filesystem (DAX or not) or a holder on its block devices, p2pmem handed out, or a process with its resource files or device nodes open or mapped. --force takes it anyway.
+Before taking a function from its driver, bind refuses when it is in use: a mounted filesystem (DAX or not) or a holder on its block devices, or a process with its resource files, p2pmem or device nodes open or mapped. --force takes it anyway.
 
 The default driver is iopmem (see \`iopmem driver\`). A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
 

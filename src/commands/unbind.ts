@@ -9,7 +9,7 @@ export default class Unbind extends BaseCommand {
   static summary = 'Release a PCI function from its driver and clear its driver_override.'
   static description = `Unbinds the function from its driver, then clears driver_override. Clearing it matters: an override left behind (say vfio-pci) would silently hand the device back to that driver at the next rescan or drivers_probe. After unbind the function stays without a driver until something probes it again, and then the driver that matches its IDs takes it.
 
-Refuses while the function is in use (mounted filesystems or holders on its block devices, p2pmem handed out, processes with its resource files or device nodes open or mapped) unless --force. On a terminal it asks first; without one, pass --yes.`
+Refuses while the function is in use (mounted filesystems or holders on its block devices, processes with its resource files, p2pmem or device nodes open or mapped) unless --force. On a terminal it asks first; without one, pass --yes.`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0', description: 'Release a function (asks first)'},

@@ -120,7 +120,7 @@ function refuseInUse(report: UsageReport, force: boolean | undefined, verb: stri
   throw new IopmemError(`Refusing to ${verb} ${report.bdf}: it is in use.\n${report.reasons.map((r) => `  - ${r.detail}`).join('\n')}`, {
     code: 'E_IN_USE',
     exit: Exit.REFUSED,
-    suggestions: ['Unmount its filesystems, stop the processes using it and free its p2pmem, or pass --force to take it anyway.'],
+    suggestions: ['Unmount its filesystems and stop the processes using it (or its p2pmem), or pass --force to take it anyway.'],
     details: {usage: report},
   })
 }

@@ -5,7 +5,7 @@ import {mountDaxMode, readMounts} from './mounts.js'
 import type {PciFunction} from './pci.js'
 import {formatBytes} from './units.js'
 
-export type UsageKind = 'mount' | 'holder' | 'p2pmem' | 'process'
+export type UsageKind = 'mount' | 'holder' | 'process'
 
 export interface UsageReason {
   kind: UsageKind
@@ -20,6 +20,8 @@ export interface UsageReport {
   bdf: string
   inUse: boolean
   reasons: UsageReason[]
+  /** Worth knowing, but no reason to refuse (e.g. p2pmem the kernel has allocated). */
+  notes: string[]
   /** What could not be checked (e.g. other users' processes without root). */
   unchecked: string[]
 }
@@ -37,11 +39,17 @@ export function nodesOf(host: Host, fn: PciFunction): {dev: string[]; sysfsDir: 
 
 /**
  * Is anything using this function? Mounted filesystems (DAX or not) and
- * holders on its block devices, allocated p2pmem, and processes that have its
- * resource files, p2pmem allocations or device nodes open or mapped.
+ * holders on its block devices, and processes that have its resource files,
+ * p2pmem allocations or device nodes open or mapped.
+ *
+ * p2pmem that is allocated but mapped by no process is a note, not a
+ * refusal: sysfs cannot say who holds it, and the usual holder is the bound
+ * driver itself (nvme keeps its submission queues in the CMB), which lets go
+ * on unbind.
  */
 export function checkInUse(host: Host, fn: PciFunction): UsageReport {
   const reasons: UsageReason[] = []
+  const notes: string[] = []
   const unchecked: string[] = []
 
   const devByNum = new Map<string, string>()
@@ -64,11 +72,11 @@ export function checkInUse(host: Host, fn: PciFunction): UsageReport {
   }
 
   if (fn.p2pmem && fn.p2pmem.available < fn.p2pmem.size) {
-    reasons.push({
-      kind: 'p2pmem',
-      subject: 'p2pmem',
-      detail: `${formatBytes(fn.p2pmem.size - fn.p2pmem.available)} of its p2pmem (${formatBytes(fn.p2pmem.size)}) is allocated`,
-    })
+    const own = fn.driver === 'nvme' ? ': the nvme driver keeps its submission queues in the CMB (unless nvme.use_cmb_sqes=0)' : ''
+    notes.push(
+      `${formatBytes(fn.p2pmem.size - fn.p2pmem.available)} of its p2pmem (${formatBytes(fn.p2pmem.size)}) is allocated in the kernel${own}; ` +
+        'a holder other than its driver (nvmet, an RDMA target) would make the unbind wait until it lets go',
+    )
   }
 
   const {dev, sysfsDir} = nodesOf(host, fn)
@@ -101,5 +109,5 @@ export function checkInUse(host: Host, fn: PciFunction): UsageReport {
   }
   if (denied > 0) unchecked.push(`${denied} processes could not be inspected (run as root to see every process's open files)`)
 
-  return {bdf: fn.bdf, inUse: reasons.length > 0, reasons, unchecked}
+  return {bdf: fn.bdf, inUse: reasons.length > 0, reasons, notes, unchecked}
 }

@@ -16,7 +16,7 @@ export function renderBindResult(r: BindResult, verb: 'bind' | 'unbind', c: Chal
     )
   }
   if (r.usage?.inUse) lines.push(c.yellow(`Taken while in use (--force):\n${r.usage.reasons.map((x) => `  - ${x.detail}`).join('\n')}`))
-  for (const u of r.usage?.unchecked ?? []) lines.push(c.dim(`note: ${u}`))
+  for (const u of [...(r.usage?.notes ?? []), ...(r.usage?.unchecked ?? [])]) lines.push(c.dim(`note: ${u}`))
   for (const w of r.warnings) lines.push(c.yellow(`warning: ${w}`))
   return lines.join('\n')
 }

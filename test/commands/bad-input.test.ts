@@ -28,7 +28,6 @@ const withMappedP2p = (fx: SysfsFixture) => fx.process({pid: 777, comm: 'p2ptest
 const withOpenBar = (fx: SysfsFixture) => fx.process({pid: 778, comm: 'pcimem', fds: [fx.kernelPath(BDF.nvmeCmb, 'resource2')]})
 const withOpenDisk = (fx: SysfsFixture) => fx.process({pid: 779, comm: 'fio', fds: ['/dev/nvme1n1']})
 const withHolder = (fx: SysfsFixture) => fs.mkdirSync(fx.fnDir(BDF.nvmePeer) + '/nvme/nvme1/nvme1n1/holders/dm-0', {recursive: true})
-const allocatedP2p = (fx: SysfsFixture) => fs.writeFileSync(fx.fnDir(BDF.nvmeCmb) + '/p2pmem/available', '0\n')
 
 const BAD_BDF = /Invalid PCI address/
 const cases: Case[] = [
@@ -69,7 +68,6 @@ const cases: Case[] = [
   {args: ['bind', BDF.nvmePeer, '--driver', 'uio_pci_generic', '--yes'], exit: 5, message: /fio \(pid 779\) has \/dev\/nvme1n1 open/, setup: withOpenDisk},
   {args: ['bind', BDF.nvmeCmb, '--driver', 'uio_pci_generic', '--yes'], exit: 5, message: /p2ptest \(pid 777\) maps .*p2pmem\/allocate/, setup: withMappedP2p},
   {args: ['bind', BDF.nvmeCmb, '--driver', 'uio_pci_generic', '--yes'], exit: 5, message: /pcimem \(pid 778\) has .*resource2 open/, setup: withOpenBar},
-  {args: ['bind', BDF.nvmeCmb, '--driver', 'uio_pci_generic', '--yes'], exit: 5, message: /of its p2pmem .* is allocated/, setup: allocatedP2p},
   {args: ['bind', BDF.nvmePeer, '--driver', 'uio_pci_generic', '--yes'], exit: 5, message: /dm-0 is stacked on nvme1n1/, setup: withHolder},
   {args: ['bind', BDF.nvmeCmb, '--driver', 'vfio-pci', '--yes'], exit: 4, message: /bind needs root/, code: 'E_NOT_ROOT', uid: 1000},
   {args: ['bind', BDF.ivshmem, '--driver', 'vfio-pci', '--yes'], exit: 7, message: /no IOMMU group/, code: 'E_VFIO_NO_IOMMU'},

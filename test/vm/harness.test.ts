@@ -158,15 +158,18 @@ describe('VM harness: real guest (QEMU/TCG, topology "both")', function () {
     expect(env.stdout.trim()).to.equal(`${vm.repoRoot} 1`)
   })
 
-  it('run() keeps stdout, stderr and exit code apart, runs commands concurrently, passes stdin', async () => {
-    const [a, b, c] = await Promise.all([
+  it('run() keeps stdout, stderr and exit code apart, runs commands concurrently, passes stdin and putFile() files', async () => {
+    const shared = await vm.putFile('hello.txt', 'through the xfer share\n')
+    const [a, b, c, d] = await Promise.all([
       vm.sh('echo out; echo err >&2; exit 3'),
       vm.run(['sh', '-c', 'printf "%s|" "$@"', 'sh', "it's", 'two words', '$HOME']),
       vm.run(['cat'], {input: 'from stdin\n'}),
+      vm.run(['cat', shared]),
     ])
     expect(a).to.include({code: 3, stdout: 'out\n', stderr: 'err\n', timedOut: false})
     expect(b.stdout).to.equal("it's|two words|$HOME|")
     expect(c.stdout).to.equal('from stdin\n')
+    expect(d.stdout).to.equal('through the xfer share\n')
   })
 
   it('run() kills a command at its timeout (exit 137, timedOut) and the guest keeps serving', async () => {
