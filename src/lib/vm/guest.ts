@@ -29,6 +29,8 @@ import {NVME_SERIALS, type NvmePlan, type NvmeRole, nvmeLayout, qemuArgs, type T
 import {register, unregister} from './reaper.js'
 
 export interface BootOptions {
+  /** Boots to try when the kernel panics before the agent is up (default 2). */
+  bootAttempts?: number
   /** bzImage path; default `$IOPMEM_VM_KERNEL`, else `~/.cache/iopmem/bzImage` (see resolveKernel). */
   kernel?: string
   /** 'switch' (default): cmb + peer NVMe behind one PCIe switch; 'root': both on the root complex;
@@ -569,8 +571,29 @@ export class Guest {
   }
 }
 
-/** Boot a guest and wait until its agent is ready to run commands. */
+/**
+ * Boot a guest and wait until its agent is ready to run commands.
+ *
+ * A guest whose kernel panics before its agent is up is booted once more:
+ * under a loaded host, multi-threaded TCG has been seen to execute a
+ * half-patched instruction while the kernel rewrites its text at boot
+ * (sched_clock_idle_wakeup_event+0x5, a static-key site). It was seen once
+ * in several dozen boots here; a second panic is reported as it is.
+ */
 export async function bootGuest(opts: BootOptions = {}): Promise<Guest> {
+  const attempts = Math.max(1, opts.bootAttempts ?? 2)
+  for (let i = 1; ; i++) {
+    try {
+      return await bootOnce(opts)
+    } catch (error) {
+      const panicked = error instanceof GuestError && /Kernel panic/.test(error.message)
+      if (!panicked || i >= attempts) throw error
+      process.stderr.write(`iopmem vm: the guest kernel panicked while booting (attempt ${i} of ${attempts}); booting it again\n`)
+    }
+  }
+}
+
+async function bootOnce(opts: BootOptions): Promise<Guest> {
   const kernel = resolveKernel(opts.kernel)
   const topology = opts.topology ?? 'switch'
   if (!['switch', 'root', 'both'].includes(topology)) throw new Error(`unknown topology ${JSON.stringify(topology)}`)
