@@ -22,7 +22,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
   ]
 
   static args = {
-    bdf: Args.string({description: 'PCI function, [domain:]bus:device.function (picked interactively on a TTY when omitted)'}),
+    bdf: Args.string({description: 'PCI function, [domain:]bus:device.function (picked interactively on a TTY when omitted)', ignoreStdin: true}),
   }
 
   static flags = {

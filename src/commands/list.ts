@@ -17,7 +17,7 @@ By default only functions with memory BARs, p2pmem or storage are shown (bridges
 
   static strict = false
   static args = {
-    bdf: Args.string({description: 'PCI functions to show, [domain:]bus:device.function (several allowed)'}),
+    bdf: Args.string({description: 'PCI functions to show, [domain:]bus:device.function (several allowed)', ignoreStdin: true}),
   }
 
   static flags = {

@@ -17,7 +17,7 @@ Default functions: those with memory BARs, p2pmem or block devices. ACS control 
 
   static strict = false
   static args = {
-    bdf: Args.string({description: 'PCI functions to include, [domain:]bus:device.function (several allowed)'}),
+    bdf: Args.string({description: 'PCI functions to include, [domain:]bus:device.function (several allowed)', ignoreStdin: true}),
   }
 
   async run(): Promise<TopoResult> {

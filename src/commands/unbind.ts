@@ -17,7 +17,7 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
   ]
 
   static args = {
-    bdf: Args.string({description: 'PCI function, [domain:]bus:device.function (picked interactively on a TTY when omitted)'}),
+    bdf: Args.string({description: 'PCI function, [domain:]bus:device.function (picked interactively on a TTY when omitted)', ignoreStdin: true}),
   }
 
   static flags = {

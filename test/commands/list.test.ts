@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {cli} from '../helpers/cli.js'
+import {cli, cliProcess} from '../helpers/cli.js'
 import {BDF, standardMachine} from '../helpers/machines.js'
 import {SysfsFixture} from '../helpers/sysfs-fixture.js'
 
@@ -54,6 +54,15 @@ describe('iopmem list', () => {
     expect(r.exit).to.equal(0)
     expect(r.json.filter).to.equal('selected')
     expect(r.json.functions.map((f: any) => f.bdf)).to.deep.equal([BDF.nvmeCmb, BDF.ivshmem])
+  })
+
+  it('never takes arguments from a piped stdin (oclif would, racily, after 10 ms)', () => {
+    const r = cliProcess(['list', '--json'], fx, {}, '0000:77:00.0\n')
+    expect(r.exit, r.stderr).to.equal(0)
+    expect(r.json.filter).to.equal('memory')
+    const b = cliProcess(['bind', '--json'], fx, {}, `${BDF.ivshmem}\n`)
+    expect(b.exit).to.equal(2)
+    expect(b.json.error.code).to.equal('E_MISSING_BDF')
   })
 
   it('says clearly when no PCI bus is visible (containers), exit 7', async () => {

@@ -65,9 +65,10 @@ export async function cli(args: string[], fx?: SysfsFixture, opts: {writer?: Sys
  * the child writes files plainly). For argument lists runCommand would
  * re-split (empty strings, spaces, newlines) and for end-to-end checks.
  */
-export function cliProcess(args: string[], fx?: SysfsFixture, env: Record<string, string> = {}): CliResult {
+export function cliProcess(args: string[], fx?: SysfsFixture, env: Record<string, string> = {}, input?: string): CliResult {
   const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/run.js'), ...args], {
     encoding: 'utf8',
+    input,
     env: {...process.env, NO_COLOR: '1', CI: '1', ...(fx ? fx.env() : {}), ...env},
   })
   let json: any
