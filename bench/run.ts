@@ -6,12 +6,15 @@
  *                `node -e 0`: median of 10 whole-process runs each; the goal is
  *                at most 150 ms over the baseline. `iopmem --version` is timed
  *                too, to show how much of that is oclif's own start-up.
+ *  native-copy   the addon's copy engine beside a C program built in the same
+ *                run, into and out of 1 GiB of WB memory (bench/native).
  */
 import {spawnSync} from 'node:child_process'
 import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {largeMachine} from '../test/helpers/machines.js'
+import {nativeCopyBench} from './native/index.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const RUNS = Number(process.env.BENCH_RUNS ?? 10)
@@ -68,5 +71,7 @@ function listStartup(): boolean {
 
 const results: Record<string, boolean> = {}
 results['list-startup'] = listStartup()
+console.log()
+results['native-copy'] = await nativeCopyBench()
 const missed = Object.entries(results).filter(([, ok]) => !ok)
 console.log(missed.length === 0 ? '\nall goals met' : `\ngoals not met: ${missed.map(([k]) => k).join(', ')}`)
