@@ -60,8 +60,12 @@ export interface BootOptions {
   diskMiB?: number
   /** How many leading bytes of each disk carry diskPattern(role, ...); default 4 MiB. */
   patternBytes?: number
-  /** Add `memmap=256M!1536M` (legacy pmem /dev/pmem0 at 0x60000000); default true. */
+  /** Add `memmap=<pmemMiB>M!1536M` (legacy pmem /dev/pmem0 at 0x60000000); default true. */
   pmem?: boolean
+  /** Size of that legacy pmem in MiB (default 256; at most 1008). Above 256 the default guest RAM
+   * grows to 1792 + pmemMiB MiB, so the region stays in low RAM below the PCI hole and 1.75 GiB
+   * remain usable (mkfs.xfs needs a device of at least 300 MB: use 512). */
+  pmemMiB?: number
   /** Keep the state directory after shutdown; default `IOPMEM_VM_KEEP=1`. */
   keep?: boolean
   /** The checkout to run commands in (cwd of run()); default the repository holding this file. */
@@ -126,6 +130,12 @@ export interface RunOptions {
    * undefined removes a variable. */
   env?: Record<string, string | undefined>
   input?: string | Buffer
+  /**
+   * Called with each new chunk of the command's stdout / stderr while it runs
+   * (the agent writes them to the xfer share as they come; the host polls).
+   */
+  onStdout?: (chunk: Buffer) => void
+  onStderr?: (chunk: Buffer) => void
   /** Throw GuestCommandError when the exit code is not 0. */
   check?: boolean
 }
@@ -164,6 +174,25 @@ export class GuestCommandError extends Error {
 }
 
 const GRACE_MS = 30_000
+
+/** The bytes of `file` from `offset` on; empty when it does not exist (yet). */
+async function readFrom(file: string, offset: number): Promise<Buffer> {
+  let fh
+  try {
+    fh = await open(file, 'r')
+  } catch {
+    return Buffer.alloc(0)
+  }
+  try {
+    const {size} = await fh.stat()
+    if (size <= offset) return Buffer.alloc(0)
+    const buf = Buffer.alloc(size - offset)
+    const {bytesRead} = await fh.read(buf, 0, buf.length, offset)
+    return buf.subarray(0, bytesRead)
+  } finally {
+    await fh.close()
+  }
+}
 const POLL_MS = 50
 const COVERED_DIRS = ['/tmp', '/var/tmp', '/run']
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -318,7 +347,7 @@ export class Guest {
   }
 
   /** @internal Wait for agent/ready and read agent/devices. */
-  async waitReady(timeoutMs: number, plans: NvmePlan[], ivshmemFile: string, ivshmemMiB: number, pmem: boolean): Promise<void> {
+  async waitReady(timeoutMs: number, plans: NvmePlan[], ivshmemFile: string, ivshmemMiB: number, pmemMiB: number): Promise<void> {
     const deadline = Date.now() + timeoutMs
     const agent = join(this.xferDir, 'agent')
     for (;;) {
@@ -371,7 +400,7 @@ export class Guest {
       rc: byRole('rc'),
       nvme,
       ivshmem: {bdf: ivsh.bdf, file: ivshmemFile, size: ivshmemMiB * 1024 * 1024},
-      pmem: pmem ? {device: '/dev/pmem0', physAddr: 0x6000_0000, size: 256 * 1024 * 1024} : undefined,
+      pmem: pmemMiB > 0 ? {device: '/dev/pmem0', physAddr: 0x6000_0000, size: pmemMiB * 1024 * 1024} : undefined,
       pci,
     }
   }
@@ -459,13 +488,28 @@ export class Guest {
     await rename(tmp, join(this.xferDir, 'q', id))
     const r = join(this.xferDir, 'r', id)
     const deadline = start + seconds * 1000 + GRACE_MS
+    const streams = [
+      {file: join(r, 'stdout'), sink: opts.onStdout, done: 0},
+      {file: join(r, 'stderr'), sink: opts.onStderr, done: 0},
+    ].filter((x) => x.sink)
+    const pump = async () => {
+      for (const st of streams) {
+        const chunk = await readFrom(st.file, st.done)
+        if (chunk.length > 0) {
+          st.done += chunk.length
+          st.sink!(chunk)
+        }
+      }
+    }
     while (!existsSync(join(r, 'rc'))) {
       if (this.exited || !this.child) throw await this.fail(this.exitDescription(`while running: ${argv.join(' ')}`))
       if (Date.now() > deadline) {
         throw await this.fail(`guest did not finish "${argv.join(' ')}" within ${seconds} s (+${GRACE_MS / 1000} s grace): killed QEMU`)
       }
+      await pump()
       await sleep(POLL_MS)
     }
+    await pump()
     const durationMs = Date.now() - start
     const [rc, stdout, stderr] = await Promise.all([
       readFile(join(r, 'rc'), 'utf8'),
@@ -602,9 +646,17 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
   const busybox = findBusybox(opts.busybox)
   const repoRoot = resolve(opts.repoRoot ?? defaultRepoRoot())
   const keep = opts.keep ?? process.env.IOPMEM_VM_KEEP === '1'
-  const memoryMiB = parseMemoryMiB(opts.memory)
   const pmem = opts.pmem ?? true
-  if (pmem && memoryMiB < 1792) throw new Error('pmem (memmap=256M!1536M) needs at least 1792 MiB of guest RAM')
+  const pmemMiB = opts.pmemMiB ?? 256
+  if (!Number.isInteger(pmemMiB) || pmemMiB <= 0 || pmemMiB % 2 !== 0 || pmemMiB > 1008) {
+    throw new Error('pmemMiB must be an even number of MiB from 2 to 1008')
+  }
+  const memoryMiB = parseMemoryMiB(opts.memory ?? (pmem && pmemMiB > 256 ? 1792 + pmemMiB : undefined))
+  // q35 keeps RAM below 4 GiB linear up to 2 GiB when RAM is 2.75 GiB or more, else all of it.
+  const lowMiB = memoryMiB >= 2816 ? 2048 : memoryMiB
+  if (pmem && lowMiB < 1536 + pmemMiB) {
+    throw new Error(`pmem (memmap=${pmemMiB}M!1536M) needs low guest RAM up to ${1536 + pmemMiB} MiB (guest RAM ${memoryMiB} MiB)`)
+  }
   const ivshmemMiB = opts.ivshmemMiB ?? 64
   if (ivshmemMiB <= 0 || (ivshmemMiB & (ivshmemMiB - 1)) !== 0) throw new Error('ivshmemMiB must be a power of two')
 
@@ -685,7 +737,7 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
       'quiet',
       'panic=-1',
       'rdinit=/init',
-      ...(pmem ? ['memmap=256M!1536M'] : []),
+      ...(pmem ? [`memmap=${pmemMiB}M!1536M`] : []),
       ...(opts.extraAppend ? [opts.extraAppend] : []),
     ].join(' ')
     const args = qemuArgs({
@@ -711,7 +763,7 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
     if (setpriv) guest.start(setpriv, ['--pdeathsig', 'KILL', '--', qemu, ...args])
     else guest.start(qemu, args)
 
-    await guest.waitReady(opts.timeoutMs ?? 120_000, plans, ivshmemFile, ivshmemMiB, pmem)
+    await guest.waitReady(opts.timeoutMs ?? 120_000, plans, ivshmemFile, ivshmemMiB, pmem ? pmemMiB : 0)
     return guest
   } catch (error) {
     guest.reapSync()

@@ -1,0 +1,50 @@
+import {Flags} from '@oclif/core'
+import {spawn} from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import {BaseCommand} from '../../base-command.js'
+import {Exit, IopmemError} from '../../lib/errors.js'
+
+export default class SandboxBuildKernel extends BaseCommand {
+  static summary = 'Build the sandbox guest kernel: Linux 6.12 with PCI P2PDMA (about 25 minutes on 2 cores).'
+  static description = `Runs scripts/build-kernel.sh: Debian's linux-source-6.12 with x86_64_defconfig, kvm_guest.config and scripts/p2pdma.fragment (P2PDMA, NVMe, pmem, DAX, 9p, uio, vfio no-IOMMU, all built in). The result is cached in ~/.cache/iopmem (bzImage, config, and the external-module build tree for the iopmem driver), where \`iopmem sandbox\` finds it. The build's own output is the progress.`
+
+  static examples = [
+    {command: '<%= config.bin %> <%= command.id %>', description: 'Build (or reuse) the kernel'},
+    {command: '<%= config.bin %> <%= command.id %> --check', description: 'Only check the prerequisites'},
+    {command: '<%= config.bin %> <%= command.id %> --jobs 4 --force', description: 'Rebuild with 4 jobs'},
+  ]
+
+  static enableJsonFlag = false
+
+  static flags = {
+    jobs: Flags.integer({char: 'j', description: 'Parallel make jobs (default: the number of CPUs).', min: 1, max: 256}),
+    force: Flags.boolean({description: 'Rebuild even when the cache holds this exact configuration.'}),
+    check: Flags.boolean({description: 'Check the prerequisites only.'}),
+    'config-only': Flags.boolean({description: 'Stop after writing and checking the .config (about a minute).'}),
+    'install-deps': Flags.boolean({description: 'apt-get install the missing Debian packages first (needs root).'}),
+    'dry-run': Flags.boolean({char: 'n', description: 'Print what would be done.'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(SandboxBuildKernel)
+    const script = path.join(this.config.root, 'scripts', 'build-kernel.sh')
+    if (!fs.existsSync(script)) {
+      throw new IopmemError(`The kernel build script is missing: ${script}.`, {
+        code: 'E_NO_SCRIPT',
+        exit: Exit.NOT_FOUND,
+        suggestions: ['It ships with the iopmem source tree: run this from a checkout.'],
+      })
+    }
+    const args = [script]
+    if (flags.jobs !== undefined) args.push('--jobs', String(flags.jobs))
+    for (const f of ['force', 'check', 'config-only', 'install-deps', 'dry-run'] as const) if (flags[f]) args.push(`--${f}`)
+    const code = await new Promise<number>((resolve, reject) => {
+      const child = spawn('bash', args, {stdio: 'inherit'})
+      child.on('error', reject)
+      child.on('exit', (c, sig) => resolve(c ?? (sig === 'SIGINT' ? 130 : 1)))
+    })
+    if (code !== 0) this.exit(code)
+  }
+}

@@ -1,0 +1,168 @@
+import {Flags} from '@oclif/core'
+import * as readline from 'node:readline'
+
+import {BaseCommand} from '../../base-command.js'
+import {Exit, IopmemError} from '../../lib/errors.js'
+import {explainSandboxError, sandboxOptions, TOPOLOGIES} from '../../lib/sandbox.js'
+
+/** `iopmem sandbox --json` (without a command): the machine that was built. */
+export interface SandboxDescription {
+  kernel: string
+  release: string
+  topology: string
+  stateDir: string
+  devices: {
+    nvme: Array<{role: string; bdf: string; namespace: string; placement: string; cmbMiB: number}>
+    ivshmem: {bdf: string; sizeMiB: number}
+    pmem?: {device: string; physAddr: string; sizeMiB: number}
+  }
+  /** `iopmem topo --json` run inside the guest. */
+  topo: unknown
+}
+
+export default class Sandbox extends BaseCommand {
+  static summary = 'Boot a real Linux kernel with emulated P2P hardware and run iopmem in it.'
+  static description = `Starts a QEMU guest (TCG: no KVM needed) running Linux with PCI P2PDMA, with NVMe controllers behind a PCIe switch (one with a CMB published as p2pmem), optionally one on the root complex, an ivshmem device and legacy pmem. This checkout's iopmem runs inside it against the guest's own /sys, /proc and /dev.
+
+With a command after --, runs \`iopmem <command>\` in the guest, streams its output and exits with its exit code. Without one, on a terminal, opens a line shell in the guest where \`iopmem\` is defined; --json describes the machine instead (devices, BDFs, and which pairs can do P2P).
+
+The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then ~/.cache/iopmem/bzImage (\`iopmem sandbox build-kernel\` makes it). QEMU and the state directory (NVMe images, guest RAM file) are removed on exit, on Ctrl-C and when the guest hangs (--boot-timeout, --timeout); --keep keeps the state directory.`
+
+  static examples = [
+    {command: '<%= config.bin %> <%= command.id %> -- topo', description: 'The P2P matrix of the emulated machine'},
+    {command: '<%= config.bin %> <%= command.id %> -- list --json', description: 'A command with its own flags, after --'},
+    {command: '<%= config.bin %> <%= command.id %> --topology root -- topo', description: 'Both NVMe on the root complex: P2P refused'},
+    {command: '<%= config.bin %> <%= command.id %> --json', description: 'Describe the machine'},
+    {command: '<%= config.bin %> <%= command.id %>', description: 'A shell in the guest (on a terminal)'},
+  ]
+
+  static strict = false
+
+  static flags = {
+    kernel: Flags.string({description: 'Guest kernel image (bzImage) with CONFIG_PCI_P2PDMA.'}),
+    topology: Flags.string({description: `NVMe placement: ${TOPOLOGIES.join(', ')}.`, default: 'both'}),
+    cmb: Flags.string({description: 'CMB size of the first NVMe (power of two, e.g. 64M).', default: '64M'}),
+    ivshmem: Flags.string({description: 'ivshmem BAR2 size (power of two).', default: '64M'}),
+    memory: Flags.string({description: 'Guest RAM (1792M to 2816M; pmem takes 256M of it).', default: '2G'}),
+    'boot-timeout': Flags.integer({description: 'Seconds the guest may take to boot before it is killed.', default: 180}),
+    timeout: Flags.integer({description: 'Seconds a command in the guest may run before it is killed.', default: 600}),
+    keep: Flags.boolean({description: 'Keep the state directory (disk images, RAM file, serial log) after exit.'}),
+    'state-dir': Flags.string({description: 'Use this state directory instead of a temporary one.'}),
+  }
+
+  async run(): Promise<SandboxDescription | void> {
+    const {argv, flags} = await this.parse(Sandbox)
+    const opts = sandboxOptions(flags)
+    const inner = argv as string[]
+    if (inner.length === 0 && !this.jsonEnabled() && !this.interactive()) {
+      throw new IopmemError('Nothing to do: give an iopmem command after -- (or --json to describe the machine).', {
+        code: 'E_MISSING_COMMAND',
+        exit: Exit.USAGE,
+        suggestions: ['e.g. `iopmem sandbox -- topo`'],
+      })
+    }
+
+    const vmlib = await import('../../lib/vm/index.js')
+    const stopProgress = this.progress(`Booting the sandbox (Linux under QEMU/TCG, topology ${opts.topology})`)
+    let vm: Awaited<ReturnType<typeof vmlib.bootGuest>>
+    try {
+      vm = await vmlib.bootGuest({
+        kernel: opts.kernel,
+        topology: opts.topology,
+        cmbMiB: opts.cmbMiB,
+        ivshmemMiB: opts.ivshmemMiB,
+        memory: opts.memoryMiB,
+        timeoutMs: opts.bootTimeoutMs,
+        commandTimeoutMs: opts.commandTimeoutMs,
+        keep: opts.keep,
+        stateDir: opts.stateDir,
+      })
+    } catch (error) {
+      throw explainSandboxError(error)
+    } finally {
+      stopProgress()
+    }
+    if (!vm.release.startsWith('6.') || Number(vm.release.split('.')[1]) < 2) {
+      this.note(`note: guest kernel ${vm.release} predates p2pmem/allocate (Linux 6.2): P2P checks will fail.`)
+    }
+    try {
+      if (inner.length > 0) {
+        const r = await vm.run(['node', 'bin/run.js', ...inner], {
+          timeoutMs: opts.commandTimeoutMs,
+          onStdout: (c) => process.stdout.write(c),
+          onStderr: (c) => process.stderr.write(c),
+        })
+        if (r.timedOut) this.note(`iopmem sandbox: the command was killed after ${opts.commandTimeoutMs / 1000} s (--timeout).`)
+        if (opts.keep) this.note(`iopmem sandbox: state kept in ${vm.stateDir}`)
+        await vm.shutdown()
+        if (r.code !== 0) this.exit(r.code)
+        return
+      }
+      if (this.jsonEnabled()) return await this.describe(vm, opts.topology)
+      await this.shell(vm)
+    } catch (error) {
+      throw explainSandboxError(error)
+    } finally {
+      await vm.shutdown()
+    }
+  }
+
+  private async describe(vm: any, topology: string): Promise<SandboxDescription> {
+    const d = vm.devices
+    const t = await vm.run(['node', 'bin/run.js', 'topo', ...d.nvme.map((n: any) => n.bdf), '--json'])
+    let topo: unknown = null
+    try {
+      topo = JSON.parse(t.stdout)
+    } catch {
+      topo = {error: t.stderr.trim() || `topo exited ${t.code}`}
+    }
+    return {
+      kernel: vm.kernel?.path ?? '',
+      release: vm.release,
+      topology,
+      stateDir: vm.stateDir,
+      devices: {
+        nvme: d.nvme.map((n: any) => ({role: n.role, bdf: n.bdf, namespace: n.namespace, placement: n.placement, cmbMiB: n.cmbMiB})),
+        ivshmem: {bdf: d.ivshmem.bdf, sizeMiB: d.ivshmem.size / (1024 * 1024)},
+        ...(d.pmem ? {pmem: {device: d.pmem.device, physAddr: '0x' + d.pmem.physAddr.toString(16), sizeMiB: d.pmem.size / (1024 * 1024)}} : {}),
+      },
+      topo,
+    }
+  }
+
+  /** A line shell: each line runs in the guest with `iopmem` defined; Ctrl-D leaves. */
+  private async shell(vm: any): Promise<void> {
+    const d = vm.devices
+    process.stderr.write(
+      `Sandbox guest: Linux ${vm.release}. NVMe: ${d.nvme.map((n: any) => `${n.role} ${n.bdf} ${n.namespace}`).join(', ')}; ivshmem ${d.ivshmem.bdf}.\n` +
+        'Each line runs in the guest (sh; `iopmem` is this checkout). Ctrl-D leaves and removes the guest.\n',
+    )
+    const rl = readline.createInterface({input: process.stdin, output: process.stderr, prompt: 'sandbox# '})
+    rl.prompt()
+    for await (const line of rl) {
+      if (line.trim() !== '') {
+        const r = await vm.sh(`iopmem() { node ${vm.repoRoot}/bin/run.js "$@"; }; ${line}`, {
+          onStdout: (c: Buffer) => process.stdout.write(c),
+          onStderr: (c: Buffer) => process.stderr.write(c),
+        })
+        if (r.code !== 0) process.stderr.write(`[exit ${r.code}]\n`)
+      }
+      rl.prompt()
+    }
+  }
+
+  /** A spinner with elapsed time on stderr, only for a person (TTY, not --json). */
+  private progress(label: string): () => void {
+    if (!process.stderr.isTTY || this.jsonEnabled()) return () => {}
+    const t0 = Date.now()
+    const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏']
+    let i = 0
+    const timer = setInterval(() => {
+      process.stderr.write(`\r${frames[i++ % frames.length]} ${label}… ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+    }, 120)
+    return () => {
+      clearInterval(timer)
+      process.stderr.write(`\r\u001B[2K`)
+    }
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * Bad input for `iopmem sandbox`: every case fails before a guest is started
+ * (or, for a missing QEMU/kernel, before QEMU runs), with a clear message and
+ * a meaningful exit code, and leaves no QEMU and no state directory behind.
+ */
+import {expect} from 'chai'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+
+import {cliProcess} from '../helpers/cli.js'
+
+const KERNEL = process.env.IOPMEM_VM_KERNEL && fs.existsSync(process.env.IOPMEM_VM_KERNEL) ? process.env.IOPMEM_VM_KERNEL : '/work/shared/vm/bzImage-6.12-p2pdma'
+
+interface Case {
+  args: string[]
+  exit: number
+  message: RegExp
+  env?: Record<string, string>
+}
+
+const cases: Case[] = [
+  {args: ['sandbox'], exit: 2, message: /Nothing to do: give an iopmem command after --/},
+  {args: ['sandbox', '--topology', 'ring', '--', 'list'], exit: 2, message: /Unknown topology "ring": use switch, root or both/},
+  {args: ['sandbox', '--topology', '', '--', 'list'], exit: 2, message: /Unknown topology|expects a value/},
+  {args: ['sandbox', '--cmb', '0', '--', 'list'], exit: 2, message: /Invalid --cmb "0": must be between 1 MiB and 1024 MiB/},
+  {args: ['sandbox', '--cmb', '48M', '--', 'list'], exit: 2, message: /must be a power of two/},
+  {args: ['sandbox', '--cmb', '2G', '--', 'list'], exit: 2, message: /between 1 MiB and 1024 MiB/},
+  {args: ['sandbox', '--cmb', '1.5M', '--', 'list'], exit: 2, message: /Invalid --cmb/},
+  {args: ['sandbox', '--cmb', '4097K', '--', 'list'], exit: 2, message: /give whole MiB/},
+  {args: ['sandbox', '--cmb', 'lots', '--', 'list'], exit: 2, message: /Invalid --cmb "lots"/},
+  {args: ['sandbox', '--ivshmem', '3M', '--', 'list'], exit: 2, message: /Invalid --ivshmem "3M": must be a power of two/},
+  {args: ['sandbox', '--ivshmem', '-1', '--', 'list'], exit: 2, message: /Invalid --ivshmem|expects a value/},
+  {args: ['sandbox', '--memory', '512M', '--', 'list'], exit: 2, message: /Invalid --memory "512M": must be between 1792 MiB and 2816 MiB/},
+  {args: ['sandbox', '--memory', '64G', '--', 'list'], exit: 2, message: /Invalid --memory/},
+  {args: ['sandbox', '--boot-timeout', '0', '--', 'list'], exit: 2, message: /Invalid --boot-timeout 0/},
+  {args: ['sandbox', '--boot-timeout', 'soon', '--', 'list'], exit: 2, message: /Expected an integer|boot-timeout/},
+  {args: ['sandbox', '--timeout', '-5', '--', 'list'], exit: 2, message: /Invalid --timeout|timeout/},
+  {args: ['sandbox', '--kernel', '/nonexistent/bzImage', '--', 'list'], exit: 3, message: /No kernel image at "\/nonexistent\/bzImage"/},
+  {args: ['sandbox', '--kernel', '/tmp', '--', 'list'], exit: 3, message: /No kernel image at "\/tmp"/},
+  {args: ['sandbox', '--bogus', '--', 'list'], exit: 2, message: /Nonexistent flag: --bogus/},
+  {
+    args: ['sandbox', '--', 'list'],
+    exit: 7,
+    message: /No guest kernel with P2PDMA for the sandbox[\s\S]*iopmem sandbox build-kernel/,
+    env: {IOPMEM_VM_KERNEL: '', XDG_CACHE_HOME: '/nonexistent-cache'},
+  },
+  {args: ['sandbox', '--', 'list'], exit: 7, message: /QEMU is not installed[\s\S]*qemu-system-x86/, env: {IOPMEM_VM_KERNEL: KERNEL, IOPMEM_VM_QEMU: '/nonexistent/qemu'}},
+  {args: ['sandbox', 'build-kernel', '--jobs', '0'], exit: 2, message: /jobs/},
+  {args: ['sandbox', 'build-kernel', '--json'], exit: 2, message: /Nonexistent flag: --json/},
+]
+
+describe(`bad input to sandbox (${cases.length} cases): clear message, exit code, nothing left behind`, () => {
+  it('has at least 20 cases', () => expect(cases.length).to.be.at.least(20))
+
+  for (const c of cases) {
+    const label = c.args.map((a) => JSON.stringify(a)).join(' ') + (c.env ? ` with ${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(' ')}` : '')
+    it(`${label} → exit ${c.exit}`, () => {
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-sbx-'))
+      try {
+        const r = cliProcess(c.args, undefined, {TMPDIR: tmp, ...c.env})
+        expect(r.exit, r.stdout + r.stderr).to.equal(c.exit)
+        expect(r.stderr).to.match(/Error: /)
+        expect(r.stderr).to.match(c.message)
+        expect(fs.readdirSync(tmp), 'state left behind').to.deep.equal([])
+      } finally {
+        fs.rmSync(tmp, {recursive: true, force: true})
+      }
+    })
+  }
+})

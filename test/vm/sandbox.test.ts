@@ -1,0 +1,102 @@
+/**
+ * `iopmem sandbox` from the host, as a user runs it: each case boots its own guest
+ * through bin/run.js, runs a command inside, and must leave no QEMU and no state
+ * directory behind — also when the guest hangs or the user presses Ctrl-C.
+ */
+import {expect} from 'chai'
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {resolveKernel} from '../../src/lib/vm/index.js'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+
+function qemuUsing(dir: string): string[] {
+  const ps = execFileSync('ps', ['-eo', 'pid=,args='], {encoding: 'utf8'})
+  return ps.split('\n').filter((l) => l.includes('qemu-system') && l.includes(dir))
+}
+
+describe('guest: iopmem sandbox', function () {
+  let tmp: string
+  const sandbox = (args: string[], timeoutMs = 240_000) => {
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/run.js'), 'sandbox', ...args], {
+      encoding: 'utf8',
+      env: {...process.env, TMPDIR: tmp, NO_COLOR: '1'},
+      timeout: timeoutMs,
+      maxBuffer: 64 << 20,
+    })
+    return {code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr}
+  }
+
+  before(() => {
+    resolveKernel() // no kernel: fail with instructions, never skip
+  })
+
+  beforeEach(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-sandbox-test-'))
+  })
+
+  afterEach(() => {
+    const left = fs.readdirSync(tmp)
+    const qemu = qemuUsing(tmp)
+    fs.rmSync(tmp, {recursive: true, force: true})
+    expect(qemu, 'a QEMU was left running').to.deep.equal([])
+    expect(left, 'state left in TMPDIR').to.deep.equal([])
+  })
+
+  it('runs `list --json` in the guest and streams its output back', () => {
+    const r = sandbox(['--', 'list', '--json'])
+    expect(r.code, r.stderr).to.equal(0)
+    const fns = JSON.parse(r.stdout).functions as Array<{p2pmem: unknown; blockDevices: unknown[]}>
+    expect(fns.filter((f) => f.p2pmem !== null)).to.have.length(1)
+    expect(fns.filter((f) => f.blockDevices.length > 0)).to.have.length(3)
+    console.log(`      ${fns.length} functions with device memory in the guest`)
+  })
+
+  it('--json describes the machine: the switch pair can do P2P, the root-complex NVMe cannot', () => {
+    const r = sandbox(['--json'])
+    expect(r.code, r.stderr).to.equal(0)
+    const d = JSON.parse(r.stdout)
+    expect(d.release).to.match(/^6\.12\./)
+    const role = (x: string) => d.devices.nvme.find((n: any) => n.role === x).bdf
+    const pair = (a: string, b: string) => d.topo.pairs.find((p: any) => [p.provider, p.client].sort().join() === [a, b].sort().join())
+    expect(pair(role('cmb'), role('peer')).p2p).to.equal('yes')
+    expect(pair(role('cmb'), role('rc')).p2p).to.equal('no')
+    expect(d.devices.nvme.find((n: any) => n.role === 'cmb').cmbMiB).to.equal(64)
+    console.log(`      cmb ${role('cmb')}, peer ${role('peer')}, rc ${role('rc')}, ivshmem ${d.devices.ivshmem.bdf}`)
+  })
+
+  it("returns the inner command's exit code", () => {
+    const r = sandbox(['--topology', 'switch', '--', 'list', '0000:42:00.0'])
+    expect(r.code).to.equal(3)
+    expect(r.stderr).to.contain('No PCI function 0000:42:00.0')
+  })
+
+  it('a guest that does not come up in --boot-timeout is killed, with the serial log, exit 6', () => {
+    const r = sandbox(['--boot-timeout', '2', '--', 'list'])
+    expect(r.code, r.stderr).to.equal(6)
+    expect(r.stderr).to.contain('The sandbox guest failed')
+    expect(r.stderr).to.match(/serial console/)
+  })
+
+  it('Ctrl-C while the guest runs: QEMU gone, state removed', async () => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/run.js'), 'sandbox', '--', 'list'], {
+      env: {...process.env, TMPDIR: tmp},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    // Wait until QEMU is up, then interrupt.
+    const t0 = Date.now()
+    while (qemuUsing(tmp).length === 0) {
+      if (Date.now() - t0 > 60_000) throw new Error('QEMU never started')
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    await new Promise((r) => setTimeout(r, 1500))
+    child.kill('SIGINT')
+    const how = await new Promise<{code: number | null; signal: string | null}>((resolve) => child.on('exit', (code, signal) => resolve({code, signal})))
+    expect(how.signal === 'SIGINT' || how.code === 130, JSON.stringify(how)).to.equal(true)
+    console.log(`      exited by ${how.signal ?? how.code} ${((Date.now() - t0) / 1000).toFixed(1)} s after start`)
+  })
+})
