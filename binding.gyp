@@ -9,6 +9,7 @@
       "sources": [
         "native/src/addon.cc",
         "native/src/copy.cc",
+        "native/src/io.cc",
         "native/src/sysfile.cc"
       ],
       "include_dirs": [
@@ -21,6 +22,9 @@
         "_GNU_SOURCE",
         "IOPMEM_SOURCE_HASH=<!(node native/source-hash.cjs)"
       ],
+      # liburing (Debian liburing-dev) is linked statically: the prebuild then
+      # runs where liburing is not installed.
+      "libraries": ["-l:liburing.a", "-lpthread"],
       "cflags": ["-Wall", "-Wextra", "-fvisibility=hidden"],
       "cflags_cc": ["-O2"]
     }

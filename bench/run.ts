@@ -8,6 +8,8 @@
  *                too, to show how much of that is oclif's own start-up.
  *  native-copy   the addon's copy engine beside a C program built in the same
  *                run, into and out of 1 GiB of WB memory (bench/native).
+ *  io-engine-vs-fio  bench p2p's I/O engine beside fio (io_uring, O_DIRECT, same
+ *                block size, queue depth and jobs) on tmpfs and on disk (bench/p2p.ts).
  */
 import {spawnSync} from 'node:child_process'
 import * as path from 'node:path'
@@ -15,6 +17,7 @@ import {fileURLToPath} from 'node:url'
 
 import {largeMachine} from '../test/helpers/machines.js'
 import {nativeCopyBench} from './native/index.js'
+import {fioBench} from './p2p.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const RUNS = Number(process.env.BENCH_RUNS ?? 10)
@@ -73,5 +76,7 @@ const results: Record<string, boolean> = {}
 results['list-startup'] = listStartup()
 console.log()
 results['native-copy'] = await nativeCopyBench()
+console.log()
+results['io-engine-vs-fio'] = await fioBench()
 const missed = Object.entries(results).filter(([, ok]) => !ok)
 console.log(missed.length === 0 ? '\nall goals met' : `\ngoals not met: ${missed.map(([k]) => k).join(', ')}`)

@@ -7,9 +7,11 @@
 #   e2fsprogs, xfsprogs              mkfs.ext4 / mkfs.xfs for DAX filesystems
 #   build-essential, python3         the native addon and guest helpers (cc, make, node-gyp)
 #   xz-utils                         unpacking the guest kernel's module build tree
+#   liburing-dev                     io_uring for the native I/O engine (linked statically)
+#   fio                              the baseline `npm run bench` measures the engine against
 set -euo pipefail
 
-pkgs=(qemu-system-x86 busybox-static pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils)
+pkgs=(qemu-system-x86 busybox-static pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio)
 
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then

@@ -901,7 +901,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("MAP_NORESERVE", MAP_NORESERVE);
   c.Set("pageSize", static_cast<double>(PageSize()));
   exports.Set("constants", c);
-  exports.Set("abiVersion", 1);
+  exports.Set("abiVersion", 2);
 #ifdef IOPMEM_SOURCE_HASH
 #define IOPMEM_STR2(x) #x
 #define IOPMEM_STR(x) IOPMEM_STR2(x)
@@ -911,6 +911,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sourceHash", "");
 #endif
   InitSysfile(env, exports);
+  InitIo(env, exports);
   return exports;
 }
 

@@ -128,5 +128,6 @@ inline bool GetBytes(Napi::Env env, Napi::Value v, const char* what, uint8_t** d
 }
 
 void InitSysfile(Napi::Env env, Napi::Object exports);
+void InitIo(Napi::Env env, Napi::Object exports);
 
 }  // namespace iopmem

@@ -21,6 +21,8 @@ export const Exit = {
   KERNEL: 6,
   /** Not possible on this machine or kernel (missing feature, no devices visible). */
   UNSUPPORTED: 7,
+  /** A check of data found a difference (`map --verify`: device memory does not hold the pattern). */
+  MISMATCH: 8,
   /** Interrupted by SIGINT. */
   INTERRUPTED: 130,
 } as const

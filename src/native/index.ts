@@ -22,6 +22,7 @@ import type {
   CachingMode,
   FiemapOptions,
   FiemapResult,
+  IoRunResult,
   MapOptions,
   Mapping,
   Native,
@@ -35,7 +36,7 @@ import type {
 export type * from './types.js'
 
 /** The `abiVersion` this glue was written for; a stale build is refused. */
-export const NATIVE_ABI_VERSION = 1
+export const NATIVE_ABI_VERSION = 2
 
 /** FIEMAP extent flags (fe_flags), include/uapi/linux/fiemap.h. */
 export const FIEMAP_EXTENT = {
@@ -356,6 +357,34 @@ function wrap(raw: RawBinding, file: string): Native {
     },
     closeFd(fd) {
       num(raw.close(fd), 'close', `fd:${fd}`)
+    },
+    async ioRun(options, control) {
+      const {buffer, ...rest} = options
+      let extra = {}
+      if (buffer !== undefined) {
+        if (!buffer || typeof buffer !== 'object' || !buffer.mapped)
+          throw new IopmemError('ioRun: buffer is not a live mapping', {code: 'E_UNMAPPED', exit: Exit.USAGE})
+        extra = {bufferBase: buffer.base, bufferLength: buffer.length}
+      }
+      const r = await raw.ioRun({...rest, ...extra}, control)
+      if (r.error) {
+        const e = r.error
+        const where = e.path ?? (e.syscall.includes('write') || e.syscall === 'fdatasync' ? options.dst : options.src)
+        const err = new NativeErrnoError(e.errno, e.syscall, where, raw.strerror(e.errno))
+        ;(err as NativeErrnoError & {partial?: unknown; offset?: number}).partial = r.engine === undefined ? undefined : r
+        ;(err as NativeErrnoError & {offset?: number}).offset = e.offset
+        throw err
+      }
+      return r as IoRunResult
+    },
+    async memProbe(control, bytes = 64 * 1024 * 1024) {
+      return obj(await raw.memProbe(control, bytes), 'mmap', '[probe]')
+    },
+    ioUring() {
+      const flag = process.env.IOPMEM_NO_IO_URING
+      if (flag && flag !== '0') return {available: false, reason: 'io_uring disabled by IOPMEM_NO_IO_URING'}
+      const r = raw.ioUringProbe()
+      return r === 0 ? {available: true} : {available: false, reason: `io_uring_setup failed: ${raw.strerror(-r)}`}
     },
     fiemap(target, options: FiemapOptions = {}) {
       const flags = (options.sync === false ? 0 : FIEMAP_FLAG_SYNC) | (options.xattr ? FIEMAP_FLAG_XATTR : 0)

@@ -339,6 +339,91 @@ export interface NativeAccess {
   unmap(m: Mapping): boolean
 }
 
+
+// ---- the I/O engine (native/src/io.cc) ------------------------------------------
+
+/** Which submission path the I/O engine uses. `auto`: io_uring, else pread/pwrite (saying so). */
+export type IoEngineName = 'auto' | 'io_uring' | 'psync'
+
+/** Options of `ioRun()`: copy (or, without `dst`, read) `length` bytes in `bs` blocks. */
+export interface IoRunOptions {
+  /** Source file or block device (opened O_RDONLY, O_DIRECT unless `direct: false`). */
+  src: string
+  /** Destination (opened O_WRONLY, never created or truncated); absent: a read-only run. */
+  dst?: string
+  /** Byte offset in src (default 0). */
+  srcOffset?: number
+  /** Byte offset in dst (default 0). */
+  dstOffset?: number
+  /** Bytes to move; the last block may be shorter. */
+  length: number
+  /** Block size of one I/O. */
+  bs: number
+  /** I/Os in flight per job (io_uring); psync runs one at a time. Default 1. */
+  qd?: number
+  /** Threads, each with its own ring and its `qd * bs` slice of the buffer (default 1). */
+  jobs?: number
+  /** O_DIRECT (default true). */
+  direct?: boolean
+  /** Random blocks instead of in order (default false). */
+  random?: boolean
+  /** Keep going (wrapping around) until this many ms have passed; 0 (default): the range once. */
+  durationMs?: number
+  /** After the copy, read back both ranges and compare them (needs dst). */
+  verify?: boolean
+  /** Copy nothing: only read both ranges back and compare them (implies verify). */
+  verifyOnly?: boolean
+  /** fdatasync dst at the end (default true). */
+  fsync?: boolean
+  /** Register the buffer with io_uring (READ/WRITE_FIXED); default true, refused gracefully. */
+  registerBuffers?: boolean
+  /** Submission path (default `auto`). `IOPMEM_NO_IO_URING=1` makes io_uring look unavailable. */
+  engine?: IoEngineName
+  /** The buffer: a live Mapping of at least `qd * bs * jobs` bytes (a p2pmem chunk); default anonymous RAM. */
+  buffer?: Mapping
+  /** Seed of the random offsets. */
+  seed?: number
+}
+
+/** Latency of one copy (read + write) or read, from submission to completion, in µs. */
+export interface IoLatency {
+  count: number
+  meanUs: number
+  p50Us: number
+  p99Us: number
+  p999Us: number
+  maxUs: number
+}
+
+/** What `ioRun()` did. */
+export interface IoRunResult {
+  /** The path used: `io_uring`, `psync` (fallback or asked for), or `mixed`. */
+  engine: 'io_uring' | 'psync' | 'mixed'
+  /** Why io_uring was not used (present only on a fallback). */
+  fallbackReason?: string
+  /** The buffer was registered (READ/WRITE_FIXED). */
+  registeredBuffers: boolean
+  /** The fds were registered (IOSQE_FIXED_FILE). */
+  registeredFiles: boolean
+  /** Why the buffer was not registered (e.g. the kernel refuses p2pmem pages). */
+  registerError?: string
+  /** `anonymous` (engine-allocated RAM) or `caller` (the `buffer` mapping). */
+  buffer: 'anonymous' | 'caller'
+  bytes: number
+  ops: number
+  seconds: number
+  /** True when a stop was requested through the control array. */
+  stopped: boolean
+  /** CPU seconds of the engine's threads, and of the whole process over the run. */
+  cpu: {userS: number; sysS: number; processUserS: number; processSysS: number}
+  latency: IoLatency
+  /** With `verify`: the two ranges read back and compared. mismatchAt -1: equal. */
+  verify?: {ok: boolean; srcHash: string; dstHash: string; mismatchAt: number; errno?: number; syscall?: string}
+}
+
+/** Raw answer of the addon's ioRun (an `error` instead of a throw). */
+export type RawIoRunResult = Partial<IoRunResult> & {error?: {errno: number; syscall: string; offset?: number; path?: string}}
+
 /** The .node file's exports (see the module comment for the -errno rule). */
 export interface RawBinding {
   /** Bumped when this surface changes incompatibly; the loader checks it. */
@@ -405,6 +490,12 @@ export interface RawBinding {
   ftruncate(fd: number, size: number | bigint): number
   /** strerror_r(3) of an errno (either sign). */
   strerror(errno: number): string
+  /** The I/O engine on a worker thread; `control`: [0] stop (JS writes), [1] bytes, [2] ops (engine writes). */
+  ioRun(options: Omit<IoRunOptions, 'buffer'> & {bufferBase?: bigint; bufferLength?: number}, control?: Float64Array): Promise<RawIoRunResult>
+  /** STREAM-like copy loop over 2 × `bytes` until control[0] != 0 → {bytes, seconds}, or -errno. */
+  memProbe(control: Float64Array, bytes: number): Promise<{bytes: number; seconds: number} | number>
+  /** io_uring_queue_init(4) → 0, or -errno (ENOSYS, EPERM when disabled). */
+  ioUringProbe(): number
 }
 
 /** What `loadNative()` returns: the addon with errno failures thrown as errors. */
@@ -442,4 +533,17 @@ export interface Native extends NativeAccess {
   statx(target: string | number, options?: StatxOptions): StatxResult
   /** strerror of an errno. */
   strerror(errno: number): string
+  /**
+   * Run the I/O engine (a worker thread; the JS thread stays free). Pass a
+   * `control` Float64Array(3) to watch progress ([1] bytes, [2] ops) and to
+   * stop early (set [0] = 1). A failed system call throws NativeErrnoError
+   * (syscall `open`, `io_uring read`, `pwrite`, …) with the partial
+   * result in `partial`; an I/O engine that cannot start io_uring under
+   * `engine: 'auto'` falls back to pread/pwrite and says why in `fallbackReason`.
+   */
+  ioRun(options: IoRunOptions, control?: Float64Array): Promise<IoRunResult>
+  /** Start the DRAM probe; resolves when control[0] is set. Bandwidth = bytes / seconds. */
+  memProbe(control: Float64Array, bytes?: number): Promise<{bytes: number; seconds: number}>
+  /** Whether io_uring can be set up here, and the error if not (`IOPMEM_NO_IO_URING` counts as not). */
+  ioUring(): {available: boolean; reason?: string}
 }

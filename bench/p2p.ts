@@ -1,0 +1,127 @@
+/**
+ * The `bench p2p` I/O engine beside fio (Debian package fio), same run, same
+ * file, same parameters: io_uring, O_DIRECT, registered buffers and files
+ * (fio: fixedbufs, registerfiles), one job, QD32, reads.
+ *
+ *  - 4 KiB random reads (IOPS) and 128 KiB sequential reads (GB/s) of a file
+ *    on tmpfs (/dev/shm: Linux >= 6.6 takes O_DIRECT there), so the engine is
+ *    measured rather than a disk;
+ *  - the same once on the disk holding os.tmpdir() (figures for reference).
+ *
+ * Prints both, and engine/fio; goal >= 1.0, floor 0.95 (on tmpfs). About 30 s.
+ * Run alone: `node --import tsx bench/p2p.ts`.
+ */
+import {spawnSync} from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {loadNative} from '../src/native/index.js'
+
+const SECONDS = Number(process.env.BENCH_P2P_SECONDS ?? 3)
+const FILE_SIZE = 1024 * 1024 * 1024
+const QD = 32
+const JOBS = 1
+
+interface Figure {
+  iops: number
+  gbps: number
+}
+
+function fioRun(file: string, rw: 'randread' | 'read', bs: number): Figure {
+  const r = spawnSync(
+    'fio',
+    [
+      '--name=iopmem',
+      `--filename=${file}`,
+      '--ioengine=io_uring',
+      '--direct=1',
+      `--rw=${rw}`,
+      `--bs=${bs}`,
+      `--iodepth=${QD}`,
+      `--numjobs=${JOBS}`,
+      `--size=${FILE_SIZE}`,
+      `--runtime=${SECONDS}`,
+      '--time_based',
+      '--fixedbufs=1',
+      '--registerfiles=1',
+      '--group_reporting',
+      '--output-format=json',
+      '--randrepeat=0',
+    ],
+    {encoding: 'utf8', maxBuffer: 64 << 20},
+  )
+  if (r.error || r.status !== 0) throw new Error(`fio failed: ${r.error?.message ?? r.stderr}`)
+  const j = JSON.parse(r.stdout.slice(r.stdout.indexOf('{')))
+  const read = j.jobs[0].read
+  return {iops: read.iops, gbps: read.bw_bytes / 1e9}
+}
+
+async function engineRun(file: string, random: boolean, bs: number): Promise<Figure> {
+  const r = await loadNative().ioRun({src: file, length: FILE_SIZE, bs, qd: QD, jobs: JOBS, random, durationMs: SECONDS * 1000})
+  if (r.engine !== 'io_uring') throw new Error(`the engine ran ${r.engine}: ${r.fallbackReason}`)
+  return {iops: r.ops / r.seconds, gbps: r.bytes / r.seconds / 1e9}
+}
+
+function makeFile(dir: string): string {
+  const file = path.join(dir, `iopmem-fio-${process.pid}`)
+  const fd = fs.openSync(file, 'w')
+  const chunk = Buffer.alloc(16 << 20)
+  for (let i = 0; i < chunk.length; i += 4096) chunk.writeUInt32LE(i, i)
+  for (let off = 0; off < FILE_SIZE; off += chunk.length) fs.writeSync(fd, chunk, 0, chunk.length, off)
+  fs.fsyncSync(fd)
+  fs.closeSync(fd)
+  return file
+}
+
+/** One place: both tests, engine and fio interleaved (fio first, then the engine, then fio again; the best of the two fio runs). */
+async function place(label: string, dir: string, gate: boolean): Promise<boolean> {
+  const file = makeFile(dir)
+  let ok = true
+  try {
+    for (const t of [
+      {name: '4 KiB random read QD32', rw: 'randread' as const, bs: 4096, unit: 'iops' as const},
+      {name: '128 KiB sequential read QD32', rw: 'read' as const, bs: 131072, unit: 'gbps' as const},
+    ]) {
+      const f1 = fioRun(file, t.rw, t.bs)
+      const e = await engineRun(file, t.rw === 'randread', t.bs)
+      const f2 = fioRun(file, t.rw, t.bs)
+      const fio = t.unit === 'iops' ? Math.max(f1.iops, f2.iops) : Math.max(f1.gbps, f2.gbps)
+      const mine = t.unit === 'iops' ? e.iops : e.gbps
+      const ratio = mine / fio
+      const fmt = (x: number) => (t.unit === 'iops' ? `${Math.round(x / 1000)}k IOPS` : `${x.toFixed(2)} GB/s`)
+      const verdict = !gate ? '(reference)' : ratio >= 1 ? 'goal met (>= 1.0)' : ratio >= 0.95 ? 'above the floor (0.95)' : 'BELOW THE FLOOR (0.95)'
+      if (gate && ratio < 0.95) ok = false
+      console.log(`  ${label.padEnd(6)} ${t.name.padEnd(30)} engine ${fmt(mine).padStart(12)}  fio ${fmt(fio).padStart(12)}  ratio ${ratio.toFixed(3)}  ${verdict}`)
+    }
+  } finally {
+    fs.rmSync(file, {force: true})
+  }
+  return ok
+}
+
+/** The engine beside fio; false when a tmpfs ratio is below the floor. */
+export async function fioBench(): Promise<boolean> {
+  const which = spawnSync('fio', ['--version'], {encoding: 'utf8'})
+  if (which.error) {
+    console.log('p2p-engine: fio is not installed (Debian package fio): skipped')
+    return false
+  }
+  if (!loadNative().ioUring().available) {
+    console.log(`p2p-engine: io_uring unavailable here (${loadNative().ioUring().reason}): skipped`)
+    return false
+  }
+  console.log(`p2p-engine vs ${which.stdout.trim()} (io_uring, O_DIRECT, fixed buffers+files, ${JOBS} job, ${SECONDS} s each, 1 GiB file)`)
+  let ok = true
+  const shm = '/dev/shm'
+  if (fs.existsSync(shm)) ok = (await place('tmpfs', shm, true)) && ok
+  else console.log('  no /dev/shm: the tmpfs comparison is skipped')
+  await place('disk', os.tmpdir() === '/tmp' && fs.existsSync('/var/tmp') ? '/var/tmp' : os.tmpdir(), false)
+  return ok
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const ok = await fioBench()
+  process.exitCode = ok ? 0 : 1
+}

@@ -1,0 +1,63 @@
+/** Human output of `iopmem bench p2p`. */
+import type {ChalkInstance} from 'chalk'
+
+import type {BenchP2pResult} from '../commands/bench/p2p.js'
+import {formatBytes} from '../lib/units.js'
+
+const fb = (n: number | undefined) => (n === undefined ? '?' : formatBytes(n))
+const f1 = (n: number) => n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)
+
+export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance): string {
+  const out: string[] = []
+  out.push(c.bold(`bench p2p: ${r.src.path} → ${r.dst.path}, ${formatBytes(r.size)} in ${formatBytes(r.bs)} blocks, qd ${r.qd} × ${r.jobs} job${r.jobs > 1 ? 's' : ''}, O_DIRECT`))
+  for (const line of r.choices) out.push(`  chose ${line}`)
+  if (r.via) out.push(`  via ${r.via.target}${r.p2pmem ? `: p2pmem ${formatBytes(r.p2pmem.chunk)} chunk (pool available ${fb(r.p2pmem.availableBefore)} → ${fb(r.p2pmem.availableDuring)} while mapped → ${fb(r.p2pmem.availableAfter)} after)` : ''}`)
+  if (r.dramIdleGbps !== undefined) out.push(`  DRAM probe idle: ${f1(r.dramIdleGbps)} GB/s`)
+  const rows = r.results.map((m) => [
+    m.mode,
+    `${f1(m.gbps)} GB/s`,
+    `${Math.round(m.iops)} IOPS`,
+    `p50 ${f1(m.latency.p50Us)} µs  p99 ${f1(m.latency.p99Us)}  p99.9 ${f1(m.latency.p999Us)}`,
+    `CPU ${f1(m.cpu.percentOfOneCore)}%`,
+    m.dram ? `DRAM left ${f1(m.dram.gbps)} GB/s (${Math.round(m.dram.ofIdle * 100)}%)` : '',
+    m.verify ? (m.verify.ok ? c.green('verified') : c.red(`MISMATCH at ${m.verify.mismatchAt}`)) : '',
+  ])
+  const w = rows[0]?.map((_, i) => Math.max(...rows.map((row) => row[i].length))) ?? []
+  for (const row of rows) out.push('  ' + row.map((s, i) => s.padEnd(w[i])).join('  ').trimEnd())
+  for (const m of r.results) {
+    const eng = m.engine === 'io_uring' ? `io_uring, ${m.registeredBuffers ? 'registered buffer' : `unregistered buffer (${m.registerError ?? 'not registered'})`}` : `pread/pwrite${m.fallbackReason ? ` — fallback: ${m.fallbackReason}` : ''}`
+    out.push(c.dim(`  ${m.mode}: ${eng}; buffer ${m.buffer}; dst offset ${m.dstOffset}`))
+  }
+  if (r.sweep) {
+    out.push(c.bold('sweep (GB/s by block size)'))
+    const max = Math.max(...r.sweep.map((s) => s.gbps), 1e-9)
+    for (const s of r.sweep) out.push(`  ${s.mode.padEnd(6)} ${formatBytes(s.bs).padStart(8)} ${'█'.repeat(Math.max(1, Math.round((s.gbps / max) * 40)))} ${f1(s.gbps)}`)
+  }
+  for (const n of r.notes) out.push(c.yellow(`  note: ${n}`))
+  if (r.interrupted) out.push(c.yellow('  interrupted: partial results'))
+  return out.join('\n')
+}
+
+/** The sweep as a standalone SVG line chart (GB/s against block size, one line per mode). */
+export function sweepSvg(r: BenchP2pResult): string {
+  const pts = r.sweep ?? []
+  const W = 640, H = 360, L = 60, B = 40, T = 30, R = 20
+  const sizes = [...new Set(pts.map((p) => p.bs))].sort((a, b) => a - b)
+  const max = Math.max(...pts.map((p) => p.gbps), 1e-9) * 1.1
+  const x = (bs: number) => L + (sizes.length <= 1 ? 0 : (sizes.indexOf(bs) * (W - L - R)) / (sizes.length - 1))
+  const y = (g: number) => H - B - (g / max) * (H - B - T)
+  const colors: Record<string, string> = {bounce: '#d62728', p2p: '#1f77b4'}
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<text x="${L}" y="18">iopmem bench p2p: ${r.src.path} → ${r.dst.path} (qd ${r.qd})</text>`,
+    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#000"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#000"/>`]
+  for (const s of sizes) parts.push(`<text x="${x(s)}" y="${H - B + 16}" text-anchor="middle">${formatBytes(s)}</text>`)
+  for (let i = 0; i <= 4; i++) parts.push(`<text x="${L - 6}" y="${y((max * i) / 4) + 4}" text-anchor="end">${((max * i) / 4).toFixed(2)}</text>`)
+  for (const mode of ['bounce', 'p2p']) {
+    const m = pts.filter((p) => p.mode === mode)
+    if (m.length === 0) continue
+    parts.push(`<polyline fill="none" stroke="${colors[mode]}" stroke-width="2" points="${m.map((p) => `${x(p.bs)},${y(p.gbps)}`).join(' ')}"/>`)
+    parts.push(`<text x="${W - R - 60}" y="${mode === 'bounce' ? 40 : 56}" fill="${colors[mode]}">${mode}</text>`)
+  }
+  parts.push(`<text x="12" y="${T + 10}">GB/s</text></svg>`)
+  return parts.join('\n') + '\n'
+}

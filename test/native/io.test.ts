@@ -1,0 +1,244 @@
+/**
+ * The I/O engine (native/src/io.cc) on temp files: bounce copies through
+ * io_uring and pread/pwrite, every option path (seq/random, qd, jobs, odd tail,
+ * offsets, buffered, registered or not, a caller's buffer, duration mode,
+ * stop through the control array), --verify catching a corrupted byte, the
+ * fallback when io_uring is unavailable, errors with partial results, and the
+ * DRAM probe. Nothing here touches /sys, /dev or a PCI device.
+ */
+import {expect} from 'chai'
+import {spawnSync} from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import type {IoRunOptions, IoRunResult} from '../../src/native/index.js'
+import {devShm, native, randomBytes, realFsDir, ROOT, throwsCode} from './helpers.js'
+
+const KiB = 1024
+const MiB = 1024 * KiB
+
+async function rejectsCode(p: Promise<unknown>, code: string): Promise<Error & {code: string; partial?: IoRunResult; offset?: number}> {
+  try {
+    await p
+  } catch (err) {
+    const e = err as Error & {code: string}
+    expect(e.code, e.message).to.equal(code)
+    return e
+  }
+  expect.fail(`expected a rejection with code ${code}`)
+}
+
+describe('native: the I/O engine (ioRun)', function () {
+  this.timeout(60_000)
+  const n = native()
+  let scratch: ReturnType<typeof realFsDir>
+  let src: string
+  let dst: string
+  let data: Buffer
+  const SIZE = 4 * MiB + 64 * KiB
+
+  before(() => {
+    scratch = realFsDir('iopmem-io')
+    src = path.join(scratch.dir, 'src')
+    dst = path.join(scratch.dir, 'dst')
+    data = randomBytes(SIZE)
+    fs.writeFileSync(src, data)
+  })
+  beforeEach(() => fs.writeFileSync(dst, Buffer.alloc(SIZE)))
+  after(() => scratch?.cleanup())
+
+  const copyOk = async (opts: Partial<IoRunOptions>, expectEngine?: string): Promise<IoRunResult> => {
+    const length = opts.length ?? SIZE
+    const r = await n.ioRun({src, dst, length, bs: 64 * KiB, qd: 4, verify: true, ...opts})
+    if (expectEngine) expect(r.engine).to.equal(expectEngine)
+    expect(r.bytes).to.equal(length)
+    expect(r.verify?.ok, JSON.stringify(r.verify)).to.equal(true)
+    expect(r.verify?.srcHash).to.equal(r.verify?.dstHash)
+    const got = fs.readFileSync(dst)
+    const so = opts.srcOffset ?? 0
+    const dOff = opts.dstOffset ?? 0
+    expect(got.subarray(dOff, dOff + length).equals(data.subarray(so, so + length)), 'dst holds the source bytes').to.equal(true)
+    expect(got.subarray(0, dOff).every((b) => b === 0), 'bytes before the range untouched').to.equal(true)
+    return r
+  }
+
+  it('io_uring with a registered buffer and files copies a file exactly', async () => {
+    const r = await copyOk({}, 'io_uring')
+    expect(r.registeredBuffers).to.equal(true)
+    expect(r.registeredFiles).to.equal(true)
+    expect(r.buffer).to.equal('anonymous')
+    expect(r.ops).to.equal(SIZE / (64 * KiB))
+    expect(r.latency.count).to.equal(r.ops)
+    expect(r.latency.p50Us).to.be.greaterThan(0)
+    expect(r.latency.p99Us).to.be.at.least(r.latency.p50Us)
+    expect(r.latency.p999Us).to.be.at.least(r.latency.p99Us)
+    expect(r.latency.maxUs).to.be.at.least(r.latency.p999Us)
+    expect(r.cpu.processUserS + r.cpu.processSysS).to.be.at.least(0)
+    expect(r.seconds).to.be.greaterThan(0)
+    expect(r.stopped).to.equal(false)
+  })
+
+  it('without registering the buffer (plain READ/WRITE)', async () => {
+    const r = await copyOk({registerBuffers: false}, 'io_uring')
+    expect(r.registeredBuffers).to.equal(false)
+    expect(r.registerError).to.equal('not asked for')
+  })
+
+  it('pread/pwrite when asked for', async () => {
+    const r = await copyOk({engine: 'psync'}, 'psync')
+    expect(r.fallbackReason).to.equal(undefined)
+    expect(r.registeredBuffers).to.equal(false)
+  })
+
+  for (const qd of [1, 3, 32]) for (const jobs of [1, 3]) it(`qd ${qd} × ${jobs} jobs`, () => copyOk({qd, jobs}, 'io_uring'))
+
+  it('a length that is not a multiple of bs (short last block)', () => copyOk({length: SIZE - 4096, bs: 1 * MiB}))
+  it('a block size larger than the whole range', () => copyOk({length: 64 * KiB, bs: 1 * MiB}))
+  it('source and destination offsets', () => copyOk({srcOffset: 128 * KiB, dstOffset: 512 * KiB, length: 2 * MiB}))
+  it('4 KiB blocks at queue depth 64', () => copyOk({bs: 4 * KiB, qd: 64, length: 1 * MiB}))
+  it('buffered I/O (direct: false)', () => copyOk({direct: false, bs: 4096 + 512}))
+  it('random order covers as many blocks as the range holds', async () => {
+    const r = await n.ioRun({src, dst, length: SIZE, bs: 64 * KiB, qd: 8, random: true, fsync: false})
+    expect(r.ops).to.equal(SIZE / (64 * KiB))
+  })
+
+  it('a caller-mapped buffer (as p2p mode passes a p2pmem chunk)', async () => {
+    const m = n.mapAnonymous(8 * 64 * KiB)
+    try {
+      const r = await copyOk({buffer: m, qd: 8})
+      expect(r.buffer).to.equal('caller')
+      expect(r.registeredBuffers).to.equal(true)
+    } finally {
+      m.unmap()
+    }
+  })
+
+  it('refuses a buffer that is too small or unmapped', async () => {
+    const m = n.mapAnonymous(64 * KiB)
+    try {
+      await rejectsCode(n.ioRun({src, dst, length: SIZE, bs: 64 * KiB, qd: 2, buffer: m}), 'ERANGE')
+    } finally {
+      m.unmap()
+    }
+    await rejectsCode(n.ioRun({src, dst, length: SIZE, bs: 64 * KiB, buffer: m}), 'E_UNMAPPED')
+  })
+
+  it('read-only runs for a duration, wrapping around, and report progress', async () => {
+    const ctl = new Float64Array(3)
+    const r = await n.ioRun({src, length: SIZE, bs: 4 * KiB, qd: 16, random: true, durationMs: 300}, ctl)
+    expect(r.seconds).to.be.within(0.25, 5)
+    expect(r.ops).to.be.greaterThan(SIZE / (4 * KiB))
+    expect(ctl[1]).to.equal(r.bytes)
+    expect(ctl[2]).to.equal(r.ops)
+  })
+
+  it('stops when control[0] is set, with partial counts', async () => {
+    const ctl = new Float64Array(3)
+    const p = n.ioRun({src, length: SIZE, bs: 4 * KiB, qd: 4, durationMs: 20_000}, ctl)
+    await new Promise((r) => setTimeout(r, 150))
+    ctl[0] = 1
+    const r = await p
+    expect(r.stopped).to.equal(true)
+    expect(r.seconds).to.be.lessThan(10)
+    expect(r.bytes).to.be.greaterThan(0)
+  })
+
+  it('verify catches one corrupted byte and says where', async () => {
+    const r = await n.ioRun({src, dst, length: MiB, bs: 64 * KiB, qd: 4, verify: true})
+    expect(r.verify?.ok).to.equal(true)
+    const fd = fs.openSync(dst, 'r+')
+    fs.writeSync(fd, Buffer.from([data[777_777] ^ 0x10]), 0, 1, 777_777)
+    fs.closeSync(fd)
+    for (const engine of ['io_uring', 'psync'] as const) {
+      const v = await n.ioRun({src, dst, length: MiB, bs: 64 * KiB, verify: true, verifyOnly: true, engine})
+      expect(v.ops, 'verifyOnly copies nothing').to.equal(0)
+      expect(v.verify?.ok).to.equal(false)
+      expect(v.verify?.mismatchAt).to.equal(777_777)
+      expect(v.verify?.srcHash).to.not.equal(v.verify?.dstHash)
+    }
+    // Outside the corrupted range, the same files verify.
+    const ok = await n.ioRun({src, dst, length: 512 * KiB, bs: 64 * KiB, verify: true, verifyOnly: true})
+    expect(ok.verify?.ok).to.equal(true)
+  })
+
+  it('falls back to pread/pwrite without io_uring, and says so (IOPMEM_NO_IO_URING)', () => {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '-e', `
+        import('${path.join(ROOT, 'src/native/index.ts')}').then(async ({loadNative}) => {
+          const n = loadNative()
+          const r = await n.ioRun({src: ${JSON.stringify(src)}, dst: ${JSON.stringify(dst)}, length: ${MiB}, bs: 65536, qd: 8, jobs: 2, verify: true})
+          let forced = 'none'
+          try { await n.ioRun({src: ${JSON.stringify(src)}, length: 65536, bs: 65536, engine: 'io_uring'}) } catch (e) { forced = e.code }
+          console.log(JSON.stringify({engine: r.engine, reason: r.fallbackReason, ok: r.verify.ok, probe: n.ioUring(), forced}))
+        })`],
+      {cwd: ROOT, env: {...process.env, IOPMEM_NO_IO_URING: '1'}, encoding: 'utf8'},
+    )
+    expect(r.status, r.stderr).to.equal(0)
+    const v = JSON.parse(r.stdout.trim())
+    expect(v.engine).to.equal('psync')
+    expect(v.reason).to.match(/io_uring disabled/)
+    expect(v.ok).to.equal(true)
+    expect(v.probe).to.deep.equal({available: false, reason: 'io_uring disabled by IOPMEM_NO_IO_URING'})
+    expect(v.forced).to.equal('ENOSYS')
+    expect(fs.readFileSync(dst).subarray(0, MiB).equals(data.subarray(0, MiB))).to.equal(true)
+  })
+
+  it('an I/O error rejects with the errno, syscall and partial result', async () => {
+    // O_DIRECT with a misaligned block size: the kernel answers EINVAL on the first read.
+    const e = await rejectsCode(n.ioRun({src, dst, length: MiB, bs: 1000, qd: 2}), 'EINVAL')
+    expect(e.message).to.match(/io_uring read|pread/)
+    expect(e.partial?.bytes).to.equal(0)
+    expect(e.offset).to.equal(0)
+    await rejectsCode(n.ioRun({src: path.join(scratch.dir, 'missing'), length: MiB, bs: 4096}), 'ENOENT')
+    await rejectsCode(n.ioRun({src, dst: path.join(scratch.dir, 'missing'), length: MiB, bs: 4096}), 'ENOENT')
+    // Reading past the end: EOF is an error, not a silent short copy.
+    const eof = await rejectsCode(n.ioRun({src, dst, length: SIZE + 64 * KiB, bs: 64 * KiB}), 'EIO')
+    expect(eof.partial?.bytes).to.equal(SIZE)
+  })
+
+  it('argument errors throw before any I/O', () => {
+    const raw = n.raw
+    throwsCode(() => raw.ioRun({src, length: 0, bs: 4096}), 'ERANGE')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 0}), 'ERANGE')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096, qd: 0}), 'ERANGE')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096, qd: 5000}), 'ERANGE')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096, jobs: 0}), 'ERANGE')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096, engine: 'spdk' as never}), 'E_ARG')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096, verify: true}), 'E_ARG')
+    throwsCode(() => raw.ioRun({length: 4096, bs: 4096} as never), 'E_ARG')
+    throwsCode(() => raw.ioRun({src, length: -1, bs: 4096}), 'ERANGE')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096, direct: 'yes' as never}), 'E_ARG')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096}, new Float64Array(2)), 'E_ARG')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096}, new Uint8Array(24) as never), 'E_ARG')
+    throwsCode(() => raw.memProbe(new Float64Array(3), 1024), 'ERANGE')
+    throwsCode(() => raw.memProbe(new Float64Array(1), 1 << 20), 'E_ARG')
+  })
+
+  it('O_DIRECT on tmpfs works (Linux ≥ 6.6) where there is one', async function () {
+    const shm = devShm()
+    if (!shm) this.skip()
+    const f = path.join(shm!, `iopmem-io-${process.pid}`)
+    fs.writeFileSync(f, data.subarray(0, MiB))
+    try {
+      const r = await n.ioRun({src: f, length: MiB, bs: 128 * KiB, qd: 8})
+      expect(r.bytes).to.equal(MiB)
+    } catch (err) {
+      expect((err as {code: string}).code, 'only an old kernel may refuse').to.equal('EINVAL')
+    } finally {
+      fs.rmSync(f, {force: true})
+    }
+  })
+
+  it('the DRAM probe measures a copy loop until stopped', async () => {
+    const ctl = new Float64Array(3)
+    const p = n.memProbe(ctl, 8 * MiB)
+    await new Promise((r) => setTimeout(r, 100))
+    ctl[0] = 1
+    const r = await p
+    // At least one whole pass over both buffers (read + write counted), however early the stop.
+    expect(r.bytes).to.be.at.least(2 * 8 * MiB)
+    expect(r.seconds).to.be.greaterThan(0)
+    expect(r.bytes / r.seconds / 1e9).to.be.greaterThan(0.1)
+  })
+})

@@ -1,0 +1,141 @@
+/**
+ * `iopmem bench p2p` against a real kernel: two NVMe behind one PCIe switch
+ * (the CMB one lends its p2pmem as --via) and one NVMe on the root complex.
+ * The same bytes go through system RAM and through the CMB; the host checks
+ * the destination's disk image; the p2pmem pool shrinks while the chunk is
+ * mapped and comes back after; the root-complex NVMe is refused as topo says,
+ * and the kernel's EREMOTEIO is shown. Timings under TCG are not asserted.
+ */
+import {expect} from 'chai'
+import * as fs from 'node:fs'
+
+import {bootGuest, diskPattern, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
+
+const MiB = 1024 * 1024
+
+describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
+  let vm: Guest
+  const iopmem = (args: string[]): Promise<RunResult> => vm.run(['node', 'bin/run.js', ...args], {timeoutMs: 240_000})
+  const json = (r: RunResult): any => {
+    try {
+      return JSON.parse(r.stdout)
+    } catch {
+      throw new Error(`not JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`)
+    }
+  }
+  const available = async (bdf: string): Promise<number> =>
+    Number((await vm.run(['cat', `/sys/bus/pci/devices/${bdf}/p2pmem/available`], {check: true})).stdout.trim())
+  const readImage = (file: string, off: number, len: number): Buffer => {
+    const fd = fs.openSync(file, 'r')
+    try {
+      const b = Buffer.alloc(len)
+      fs.readSync(fd, b, 0, len, off)
+      return b
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
+  before(async function () {
+    this.timeout(300_000)
+    resolveKernel()
+    vm = await bootGuest({topology: 'both'})
+    const d = vm.devices
+    console.log(`      guest ${vm.release}: cmb ${d.cmb.bdf} ${d.cmb.namespace}, peer ${d.peer.bdf} ${d.peer.namespace}, rc ${d.rc!.bdf} ${d.rc!.namespace}`)
+  })
+
+  after(async () => {
+    await vm?.shutdown()
+  })
+
+  it('--mode both --verify moves the same bytes through RAM and through the CMB; the host sees them in the image', async function () {
+    this.timeout(300_000)
+    const {cmb, peer} = vm.devices
+    const before = await available(cmb.bdf)
+    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--mode', 'both', '--verify',
+      '--size', '1M', '--bs', '128K', '--qd', '4', '--yes', '--json'])
+    expect(r.code, r.stderr + r.stdout).to.equal(0)
+    const j = json(r)
+    expect(j.results.map((m: any) => m.mode)).to.deep.equal(['bounce', 'p2p'])
+    for (const m of j.results) {
+      expect(m.bytes).to.equal(MiB)
+      expect(m.verify.ok, `${m.mode} verified`).to.equal(true)
+      expect(m.verify.srcHash).to.equal(m.verify.dstHash)
+      expect(m.latency.count).to.equal(8)
+    }
+    expect(j.results[1].buffer).to.match(/p2pmem\/allocate$/)
+    expect(j.results[0].dstOffset).to.equal(0)
+    expect(j.results[1].dstOffset).to.equal(MiB)
+    console.log(`      engines: ${j.results.map((m: any) => `${m.mode} ${m.engine}${m.registeredBuffers ? ' (registered)' : ` (unregistered: ${m.registerError ?? m.fallbackReason})`}`).join(', ')}`)
+
+    // The p2p path used the CMB: the pool lost the chunk while it was mapped and got it back.
+    expect(j.p2pmem.bdf).to.equal(cmb.bdf)
+    expect(j.p2pmem.availableBefore).to.equal(before)
+    expect(j.p2pmem.availableDuring).to.equal(before - j.p2pmem.chunk)
+    expect(j.p2pmem.chunk).to.be.at.least(512 * 1024)
+    expect(j.p2pmem.availableAfter).to.equal(before)
+    expect(await available(cmb.bdf)).to.equal(before)
+
+    // Host side: both copies of the source pattern are in the peer's disk image.
+    const want = diskPattern('cmb', 0, MiB)
+    expect(readImage(peer.image, 0, MiB).equals(want), 'bounce copy in the image').to.equal(true)
+    expect(readImage(peer.image, MiB, MiB).equals(want), 'p2p copy in the image').to.equal(true)
+
+    const human = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--mode', 'both', '--verify',
+      '--size', '1M', '--bs', '128K', '--qd', '4', '--yes'])
+    expect(human.code, human.stderr).to.equal(0)
+    expect(human.stdout).to.contain('verified')
+    console.log(human.stdout.split('\n').map((l) => '      | ' + l).join('\n'))
+  })
+
+  it('the root-complex NVMe as a peer is refused as topo predicts, with the kernel\'s EREMOTEIO', async function () {
+    this.timeout(240_000)
+    const {cmb, peer, rc} = vm.devices
+    const topo = json(await iopmem(['topo', cmb.bdf, rc!.bdf, '--json']))
+    const pair = topo.pairs.find((p: any) => [p.provider, p.client].includes(rc!.bdf))
+    expect(pair.p2p).to.equal('no')
+    const before = await available(cmb.bdf)
+    const r = await iopmem(['bench', 'p2p', '--src', rc!.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--mode', 'p2p', '--size', '1M', '--yes', '--json'])
+    expect(r.code).to.equal(7)
+    const e = json(r).error
+    expect(e.code).to.equal('E_P2P_REFUSED')
+    expect(e.details.kernel.errno, 'the kernel refuses too').to.equal('EREMOTEIO')
+    expect(e.message).to.contain('EREMOTEIO')
+    expect(e.details.pair.client).to.equal(rc!.bdf)
+    expect(await available(cmb.bdf), 'p2pmem returned after the refusal').to.equal(before)
+    console.log(`      ${e.message}`)
+    // Nothing reached the destination: the peer image still holds the earlier copy.
+    expect(readImage(peer.image, 0, MiB).equals(diskPattern('cmb', 0, MiB))).to.equal(true)
+  })
+
+  it('the root-complex NVMe as --via is refused: it has no p2pmem', async () => {
+    const {cmb, peer, rc} = vm.devices
+    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', rc!.bdf, '--mode', 'p2p', '--size', '1M', '--yes', '--json'])
+    expect(r.code).to.equal(7)
+    expect(json(r).error.code).to.equal('E_NO_P2PMEM')
+  })
+
+  it('a destination holding a filesystem is refused unless --force', async () => {
+    const {cmb, rc} = vm.devices
+    await vm.sh(`printf XFSB | dd of=${rc!.namespace} bs=512 count=1 conv=notrunc,fsync 2>/dev/null`)
+    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--mode', 'bounce', '--size', '1M', '--yes', '--json'])
+    expect(r.code).to.equal(5)
+    expect(json(r).error.code).to.equal('E_IN_USE')
+    expect(json(r).error.message).to.contain('XFS')
+    const f = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--mode', 'bounce', '--size', '1M', '--yes', '--force', '--json', '--verify'])
+    expect(f.code, f.stderr).to.equal(0)
+    expect(json(f).results[0].verify.ok).to.equal(true)
+  })
+
+  it('with no arguments it picks the switch pair and the CMB, one line per choice', async function () {
+    this.timeout(240_000)
+    const {cmb, peer} = vm.devices
+    const r = await iopmem(['bench', 'p2p', '--size', '1M', '--yes', '--json', '--verify'])
+    expect(r.code, r.stderr + r.stdout).to.equal(0)
+    const j = json(r)
+    expect(j.via.target).to.equal(cmb.bdf)
+    expect([j.src.path, j.dst.path].sort()).to.deep.equal([cmb.namespace, peer.namespace].sort())
+    expect(j.choices.join('\n')).to.match(/source .*\n.*destination .*\n.*--via/)
+    for (const m of j.results) expect(m.verify.ok).to.equal(true)
+  })
+})
