@@ -32,7 +32,7 @@ export function renderList(r: ListResult, c: ChalkInstance): string {
       ...f.blockDevices.map((b) => `${b.name} ${formatBytes(b.size)}${b.dax ? ' dax' : ''}${b.partitions.length ? ` (${b.partitions.length} part)` : ''}`),
       ...f.daxDevices.map((d) => `${d} devdax`),
     ]
-    const link = f.link?.currentSpeed ? `${f.link.currentSpeed.replace(/ PCIe$/, '')} x${f.link.currentWidth ?? '?'}` : ''
+    const link = f.link?.currentSpeed && !f.link.currentSpeed.startsWith('Unknown') ? `${f.link.currentSpeed.replace(/ PCIe$/, '')} x${f.link.currentWidth ?? '?'}` : ''
     return [
       c.bold(f.bdf),
       `${f.vendorId.slice(2)}:${f.deviceId.slice(2)}`,
