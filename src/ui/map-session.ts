@@ -1,0 +1,173 @@
+/**
+ * The interactive `iopmem map` session (a person at a terminal, no
+ * operation given): peek, poke, dump and fill until quit. Prompts come in
+ * as an argument (the @inquirer/prompts module, or a script in tests).
+ * Bad input in a step is reported and the session goes on; Ctrl-C or
+ * Ctrl-D at a prompt ends it.
+ */
+import type {ChalkInstance} from 'chalk'
+
+import {IopmemError} from '../lib/errors.js'
+import type {MapFacts} from '../lib/map.js'
+import {checkRange, dumpOp, fillOp, hexdump, parseOffset, parsePattern, parseValues, readOp, valueRows, writeOp, type OpsNative} from '../lib/map-ops.js'
+import {formatBytes} from '../lib/units.js'
+import type {Mapping, Width} from '../native/types.js'
+import {mappingLine, renderFacts} from './render-map.js'
+
+/** The prompts the session uses (a subset of @inquirer/prompts). */
+export interface SessionPrompts {
+  select<T>(config: {message: string; choices: Array<{value: T; name?: string; description?: string}>; default?: T}): Promise<T>
+  input(config: {message: string; default?: string; validate?: (value: string) => boolean | string | Promise<boolean | string>}): Promise<string>
+  confirm(config: {message: string; default?: boolean}): Promise<boolean>
+}
+
+export interface SessionContext {
+  native: OpsNative
+  mapping: Mapping
+  facts: MapFacts
+  prompts: SessionPrompts
+  log: (line: string) => void
+  colors: ChalkInstance
+}
+
+type Action = 'peek' | 'poke' | 'dump' | 'fill' | 'facts' | 'quit'
+
+/** Run the session; returns the number of steps carried out. */
+export async function mapSession(ctx: SessionContext): Promise<number> {
+  const {native: n, mapping: m, facts, prompts, log, colors: c} = ctx
+  const len = facts.length
+  const flush = facts.backend === 'devdax' || facts.backend === 'fsdax'
+  let writesOk = false
+  let steps = 0
+  let lastOffset = 0
+  let lastWidth: Width = 4
+  const check = (fn: () => void) => (v: string) => {
+    try {
+      fn.call(undefined)
+      void v
+      return true
+    } catch (error) {
+      return (error as Error).message
+    }
+  }
+  const askOffset = async (message: string, width: number): Promise<number> => {
+    const text = await prompts.input({
+      message,
+      default: '0x' + lastOffset.toString(16),
+      validate: (v) => check(() => checkRange(len, parseOffset(v, 'offset'), width, width, 'offset'))(v),
+    })
+    return parseOffset(text, 'offset')
+  }
+  const askWidth = async (): Promise<Width> =>
+    prompts.select<Width>({
+      message: 'Access width',
+      default: lastWidth,
+      choices: [
+        {value: 1, name: '8-bit'},
+        {value: 2, name: '16-bit'},
+        {value: 4, name: '32-bit'},
+        {value: 8, name: '64-bit'},
+      ],
+    })
+  const allowWrites = async (): Promise<boolean> => {
+    if (writesOk) return true
+    writesOk = await prompts.confirm({message: `Writes go straight to ${mappingLine(facts)} and change it in place. Allow writes in this session?`, default: false})
+    return writesOk
+  }
+
+  log(c.dim(mappingLine(facts)))
+  for (const w of facts.warnings) log(c.yellow(`warning: ${w}`))
+  for (;;) {
+    let action: Action
+    try {
+      action = await prompts.select<Action>({
+        message: 'map>',
+        choices: [
+          {value: 'peek', name: 'peek   read one value'},
+          {value: 'poke', name: 'poke   write one value'},
+          {value: 'dump', name: 'dump   hexdump a range'},
+          {value: 'fill', name: 'fill   fill a range with a pattern'},
+          {value: 'facts', name: 'facts  show the mapping'},
+          {value: 'quit', name: 'quit'},
+        ],
+      })
+    } catch (error) {
+      if (isPromptExit(error)) return steps
+      throw error
+    }
+    if (action === 'quit') return steps
+    try {
+      switch (action) {
+        case 'facts':
+          log(renderFacts(facts, c))
+          break
+        case 'peek': {
+          const width = await askWidth()
+          const off = await askOffset('Offset', width)
+          log(valueRows(off, width, readOp(n, m, off, width, 1)).join('\n'))
+          lastOffset = off
+          lastWidth = width
+          break
+        }
+        case 'poke': {
+          if (!(await allowWrites())) {
+            log(c.dim('writes not allowed; nothing written'))
+            break
+          }
+          const width = await askWidth()
+          const off = await askOffset('Offset', width)
+          const text = await prompts.input({message: 'Value (decimal or 0x hex)', validate: (v) => check(() => parseValues(v, width))(v)})
+          const values = parseValues(text, width)
+          checkRange(len, off, values.length * width, width, 'poke')
+          writeOp(n, m, off, width, values)
+          if (flush) n.flush(m, off, values.length * width)
+          log(`${c.green('✓')} wrote ${values.map((v) => '0x' + v.toString(16).padStart(width * 2, '0')).join(' ')} at 0x${off.toString(16)}`)
+          lastOffset = off
+          lastWidth = width
+          break
+        }
+        case 'dump': {
+          const off = await askOffset('Offset', 1)
+          const sizeText = await prompts.input({
+            message: 'Bytes',
+            default: String(Math.min(256, len - off)),
+            validate: (v) => check(() => checkRange(len, off, parseOffset(v, 'size'), 1, 'dump'))(v),
+          })
+          const size = parseOffset(sizeText, 'size')
+          const width: Width = off % 4 === 0 && size % 4 === 0 ? 4 : 1
+          log(hexdump(dumpOp(n, m, off, size, width), off))
+          lastOffset = off
+          break
+        }
+        case 'fill': {
+          if (!(await allowWrites())) {
+            log(c.dim('writes not allowed; nothing written'))
+            break
+          }
+          const patText = await prompts.input({message: 'Pattern (zero, ones, 0xNN, u32:V, inc, addr, random[:SEED], …)', validate: (v) => check(() => parsePattern(v))(v)})
+          const pattern = parsePattern(patText)
+          const off = await askOffset('Offset', 1)
+          const sizeText = await prompts.input({
+            message: 'Bytes',
+            default: String(len - off),
+            validate: (v) => check(() => checkRange(len, off, parseOffset(v, 'size'), 1, 'fill'))(v),
+          })
+          const size = parseOffset(sizeText, 'size')
+          const s = fillOp(n, m, off, size, pattern, 'auto', flush)
+          log(`${c.green('✓')} filled ${formatBytes(size)} at 0x${off.toString(16)} with ${pattern.spec} (${s.strategy}, ${s.gbps} GB/s)`)
+          lastOffset = off
+          break
+        }
+      }
+      steps++
+    } catch (error) {
+      if (isPromptExit(error)) return steps
+      if (error instanceof IopmemError || (error as {code?: string}).code) log(c.red(`error: ${(error as Error).message}`))
+      else throw error
+    }
+  }
+}
+
+function isPromptExit(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'ExitPromptError' || error.name === 'AbortPromptError')
+}
