@@ -1,7 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
-import {type BindResult, DEFAULT_DRIVER, executeBind, planBind} from '../lib/bind.js'
+import {normalizeBdf} from '../lib/bdf.js'
+import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, planBind, validateDriverName} from '../lib/bind.js'
+import {CACHE_MODES, driverEnv, loadModule, MODES, validateBarIndex, validateCache, validateMode} from '../lib/driver.js'
 import {Exit, IopmemError} from '../lib/errors.js'
 import {pickFunction} from '../ui/pick.js'
 
@@ -11,12 +13,13 @@ export default class Bind extends BaseCommand {
 
 Before taking a function from its driver, bind refuses when it is in use: a mounted filesystem (DAX or not) or a holder on its block devices, or a process with its resource files, p2pmem or device nodes open or mapped. --force takes it anyway.
 
-The default driver is iopmem (see \`iopmem driver\`). A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
+The default driver is iopmem (see \`iopmem driver\`), loaded first when it is not (as root). For iopmem, --mode picks what the BAR becomes: blockdax (/dev/iopmemN, a DAX block device), devdax (/dev/daxX.Y) or p2pmem (a P2PDMA provider); --bar the BAR (default: the largest memory BAR); --cache the CPU mapping of a blockdax device (wb gives DAX; wc, uc and wt a plain block device). A BAR that cannot serve (I/O, under 2 MiB, not 2 MiB aligned) is refused with the reason. A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
 
 On a terminal, a missing BDF opens a picker and taking a device from its driver asks first; without a terminal, pass the BDF and --yes.`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0', description: 'Bind to the iopmem driver'},
+    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --mode devdax --bar 2', description: 'BAR2 as /dev/daxX.Y'},
     {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --driver vfio-pci --yes', description: 'Hand a device to vfio-pci from a script'},
     {command: '<%= config.bin %> <%= command.id %> 00:04.0 --driver uio_pci_generic --json', description: 'Domain 0000 may be left out'},
   ]
@@ -28,13 +31,26 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
   static flags = {
     driver: Flags.string({char: 'd', description: 'Driver to bind to.', default: DEFAULT_DRIVER}),
     force: Flags.boolean({char: 'f', description: 'Take the function even if it is in use (or is a bridge); also skips the confirmation.'}),
+    mode: Flags.string({description: `iopmem only: ${MODES.join(', ')} (default blockdax).`}),
+    bar: Flags.string({description: 'iopmem only: the BAR index 0-5 (default: the largest memory BAR).'}),
+    cache: Flags.string({description: `iopmem only, blockdax: ${CACHE_MODES.join(', ')} (default wb).`}),
     ...BaseCommand.confirmFlags,
   }
 
   async run(): Promise<BindResult> {
     const {args, flags} = await this.parse(Bind)
     const bdf = args.bdf ?? (await this.pickOrFail())
-    const plan = planBind(this.host, bdf, flags.driver, {force: flags.force})
+    // Bad input is refused before anything is loaded.
+    normalizeBdf(bdf)
+    const driver = validateDriverName(flags.driver)
+    if (flags.mode !== undefined) validateMode(flags.mode)
+    if (flags.cache !== undefined) validateCache(flags.cache)
+    if (flags.bar !== undefined) validateBarIndex(flags.bar)
+    if (driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && this.host.isRoot() && this.host.isLive) {
+      const loaded = loadModule(driverEnv(this.host))
+      this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})`)
+    }
+    const plan = planBind(this.host, bdf, driver, {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache})
     if (plan.destructive) {
       const desc = plan.fn.deviceName ?? plan.fn.className
       await this.confirmOrRefuse(
@@ -47,6 +63,8 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     if (!this.jsonEnabled()) {
       const {renderBindResult} = await import('../ui/render-bind.js')
       this.log(renderBindResult(result, 'bind', await this.colors()))
+      const d = result.iopmem
+      if (d) this.log(`iopmem: ${d.mode} over BAR${d.bar} (${d.phys}, cache ${d.cache}) -> ${d.path ?? '?'}`)
     }
     return result
   }

@@ -1,6 +1,7 @@
 import * as path from 'node:path'
 
 import {normalizeBdf} from './bdf.js'
+import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, resolveSettings} from './driver.js'
 import {Exit, IopmemError, usage} from './errors.js'
 import type {Host} from './host.js'
 import {checkInUse, type UsageReport} from './inuse.js'
@@ -90,6 +91,15 @@ export interface BindResult {
   steps: BindStep[]
   usage: UsageReport | null
   warnings: string[]
+  /** For the iopmem driver: what it made of the device (mode, BAR, node). */
+  iopmem?: BoundDevice
+}
+
+/** --mode/--bar/--cache of `bind --driver iopmem`. */
+export interface IopmemOptions {
+  mode?: string
+  bar?: string
+  cache?: string
 }
 
 export interface BindPlan {
@@ -99,6 +109,8 @@ export interface BindPlan {
   /** Taking the device from a driver: a destructive step that needs confirmation. */
   destructive: boolean
   noop: boolean
+  /** Settings handed to the iopmem driver through drivers/iopmem/config before the bind. */
+  iopmem?: DeviceSettings
 }
 
 function refuseBridge(fn: PciFunction, force: boolean | undefined, verb: string): void {
@@ -135,11 +147,24 @@ function requireRoot(host: Host, verb: string): void {
   }
 }
 
-export function planBind(host: Host, bdfText: string, driverText: string | undefined, opts: {force?: boolean} = {}): BindPlan {
+export function planBind(host: Host, bdfText: string, driverText: string | undefined, opts: {force?: boolean} & IopmemOptions = {}): BindPlan {
   const bdf = normalizeBdf(bdfText)
   const driver = validateDriverName(driverText ?? DEFAULT_DRIVER)
+  const given = (['mode', 'bar', 'cache'] as const).filter((k) => opts[k] !== undefined)
+  if (driver !== 'iopmem' && given.length > 0) {
+    throw usage(`--${given.join(', --')} ${given.length === 1 ? 'is' : 'are'} for --driver iopmem only (not ${driver}).`, 'E_IOPMEM_ONLY')
+  }
   const scanner = new PciScanner(host, {names: true})
   const fn = scanner.get(bdf)
+  const iopmem = driver === 'iopmem' ? resolveSettings(fn, opts) : undefined
+  if (iopmem && fn.driver === 'iopmem') {
+    const now = deviceInfo(host, fn.bdf)
+    if (now.mode === iopmem.mode && now.bar === iopmem.bar && now.cache === iopmem.cache) return {fn, driver, usage: null, destructive: false, noop: true, iopmem}
+    throw new IopmemError(
+      `${bdf} is already bound to iopmem as ${now.mode ?? '?'} on BAR ${now.bar ?? '?'} (cache ${now.cache ?? '?'}); unbind it first to change that.`,
+      {code: 'E_ALREADY_BOUND', exit: Exit.REFUSED, suggestions: [`iopmem unbind ${bdf} --yes`]},
+    )
+  }
   if (!driverRegistered(host, driver)) {
     const cands = driverCandidates(host, fn, fn.driver)
     const load = driver === 'iopmem' ? '`iopmem driver load` (or `modprobe iopmem`)' : `\`modprobe ${driver}\``
@@ -165,7 +190,7 @@ export function planBind(host: Host, bdfText: string, driverText: string | undef
   const report = fn.driver ? checkInUse(host, fn) : null
   if (report) refuseInUse(report, opts.force, `take ${bdf} from ${fn.driver}`)
   requireRoot(host, 'bind')
-  return {fn, driver, usage: report, destructive: fn.driver !== null, noop: false}
+  return {fn, driver, usage: report, destructive: fn.driver !== null, noop: false, iopmem}
 }
 
 class Steps {
@@ -228,11 +253,14 @@ export function executeBind(host: Host, plan: BindPlan): BindResult {
     steps: steps.list,
     usage: plan.usage,
     warnings,
+    ...(plan.iopmem && d === 'iopmem' ? {iopmem: deviceInfo(host, fn.bdf)} : {}),
   })
   if (plan.noop) return result(before, false)
 
+  const iopmemConfig = host.sys('bus/pci/drivers/iopmem/config')
   let failure: IopmemError | undefined
   try {
+    if (plan.iopmem) steps.write(iopmemConfig, configLine(fn.bdf, plan.iopmem))
     steps.write(path.join(fn.sysfsPath, 'driver_override'), driver + '\n')
     if (before !== null) steps.write(host.sys('bus/pci/drivers', before, 'unbind'), fn.bdf)
     steps.write(host.sys('bus/pci/drivers', driver, 'bind'), fn.bdf)
@@ -244,6 +272,16 @@ export function executeBind(host: Host, plan: BindPlan): BindResult {
 
   const ended = restore(host, steps, fn, before, beforeOverride)
   const restored = ended === before && currentOverride(host, fn) === beforeOverride
+  // The driver's own reason for a refused probe (a BAR that cannot serve, …).
+  const lastError = plan.iopmem ? host.readTrim(host.sys('bus/pci/drivers/iopmem/last_error')) : undefined
+  const reason = lastError?.startsWith(fn.bdf + ' ') ? `: ${lastError.slice(fn.bdf.length + 1)}` : ''
+  if (plan.iopmem && host.exists(iopmemConfig)) {
+    try {
+      steps.write(iopmemConfig, fn.bdf + '\n') // forget the settings again
+    } catch {
+      /* the entry only matters for a later bind, which writes its own */
+    }
+  }
   const why = failure
     ? failure.code === 'ENODEV' && failure.path?.endsWith('/bind')
       ? `${driver} did not accept the device (ENODEV: the driver does not match it or its probe found no device)`
@@ -251,7 +289,7 @@ export function executeBind(host: Host, plan: BindPlan): BindResult {
     : `the driver link shows ${now ?? 'no driver'} after the bind`
   const probeErr = failure?.path?.endsWith(`drivers/${driver}/bind`) && failure.code !== 'ENODEV' ? ` (${driver}'s probe failed with ${failure.code})` : ''
   throw new IopmemError(
-    `Binding ${fn.bdf} to ${driver} failed: ${why}${probeErr}. ` +
+    `Binding ${fn.bdf} to ${driver} failed: ${why}${probeErr}${reason}. ` +
       (restored
         ? `Rolled back: ${before ? `the device is bound to ${before} again` : 'the device is unbound, as it was'}${beforeOverride ? ` with driver_override ${beforeOverride}` : ''}.`
         : `Rollback incomplete: the device is now ${ended ? `bound to ${ended}` : 'unbound'} (it was ${before ?? 'unbound'}); driver_override is ${currentOverride(host, fn) ?? '(null)'}.`),

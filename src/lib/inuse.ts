@@ -31,6 +31,8 @@ export function nodesOf(host: Host, fn: PciFunction): {dev: string[]; sysfsDir: 
   const dev: string[] = []
   for (const b of fn.blockDevices) dev.push(b.name, ...b.partitions.map((p) => p.name))
   dev.push(...fn.daxDevices)
+  // device-dax on the dax bus (no /sys/class/dax since 5.x): daxX.Y children of the function (iopmem devdax)
+  for (const d of host.list(fn.sysfsPath)) if (/^dax\d+\.\d+$/.test(d) && !dev.includes(d)) dev.push(d)
   for (const ctrl of host.list(path.join(fn.sysfsPath, 'nvme'))) dev.push(ctrl)
   for (const uio of host.list(path.join(fn.sysfsPath, 'uio'))) dev.push(uio)
   if (fn.driver === 'vfio-pci' && fn.iommuGroup !== null) dev.push(`vfio/${fn.iommuGroup}`, `vfio/noiommu-${fn.iommuGroup}`)
@@ -71,7 +73,14 @@ export function checkInUse(host: Host, fn: PciFunction): UsageReport {
     })
   }
 
-  if (fn.p2pmem && fn.p2pmem.available < fn.p2pmem.size) {
+  if (fn.driver === 'iopmem' && fn.p2pmem && fn.p2pmem.available < fn.p2pmem.size) {
+    // iopmem allocates none of its own p2pmem: every allocation is a user the unbind would wait for.
+    reasons.push({
+      kind: 'holder',
+      subject: 'p2pmem',
+      detail: `${formatBytes(fn.p2pmem.size - fn.p2pmem.available)} of its p2pmem is allocated (iopmem itself holds none): the unbind would wait until its users let go`,
+    })
+  } else if (fn.p2pmem && fn.p2pmem.available < fn.p2pmem.size) {
     const own = fn.driver === 'nvme' ? ': the nvme driver keeps its submission queues in the CMB (unless nvme.use_cmb_sqes=0)' : ''
     notes.push(
       `${formatBytes(fn.p2pmem.size - fn.p2pmem.available)} of its p2pmem (${formatBytes(fn.p2pmem.size)}) is allocated in the kernel${own}; ` +

@@ -34,6 +34,29 @@ export interface NamespaceSpec {
   dax?: boolean
   partitions?: Array<{name: string; dev: string; start: number; sizeBytes: number; holders?: string[]}>
   holders?: string[]
+  /** slaves/ entries (device-mapper, md). */
+  slaves?: string[]
+  /** `ro` reads 1. */
+  readOnly?: boolean
+  /** NVMe namespace id (`nsid`). */
+  nsid?: number
+}
+
+/** Legacy (e820) or fsdax pmem: region → namespace (→ pfn) → block/pmemN, as libnvdimm lays it out. */
+export interface PmemSpec {
+  /** Block device name, default pmem0. */
+  name?: string
+  dev?: string
+  region?: number
+  /** Physical address of the namespace (namespaceX.Y/resource). */
+  start: bigint | number
+  sizeBytes: number
+  /** fsdax with a pfn device: its resource is start + dataOffset, and the disk is that much smaller. */
+  pfn?: {name: string; dataOffset: number}
+  /** Write no `resource` files (as a reader without the right to see them would find). */
+  noResource?: boolean
+  dax?: boolean
+  partitions?: NamespaceSpec['partitions']
 }
 
 export interface FnSpec {
@@ -80,6 +103,8 @@ export interface DriverSpec {
 }
 
 export interface MountSpec {
+  /** Mount id (first field of mountinfo); default 100 + its index. */
+  id?: number
   dev: string
   source: string
   target: string
@@ -108,7 +133,7 @@ export class SysfsFixture {
     this.sys = path.join(this.root, 'sys')
     this.dev = path.join(this.root, 'dev')
     this.proc = path.join(this.root, 'proc')
-    for (const d of ['bus/pci/devices', 'bus/pci/drivers', 'devices', 'class/block', 'class/dax', 'block', 'kernel/iommu_groups', 'module']) {
+    for (const d of ['bus/pci/devices', 'bus/pci/drivers', 'devices', 'class/block', 'class/dax', 'block', 'dev/block', 'kernel/iommu_groups', 'module']) {
       fs.mkdirSync(path.join(this.sys, d), {recursive: true})
     }
     for (const f of ['bus/pci/drivers_probe', 'bus/pci/drivers_autoprobe', 'bus/pci/rescan']) {
@@ -242,10 +267,55 @@ export class SysfsFixture {
     return this
   }
 
+  /** A block disk under /sys/devices/<parentRel> (e.g. virtual/block, platform/…): returns its directory. */
+  addDisk(parentRel: string, ns: NamespaceSpec): string {
+    const parent = path.join(this.sys, 'devices', parentRel)
+    fs.mkdirSync(parent, {recursive: true})
+    this.disk(parent, ns)
+    return path.join(parent, ns.name)
+  }
+
+  /** Legacy/fsdax pmem as libnvdimm shows it; returns the disk's directory. */
+  pmem(spec: PmemSpec): string {
+    const region = spec.region ?? 0
+    const regionDir = path.join(this.sys, 'devices/platform/e820_pmem/ndbus0', `region${region}`)
+    const nsDir = path.join(regionDir, `namespace${region}.0`)
+    fs.mkdirSync(nsDir, {recursive: true})
+    const hx = (n: bigint) => '0x' + n.toString(16) + '\n'
+    const start = BigInt(spec.start)
+    if (!spec.noResource) {
+      fs.writeFileSync(path.join(regionDir, 'resource'), hx(start))
+      fs.writeFileSync(path.join(nsDir, 'resource'), hx(start))
+    }
+    fs.writeFileSync(path.join(nsDir, 'size'), `${spec.sizeBytes}\n`)
+    fs.writeFileSync(path.join(nsDir, 'mode'), spec.pfn ? 'fsdax\n' : 'raw\n')
+    let owner = nsDir
+    let size = spec.sizeBytes
+    if (spec.pfn) {
+      owner = path.join(regionDir, spec.pfn.name)
+      fs.mkdirSync(owner, {recursive: true})
+      if (!spec.noResource) fs.writeFileSync(path.join(owner, 'resource'), hx(start + BigInt(spec.pfn.dataOffset)))
+      fs.writeFileSync(path.join(owner, 'mode'), 'pmem\n')
+      this.link(path.join(owner, 'namespace'), nsDir)
+      size -= spec.pfn.dataOffset
+    }
+    const name = spec.name ?? 'pmem0'
+    const blockDir = path.join(owner, 'block')
+    fs.mkdirSync(blockDir, {recursive: true})
+    this.disk(blockDir, {name, dev: spec.dev ?? '259:0', sizeBytes: size, dax: spec.dax ?? true, partitions: spec.partitions})
+    this.link(path.join(blockDir, name, 'device'), owner)
+    return path.join(blockDir, name)
+  }
+
   private disk(parent: string, ns: NamespaceSpec): void {
     const d = path.join(parent, ns.name)
     fs.mkdirSync(path.join(d, 'queue'), {recursive: true})
     fs.mkdirSync(path.join(d, 'holders'), {recursive: true})
+    fs.mkdirSync(path.join(d, 'slaves'), {recursive: true})
+    for (const sl of ns.slaves ?? []) fs.mkdirSync(path.join(d, 'slaves', sl), {recursive: true})
+    fs.writeFileSync(path.join(d, 'ro'), ns.readOnly ? '1\n' : '0\n')
+    if (ns.nsid !== undefined) fs.writeFileSync(path.join(d, 'nsid'), `${ns.nsid}\n`)
+    this.link(path.join(this.sys, 'dev/block', ns.dev), d)
     fs.writeFileSync(path.join(d, 'dev'), ns.dev + '\n')
     fs.writeFileSync(path.join(d, 'size'), `${Math.floor(ns.sizeBytes / 512)}\n`)
     fs.writeFileSync(path.join(d, 'queue/logical_block_size'), `${ns.lbs ?? 512}\n`)
@@ -261,6 +331,8 @@ export class SysfsFixture {
       fs.writeFileSync(path.join(pd, 'partition'), '1\n')
       fs.writeFileSync(path.join(pd, 'start'), `${p.start}\n`)
       fs.writeFileSync(path.join(pd, 'size'), `${Math.floor(p.sizeBytes / 512)}\n`)
+      fs.writeFileSync(path.join(pd, 'ro'), '0\n')
+      this.link(path.join(this.sys, 'dev/block', p.dev), pd)
       for (const h of p.holders ?? []) fs.mkdirSync(path.join(pd, 'holders', h), {recursive: true})
       this.link(path.join(this.sys, 'class/block', p.name), pd)
       fs.writeFileSync(path.join(this.dev, p.name), '')
@@ -337,6 +409,13 @@ export class SysfsFixture {
     return b.subarray(0, spec.configSize ?? 4096)
   }
 
+  /** Write (or replace) a file relative to the sysfs root, e.g. an attribute a driver would add. */
+  writeSys(rel: string, value: string): void {
+    const f = path.join(this.sys, rel)
+    fs.mkdirSync(path.dirname(f), {recursive: true})
+    fs.writeFileSync(f, value)
+  }
+
   private link(at: string, target: string): void {
     fs.mkdirSync(path.dirname(at), {recursive: true})
     fs.rmSync(at, {force: true})
@@ -382,7 +461,7 @@ export class SysfsFixture {
   private writeMountinfo(): void {
     const base = ['22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw', '23 1 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw']
     const lines = this.mounts.map(
-      (m, i) => `${100 + i} 1 ${m.dev} / ${m.target.replaceAll(' ', '\\040')} rw,relatime shared:${40 + i} - ${m.fstype} ${m.source} ${m.options ?? 'rw'}`,
+      (m, i) => `${m.id ?? 100 + i} 1 ${m.dev} / ${m.target.replaceAll(' ', '\\040')} rw,relatime shared:${40 + i} - ${m.fstype} ${m.source} ${m.options ?? 'rw'}`,
     )
     fs.writeFileSync(path.join(this.proc, 'self/mountinfo'), [...base, ...lines].join('\n') + '\n')
   }

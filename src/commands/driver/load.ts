@@ -1,0 +1,30 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../base-command.js'
+import {driverEnv, type LoadResult, loadModule} from '../../lib/driver.js'
+
+export default class DriverLoad extends BaseCommand {
+  static summary = 'Load the iopmem kernel module.'
+  static description = `Loads the module \`iopmem driver build\` made for the running kernel (or --ko FILE) with insmod; without one, \`modprobe iopmem\` (an installed module). A module built for another kernel is refused. Parameters set the defaults for devices bound without settings: mode=blockdax|devdax|p2pmem, bar=0-5 (or -1: the largest memory BAR), cache=wb|wc|uc|wt. The driver claims no device: bind one with \`iopmem bind BDF --driver iopmem\`.`
+
+  static examples = [
+    {command: '<%= config.bin %> <%= command.id %>', description: 'Load the module built for this kernel'},
+    {command: '<%= config.bin %> <%= command.id %> mode=devdax --ko ./iopmem.ko', description: 'A given file, devdax by default'},
+  ]
+
+  static strict = false
+  static args = {
+    params: Args.string({description: 'Module parameters: mode=M, bar=N, cache=C', required: false}),
+  }
+
+  static flags = {
+    ko: Flags.string({description: 'The module file to load (default: the one `driver build` made).'}),
+  }
+
+  async run(): Promise<LoadResult> {
+    const {argv, flags} = await this.parse(DriverLoad)
+    const r = loadModule(driverEnv(this.host), {ko: flags.ko, params: argv as string[]})
+    if (!this.jsonEnabled()) this.log(r.changed ? `iopmem loaded (${r.how}${r.ko ? ` ${r.ko}` : ''})` : 'iopmem is already loaded')
+    return r
+  }
+}
