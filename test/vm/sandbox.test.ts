@@ -69,6 +69,22 @@ describe('guest: iopmem sandbox', function () {
     console.log(`      cmb ${role('cmb')}, peer ${role('peer')}, rc ${role('rc')}, ivshmem ${d.devices.ivshmem.bdf}`)
   })
 
+  it('runs topo and a verified bench p2p (bounce and p2p) through the sandbox', () => {
+    const t = sandbox(['--topology', 'switch', '--', 'topo'])
+    expect(t.code, t.stderr).to.equal(0)
+    expect(t.stdout).to.match(/PIX 4 ✓/)
+    const r = sandbox(['--topology', 'switch', '--', 'bench', 'p2p', '--mode', 'both', '--verify', '--size', '1M', '--yes', '--json'])
+    expect(r.code, r.stdout + r.stderr).to.equal(0)
+    const b = JSON.parse(r.stdout)
+    expect(b.results.map((x: any) => [x.mode, x.verify?.ok])).to.deep.equal([
+      ['bounce', true],
+      ['p2p', true],
+    ])
+    expect(b.p2pmem.availableDuring).to.be.lessThan(b.p2pmem.availableBefore)
+    expect(b.p2pmem.availableAfter).to.equal(b.p2pmem.availableBefore)
+    console.log(`      bench p2p via ${b.p2pmem.bdf}: both modes verified; p2pmem ${b.p2pmem.availableBefore} → ${b.p2pmem.availableDuring} → ${b.p2pmem.availableAfter}`)
+  })
+
   it("returns the inner command's exit code", () => {
     const r = sandbox(['--topology', 'switch', '--', 'list', '0000:42:00.0'])
     expect(r.code).to.equal(3)
