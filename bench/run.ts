@@ -17,6 +17,7 @@ import {fileURLToPath} from 'node:url'
 
 import {largeMachine} from '../test/helpers/machines.js'
 import {nativeCopyBench} from './native/index.js'
+import {locateBench} from './locate.js'
 import {fioBench} from './p2p.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -78,5 +79,7 @@ console.log()
 results['native-copy'] = await nativeCopyBench()
 console.log()
 results['io-engine-vs-fio'] = await fioBench()
+console.log()
+results['locate-vs-filefrag'] = await locateBench()
 const missed = Object.entries(results).filter(([, ok]) => !ok)
 console.log(missed.length === 0 ? '\nall goals met' : `\ngoals not met: ${missed.map(([k]) => k).join(', ')}`)

@@ -33,7 +33,8 @@
  * What the guest is:
  * - `qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2G`, q35, no reboot; RAM is the shared
  *   file `<stateDir>/ram` (guest physical A is at offset A below 2 GiB: see physToRamOffset);
- *   `memmap=256M!1536M` gives /dev/pmem0 at physical 0x60000000.
+ *   `memmap=256M!1536M` gives /dev/pmem0 at physical 0x60000000 (`pmemMiB: 512` makes it 512 MiB and
+ *   grows RAM to 2304 MiB: mkfs.xfs needs 300 MB).
  * - Topology (all on q35 with fixed slots): 'switch' (default) = pcie-root-port(00:02.0) →
  *   x3130-upstream → two xio3130-downstream, NVMe "cmb" (cmb_size_mb=64) and NVMe "peer" behind
  *   them; 'root' = cmb (00:03.0) and peer (00:04.0) on pcie.0; 'both' = 'switch' + NVMe "rc" on
