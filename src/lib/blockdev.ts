@@ -5,6 +5,7 @@ import {Exit, IopmemError, usage} from './errors.js'
 import type {Host} from './host.js'
 import {mountDaxMode, type MountEntry, readMounts} from './mounts.js'
 import {largestMemBar, nearestPciAncestor, PciScanner} from './pci.js'
+import {deniedNote, processesUsing} from './procscan.js'
 
 /**
  * Block devices as sysfs shows them, for mkfs-dax and locate: a device
@@ -377,31 +378,9 @@ export function blockUsage(host: Host, b: BlockInfo, mounts: MountEntry[] = read
     if (f && f.startsWith('/dev/') && nodeNames.has(path.basename(f))) uses.push({kind: 'swap', subject: f, detail: `${f} is in use as swap`})
   }
   const devPaths = new Set([...nodeNames].map((n) => '/dev/' + n))
-  let denied = 0
-  for (const pidName of host.list(host.proc())) {
-    if (!/^\d+$/.test(pidName)) continue
-    const pid = Number(pidName)
-    if (pid === process.pid && host.isLive) continue
-    const fdDir = host.proc(pidName, 'fd')
-    const fds = host.list(fdDir)
-    if (fds.length === 0 && host.exists(fdDir) && host.read(host.proc(pidName, 'maps')) === undefined) {
-      denied++
-      continue
-    }
-    const seen = new Set<string>()
-    for (const fd of fds) {
-      const t = host.readLink(path.join(fdDir, fd))
-      if (t && devPaths.has(t)) seen.add(`has ${t} open`)
-    }
-    for (const line of (host.read(host.proc(pidName, 'maps')) ?? '').split('\n')) {
-      const i = line.indexOf('/dev/')
-      if (i >= 0 && devPaths.has(line.slice(i).trim())) seen.add(`maps ${line.slice(i).trim()}`)
-    }
-    if (seen.size === 0) continue
-    const comm = host.readTrim(host.proc(pidName, 'comm')) ?? '?'
-    for (const what of seen) uses.push({kind: 'process', subject: `${comm}[${pid}]`, pid, detail: `process ${comm} (pid ${pid}) ${what}`})
-  }
-  if (denied > 0) unchecked.push(`${denied} processes could not be inspected (run as root to see every process's open files)`)
+  const procs = processesUsing(host, (f) => devPaths.has(f))
+  for (const u of procs.uses) uses.push({kind: 'process', subject: `${u.comm}[${u.pid}]`, pid: u.pid, detail: `process ${u.comm} (pid ${u.pid}) ${u.what}`})
+  unchecked.push(...deniedNote(procs.denied))
   return {uses, unchecked}
 }
 

@@ -2,6 +2,7 @@ import * as path from 'node:path'
 
 import type {Host} from './host.js'
 import {mountDaxMode, readMounts} from './mounts.js'
+import {deniedNote, processesUsing} from './procscan.js'
 import type {PciFunction} from './pci.js'
 import {formatBytes} from './units.js'
 
@@ -91,32 +92,9 @@ export function checkInUse(host: Host, fn: PciFunction): UsageReport {
   const {dev, sysfsDir} = nodesOf(host, fn)
   const devPaths = new Set(dev.map((d) => '/dev/' + d))
   const matches = (p: string) => devPaths.has(p) || p === sysfsDir || p.startsWith(sysfsDir + '/')
-  let denied = 0
-  for (const pidName of host.list(host.proc())) {
-    if (!/^\d+$/.test(pidName)) continue
-    const pid = Number(pidName)
-    if (pid === process.pid && host.isLive) continue
-    const comm = host.readTrim(host.proc(pidName, 'comm')) ?? '?'
-    const fdDir = host.proc(pidName, 'fd')
-    const fds = host.list(fdDir)
-    if (fds.length === 0 && host.exists(fdDir) && host.read(host.proc(pidName, 'maps')) === undefined) {
-      denied++
-      continue
-    }
-    const seen = new Set<string>()
-    for (const fd of fds) {
-      const target = host.readLink(path.join(fdDir, fd))
-      if (target && matches(target.replace(/ \(deleted\)$/, ''))) seen.add(`has ${target} open`)
-    }
-    for (const line of (host.read(host.proc(pidName, 'maps')) ?? '').split('\n')) {
-      const i = line.indexOf('/')
-      if (i < 0) continue
-      const file = line.slice(i).replace(/ \(deleted\)$/, '')
-      if (matches(file)) seen.add(`maps ${file}`)
-    }
-    for (const what of seen) reasons.push({kind: 'process', subject: `${comm}[${pid}]`, pid, detail: `process ${comm} (pid ${pid}) ${what}`})
-  }
-  if (denied > 0) unchecked.push(`${denied} processes could not be inspected (run as root to see every process's open files)`)
+  const procs = processesUsing(host, matches)
+  for (const u of procs.uses) reasons.push({kind: 'process', subject: `${u.comm}[${u.pid}]`, pid: u.pid, detail: `process ${u.comm} (pid ${u.pid}) ${u.what}`})
+  unchecked.push(...deniedNote(procs.denied))
 
   return {bdf: fn.bdf, inUse: reasons.length > 0, reasons, notes, unchecked}
 }
