@@ -5,22 +5,11 @@
  * halves of a file mapped in parallel, and writing the extents as JSON lines.
  */
 import {ByteSink, compileFragment, type Fragment, putHex, putUint} from './bytesink.js'
+import {FIEMAP_EXTENT} from '../native/index.js'
 import type {FiemapResult} from '../native/types.js'
 
-/** FIEMAP_EXTENT_* (include/uapi/linux/fiemap.h). Kept here so this module loads without the addon. */
-export const EXTENT_FLAGS = {
-  LAST: 0x1,
-  UNKNOWN: 0x2,
-  DELALLOC: 0x4,
-  ENCODED: 0x8,
-  DATA_ENCRYPTED: 0x80,
-  NOT_ALIGNED: 0x100,
-  DATA_INLINE: 0x200,
-  DATA_TAIL: 0x400,
-  UNWRITTEN: 0x800,
-  MERGED: 0x1000,
-  SHARED: 0x2000,
-} as const
+/** FIEMAP_EXTENT_* (include/uapi/linux/fiemap.h): the addon glue's table (importing it does not load the addon). */
+export const EXTENT_FLAGS = FIEMAP_EXTENT
 
 /** The names locate uses for the flags, in bit order. */
 export const FLAG_NAMES: Array<[number, string]> = [
