@@ -106,7 +106,11 @@ export class Host {
     }
     try {
       const n = fs.readSync(fd, SMALL, 0, SMALL.length, null)
-      if (n < SMALL.length) return SMALL.toString('utf8', 0, n)
+      // A sysfs attribute comes whole in one read (at most a page). A seq_file under /proc
+      // (mountinfo, maps) hands out about a page per read, so a short read there is not the end.
+      if (n < SMALL.length && !file.startsWith(this.roots.proc + path.sep)) return SMALL.toString('utf8', 0, n)
+      if (n === 0) return ''
+      if (n < SMALL.length) return Buffer.concat([SMALL.subarray(0, n), fs.readFileSync(fd)]).toString('utf8')
       const rest = fs.readFileSync(fd)
       return Buffer.concat([SMALL, rest]).toString('utf8')
     } catch {

@@ -140,3 +140,15 @@ describe('mountinfo', () => {
     expect(mountDaxMode(m[1])).to.equal('always')
   })
 })
+
+describe('Host.read of procfs seq_files', () => {
+  it('reads /proc/self/maps whole, past the page or so procfs hands out per read', async () => {
+    const {Host} = await import('../../src/lib/host.js')
+    const keep = Array.from({length: 64}, () => Buffer.allocUnsafeSlow(1 << 20)) // more mappings
+    const text = new Host().read('/proc/self/maps')!
+    expect(keep.length).to.equal(64)
+    expect(text.length, 'bigger than one procfs read').to.be.above(16384)
+    expect(text.endsWith('\n')).to.equal(true)
+    expect(text).to.contain('[stack]') // the last lines are there
+  })
+})
