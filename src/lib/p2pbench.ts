@@ -19,6 +19,7 @@ import type {Host} from './host.js'
 import {checkInUse} from './inuse.js'
 import {readMounts} from './mounts.js'
 import {nearestPciAncestor, type PciFunction, PciScanner} from './pci.js'
+import {deniedNote, processesUsing} from './procscan.js'
 import {analyzePair, type PairAnalysis} from './topo.js'
 import {formatBytes, parseSize} from './units.js'
 import type {IoRunResult, Mapping, Native} from '../native/types.js'
@@ -280,8 +281,8 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
       'E_RANGE',
     )
 
-  // The destination must not hold a mounted filesystem or a stacked device.
-  if (dst.kind === 'block' && !input.force) refuseBusyDestination(host, scanner, dst)
+  // The destination must not hold a mounted filesystem or a stacked device, nor be open in another process.
+  if (!input.force) refuseBusyDestination(host, scanner, dst, notes)
 
   let via: ViaInfo | undefined
   if (modes.includes('p2p')) via = resolveVia(host, scanner, native, picked.via, {src, dst, need: bs * qd * jobs})
@@ -289,29 +290,57 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
   return {src, dst, via, modes, size, bs, qd, jobs, srcOffset, dstOffset, verify: input.verify, engine: input.engine, choices, notes}
 }
 
-function refuseBusyDestination(host: Host, scanner: PciScanner, dst: Endpoint): void {
+function refuseBusyDestination(host: Host, scanner: PciScanner, dst: Endpoint, notes: string[]): void {
   const reasons: string[] = []
-  for (const m of readMounts(host)) if (m.dev === dst.dev) reasons.push(`${dst.path} is mounted on ${m.target} (${m.fstype})`)
-  const name = path.basename(dst.path)
-  const holders = host.list(host.sys('class/block', name, 'holders'))
-  for (const h of holders) reasons.push(`${h} is stacked on ${name}`)
-  if (dst.bdf && reasons.length === 0) {
-    try {
-      const use = checkInUse(host, scanner.read(dst.bdf))
-      for (const r of use.reasons) if (r.kind === 'mount' && r.detail.includes(`/dev/${name}`)) reasons.push(r.detail)
-    } catch {
-      /* best effort */
+  if (dst.kind === 'block') {
+    for (const m of readMounts(host)) if (m.dev === dst.dev) reasons.push(`${dst.path} is mounted on ${m.target} (${m.fstype})`)
+    const name = path.basename(dst.path)
+    const holders = host.list(host.sys('class/block', name, 'holders'))
+    for (const h of holders) reasons.push(`${h} is stacked on ${name}`)
+    if (dst.bdf && reasons.length === 0) {
+      try {
+        const use = checkInUse(host, scanner.read(dst.bdf))
+        for (const r of use.reasons) if (r.kind === 'mount' && r.detail.includes(`/dev/${name}`)) reasons.push(r.detail)
+      } catch {
+        /* best effort */
+      }
     }
+    const sig = fsSignature(dst.path)
+    if (sig) reasons.push(`${dst.path} holds ${sig}`)
   }
-  const sig = fsSignature(dst.path)
-  if (sig) reasons.push(`${dst.path} holds ${sig}`)
+  // Another process with the destination open or mapped (this one is skipped by the scan).
+  const names = kernelNames(host, dst)
+  const {uses: processes, denied} = processesUsing(host, (f) => names.has(f))
+  for (const u of processes) reasons.push(`process ${u.comm} (pid ${u.pid}) ${u.what}`)
+  notes.push(...deniedNote(denied))
   if (reasons.length > 0)
     throw new IopmemError(`Refusing to overwrite ${dst.path}: ${reasons.join('; ')}.`, {
       code: 'E_IN_USE',
       exit: Exit.REFUSED,
-      suggestions: ['Pick another --dst, or pass --force if its contents may be destroyed.'],
-      details: {dst: dst.path, reasons},
+      suggestions: [`Pick another --dst${processes.length > 0 ? ' or stop the process using it' : ''}, or pass --force if its contents may be destroyed.`],
+      details: {dst: dst.path, reasons, processes},
     })
+}
+
+/**
+ * The paths under which /proc/PID/fd links and maps name the destination: as
+ * given, resolved through symlinks, as the kernel names paths under the host's
+ * roots (/dev/…), and a block device's kernel name.
+ */
+function kernelNames(host: Host, dst: Endpoint): Set<string> {
+  const abs = path.resolve(dst.path)
+  let real = abs
+  try {
+    real = fs.realpathSync(abs)
+  } catch {
+    /* keep the path as given */
+  }
+  const names = new Set([abs, real, host.display(abs), host.display(real)])
+  if (dst.kind === 'block' && dst.dev) {
+    const name = blockInfo(host, dst.dev).name
+    if (name) names.add(`/dev/${name}`)
+  }
+  return names
 }
 
 /** A filesystem signature at the start of a block device, or undefined (unreadable counts as none). */

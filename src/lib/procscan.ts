@@ -24,7 +24,8 @@ export function processesUsing(host: Host, matches: (file: string) => boolean): 
     if (pid === process.pid && host.isLive) continue
     const fdDir = host.proc(pidName, 'fd')
     const fds = host.list(fdDir)
-    if (fds.length === 0 && host.exists(fdDir) && host.read(host.proc(pidName, 'maps')) === undefined) {
+    const maps = host.read(host.proc(pidName, 'maps'))
+    if (fds.length === 0 && host.exists(fdDir) && maps === undefined) {
       denied++
       continue
     }
@@ -33,7 +34,7 @@ export function processesUsing(host: Host, matches: (file: string) => boolean): 
       const target = host.readLink(path.join(fdDir, fd))
       if (target && matches(target.replace(/ \(deleted\)$/, ''))) seen.add(`has ${target} open`)
     }
-    for (const line of (host.read(host.proc(pidName, 'maps')) ?? '').split('\n')) {
+    for (const line of (maps ?? '').split('\n')) {
       const i = line.indexOf('/')
       if (i < 0) continue
       const file = line.slice(i).replace(/ \(deleted\)$/, '')

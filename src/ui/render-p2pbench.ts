@@ -38,6 +38,9 @@ export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance): string {
   return out.join('\n')
 }
 
+/** Text for an XML text node or attribute value (file names may hold & and <). */
+const xml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
+
 /** The sweep as a standalone SVG line chart (GB/s against block size, one line per mode). */
 export function sweepSvg(r: BenchP2pResult): string {
   const pts = r.sweep ?? []
@@ -48,7 +51,7 @@ export function sweepSvg(r: BenchP2pResult): string {
   const y = (g: number) => H - B - (g / max) * (H - B - T)
   const colors: Record<string, string> = {bounce: '#d62728', p2p: '#1f77b4'}
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
-    `<text x="${L}" y="18">iopmem bench p2p: ${r.src.path} → ${r.dst.path} (qd ${r.qd})</text>`,
+    `<text x="${L}" y="18">iopmem bench p2p: ${xml(r.src.path)} → ${xml(r.dst.path)} (qd ${r.qd})</text>`,
     `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#000"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#000"/>`]
   for (const s of sizes) parts.push(`<text x="${x(s)}" y="${H - B + 16}" text-anchor="middle">${formatBytes(s)}</text>`)
   for (let i = 0; i <= 4; i++) parts.push(`<text x="${L - 6}" y="${y((max * i) / 4) + 4}" text-anchor="end">${((max * i) / 4).toFixed(2)}</text>`)

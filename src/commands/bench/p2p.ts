@@ -49,7 +49,7 @@ export default class BenchP2p extends BaseCommand {
   bounce  the buffer is page-aligned system RAM;
   p2p     the buffer is device memory: a chunk of the --via function's p2pmem (mmap of p2pmem/allocate), or a file on a DAX filesystem.
 
-With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--dst-offset + --size), so both copies can be checked. Reports GB/s (10^9 B/s), IOPS, latency percentiles, CPU time, and the DRAM bandwidth a STREAM-like probe gets while the copy runs (against the probe alone). Without --src/--dst/--via it picks NVMe namespaces and the p2pmem provider nearest them (topo) and says why. It refuses a destination that is mounted or holds a filesystem (unless --force), and a pair the kernel refuses — showing the kernel's EREMOTEIO.`
+With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--dst-offset + --size), so both copies can be checked. Reports GB/s (10^9 B/s), IOPS, latency percentiles, CPU time, and the DRAM bandwidth a STREAM-like probe gets while the copy runs (against the probe alone). Without --src/--dst/--via it picks NVMe namespaces and the p2pmem provider nearest them (topo) and says why. It refuses a destination that is mounted, holds a filesystem or is open or mapped in another process (unless --force), and a pair the kernel refuses — showing the kernel's EREMOTEIO.`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %> --yes', description: 'Defaults: two NVMe namespaces and the nearest p2pmem'},
@@ -73,7 +73,7 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
     plot: Flags.string({description: 'With --sweep: write the chart to FILE (.svg or .html).'}),
     verify: Flags.boolean({description: 'Read back the destination and compare with the source.'}),
     'no-probe': Flags.boolean({description: 'Skip the DRAM bandwidth probe.'}),
-    force: Flags.boolean({description: 'Overwrite a destination that is mounted or holds a filesystem.'}),
+    force: Flags.boolean({description: 'Overwrite a destination that is mounted, holds a filesystem or is open in another process.'}),
     ...BaseCommand.confirmFlags,
   }
 
@@ -145,7 +145,11 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
       )
     }
     if (result.interrupted) {
-      if (this.jsonEnabled()) this.logJson(result)
+      // Under --json, stdout is one document: the partial result (interrupted: true), then exit 130.
+      if (this.jsonEnabled()) {
+        this.logJson(result)
+        this.exit(Exit.INTERRUPTED)
+      }
       throw new IopmemError('Interrupted: partial results above; buffers unmapped, p2pmem returned.', {code: 'E_INTERRUPTED', exit: Exit.INTERRUPTED})
     }
     return result
@@ -206,6 +210,8 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
       process.off('SIGINT', onSigint)
     }
     for (const r of results) if (r.fallbackReason) notes.push(`${r.mode}: io_uring unavailable (${r.fallbackReason}); pread/pwrite used, one I/O at a time per job.`)
+    if (plan.engine === 'psync' && results.length > 0)
+      notes.push(`--engine psync: pread/pwrite used, one I/O at a time per job${plan.qd > 1 ? ` (--qd ${plan.qd} does not apply)` : ''}.`)
     const result: BenchP2pResult = {
       src: plan.src,
       dst: plan.dst,
