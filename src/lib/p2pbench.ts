@@ -51,6 +51,10 @@ export interface ViaInfo {
   /** p2pmem pool facts, from sysfs. */
   poolSize?: number
   available?: number
+  /** dax-file: the block device under its filesystem (e.g. /dev/iopmem0). */
+  device?: string
+  /** dax-file: the PCI function whose memory backs that device, when there is one. */
+  provider?: string
   /** topo verdicts for the pair with each endpoint behind a PCI function. */
   pairs: PairAnalysis[]
 }
@@ -286,6 +290,7 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
 
   let via: ViaInfo | undefined
   if (modes.includes('p2p')) via = resolveVia(host, scanner, native, picked.via, {src, dst, need: bs * qd * jobs})
+  if (via?.kind === 'dax-file') notes.push(...daxViaNotes(via))
   else if (picked.via) notes.push('--via is not used by --mode bounce.')
   return {src, dst, via, modes, size, bs, qd, jobs, srcOffset, dstOffset, verify: input.verify, engine: input.engine, choices, notes}
 }
@@ -381,7 +386,12 @@ function resolveVia(host: Host, scanner: PciScanner, native: () => Native, via: 
         suggestions: ['Use a file on a filesystem mounted -o dax=always over device memory (`iopmem mkfs-dax`), or a BDF with p2pmem.'],
       })
     if (sx.size < ctx.need) throw usage(`--via ${via} holds ${formatBytes(sx.size)}; the buffer needs ${formatBytes(ctx.need)} (bs × qd × jobs).`, 'E_RANGE')
-    return {kind: 'dax-file', target: via, path: via, pairs: []}
+    // The device under the filesystem, and the PCI function behind it (an iopmem BAR): topo's word on the
+    // peers. FS-DAX pages are not P2PDMA pages, so the kernel runs no distance check of its own for them.
+    const disk = blockInfo(host, `${sx.devMajor}:${sx.devMinor}`)
+    const pairs: PairAnalysis[] = []
+    if (disk.bdf) for (const ep of [ctx.src, ctx.dst]) if (ep.bdf && ep.bdf !== disk.bdf) pairs.push(analyzePair(scanner, disk.bdf, ep.bdf))
+    return {kind: 'dax-file', target: via, path: via, device: disk.name ? `/dev/${disk.name}` : undefined, provider: disk.bdf, pairs}
   }
   const fn = scanner.get(via)
   const bdf = normalizeBdf(via)
@@ -411,6 +421,23 @@ function resolveVia(host: Host, scanner: PciScanner, native: () => Native, via: 
     available: fn.p2pmem.available,
     pairs,
   }
+}
+
+/**
+ * What to know about a DAX file as the buffer: FS-DAX pages are not P2PDMA
+ * pages, so the kernel maps them for the peers as it maps RAM, with no
+ * distance check (no EREMOTEIO); where topo says P2PDMA would refuse the pair,
+ * the host bridge has to route the traffic, and only --verify shows it did.
+ */
+export function daxViaNotes(via: ViaInfo): string[] {
+  if (!via.provider) return [`--via ${via.target} is on ${via.device ?? 'a device'} with no PCI function behind it: the p2p buffer is not device memory of a peer.`]
+  const out = [`--via ${via.target}: on ${via.device}, memory of ${via.provider}; FS-DAX pages get no P2PDMA distance check, so the kernel will not refuse a peer.`]
+  for (const p of via.pairs)
+    if (p.p2p !== 'yes')
+      out.push(
+        `topo: P2PDMA would ${p.p2p === 'no' ? 'refuse' : 'maybe refuse'} ${p.provider} ↔ ${p.client} (${(p.reasons[0] ?? p.p2p).replace(/\.+$/, '')}); the host bridge must route this traffic — use --verify.`,
+      )
+  return out
 }
 
 /** Map the p2p buffer: `need` bytes (rounded up to a page) of the provider. */

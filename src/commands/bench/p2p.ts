@@ -103,7 +103,8 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
     const need = Math.max(plan.bs, ...(sweepSizes ?? [])) * plan.qd * plan.jobs
     let buffer: Mapping | undefined
     const p2pmem: BenchP2pResult['p2pmem'] = plan.via?.kind === 'p2pmem' ? {bdf: plan.via.target, chunk: 0} : undefined
-    const refused = plan.via?.pairs.filter((p) => p.p2p === 'no') ?? []
+    // Only p2pmem pages meet the kernel's P2PDMA check; a DAX file's pairs are notes (daxViaNotes).
+    const refused = plan.via?.kind === 'p2pmem' ? plan.via.pairs.filter((p) => p.p2p === 'no') : []
     let result: BenchP2pResult
     try {
       if (plan.via) {

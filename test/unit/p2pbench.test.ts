@@ -1,0 +1,27 @@
+import {expect} from 'chai'
+
+import {daxViaNotes, type ViaInfo} from '../../src/lib/p2pbench.js'
+import type {PairAnalysis} from '../../src/lib/topo.js'
+
+const pair = (p2p: PairAnalysis['p2p'], reason: string): PairAnalysis =>
+  ({provider: '0000:00:06.0', client: '0000:02:00.0', p2p, distance: 3, reasons: [reason]}) as unknown as PairAnalysis
+
+describe('bench p2p: a DAX file as --via', () => {
+  const base: ViaInfo = {kind: 'dax-file', target: '/mnt/dax/buf', path: '/mnt/dax/buf', device: '/dev/iopmem0', provider: '0000:00:06.0', pairs: []}
+
+  it('names the device and function behind the file and says the kernel runs no P2PDMA check', () => {
+    const n = daxViaNotes(base)
+    expect(n).to.have.length(1)
+    expect(n[0]).to.equal('--via /mnt/dax/buf: on /dev/iopmem0, memory of 0000:00:06.0; FS-DAX pages get no P2PDMA distance check, so the kernel will not refuse a peer.')
+  })
+
+  it('turns a pair topo refuses into a note that asks for --verify, not a refusal', () => {
+    const n = daxViaNotes({...base, pairs: [pair('no', 'the host bridge is not whitelisted.'), pair('yes', 'same switch')]})
+    expect(n).to.have.length(2)
+    expect(n[1]).to.equal('topo: P2PDMA would refuse 0000:00:06.0 ↔ 0000:02:00.0 (the host bridge is not whitelisted); the host bridge must route this traffic — use --verify.')
+  })
+
+  it('says so when the file is not on a PCI device at all', () => {
+    expect(daxViaNotes({...base, device: '/dev/pmem0', provider: undefined})[0]).to.match(/^--via \/mnt\/dax\/buf is on \/dev\/pmem0 with no PCI function behind it/)
+  })
+})
