@@ -11,6 +11,7 @@
  */
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
+import * as crypto from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -20,6 +21,8 @@ import {bootGuest, diskPattern, type Guest, type RunResult, resolveKernel} from 
 const ROOT = path.resolve(import.meta.dirname, '../..')
 const MiB = 1024 * 1024
 const PY = '/usr/bin/python3'
+/** ivshmem BAR2: big enough for xfs (mkfs.xfs wants 300 MB). */
+const SIZE = 512 * MiB
 
 /** The extmod tree for the prebuilt guest kernel, unpacked into the cache on first use. */
 function kmodTree(): string {
@@ -49,8 +52,38 @@ describe('guest: the iopmem driver (p2pmem, blockdax, devdax) on ivshmem BAR2', 
   }
   const sh = async (script: string): Promise<string> => (await vm.sh(script, {check: true, timeoutMs: 120_000})).stdout
   const py = (code: string): Promise<string> => sh(`${PY} -c '${code}'`)
-  const hostFind = async (needle: string | Buffer): Promise<number> =>
-    (await vm.readIvshmem(0, vm.devices.ivshmem.size)).indexOf(typeof needle === 'string' ? Buffer.from(needle) : needle)
+  const available = async (): Promise<number> => Number(await sh(`cat /sys/bus/pci/devices/${bdf}/p2pmem/available`))
+  /** Poll a guest shell condition (node starts slowly under TCG). */
+  const waitFor = async (cond: string, what: string): Promise<void> => {
+    const r = await vm.sh(`for i in $(seq 120); do if ${cond}; then exit 0; fi; sleep 0.5; done; exit 1`, {timeoutMs: 120_000})
+    if (r.code !== 0) throw new Error(`timed out waiting: ${what}`)
+  }
+  /**
+   * Copy `data` into `file` on the DAX filesystem, run `iopmem locate`, and check every extent on
+   * the host: its physical address lies in BAR2 and (address − BAR2 base) in the ivshmem file holds
+   * the file's bytes; the bus address is the BAR's bus address plus the same offset.
+   */
+  const locateAndCheck = async (tag: string, file: string, data: Buffer): Promise<void> => {
+    const src = await vm.putFile(`locate-${tag}.bin`, data)
+    await sh(`cp ${src} ${file} && sync`)
+    const r = await iopmem(['locate', file, '--json'])
+    expect(r.code, r.stdout + r.stderr).to.equal(0)
+    const j = json(r)
+    expect(j.device).to.deep.include({node: '/dev/iopmem0', kind: 'iopmem', base: '0x' + bar2.toString(16)})
+    expect(j.device.pci).to.deep.include({bdf, bar: 2, barSource: 'driver'})
+    let covered = 0
+    for (const e of j.extents) {
+      const phys = BigInt(e.physical)
+      expect(phys >= bar2 && phys + BigInt(e.length) <= bar2 + BigInt(SIZE), `extent ${e.physical}+${e.length} lies in BAR2`).to.equal(true)
+      if (j.device.busBase) expect(BigInt(e.busAddress) - BigInt(j.device.busBase)).to.equal(phys - bar2)
+      const n = Math.min(e.length, data.length - e.fileOffset)
+      const got = await vm.readIvshmem(Number(phys - bar2), n)
+      expect(got.equals(data.subarray(e.fileOffset, e.fileOffset + n)), `${tag}: extent at file offset ${e.fileOffset} (${e.physical}) holds the file's bytes`).to.equal(true)
+      covered += n
+    }
+    expect(covered).to.equal(data.length)
+    console.log(`      ${tag}: ${j.extents.length} extents of ${file} (${data.length} B) found by the host at their BAR2 offsets`)
+  }
   const unbind = async () => expect((await iopmem(['unbind', bdf, '--yes'])).code).to.equal(0)
 
   before(async function () {
@@ -60,13 +93,14 @@ describe('guest: the iopmem driver (p2pmem, blockdax, devdax) on ivshmem BAR2', 
     try {
       // CI's build: the extmod tree, -Werror.
       execFileSync(process.execPath, [path.join(ROOT, 'bin/run.js'), 'driver', 'build', '--kdir', kmodTree(), '--out', out, '--werror'], {stdio: 'pipe'})
-      vm = await bootGuest({topology: 'switch'})
+      vm = await bootGuest({topology: 'switch', ivshmemMiB: SIZE / MiB})
       ko = await vm.putFile('iopmem.ko', fs.readFileSync(path.join(out, 'iopmem.ko')))
     } finally {
       fs.rmSync(out, {recursive: true, force: true})
     }
     bdf = vm.devices.ivshmem.bdf
     bar2 = BigInt((await sh(`cat /sys/bus/pci/devices/${bdf}/resource | sed -n 3p`)).split(' ')[0])
+    await sh('mkdir -p /tmp/dax')
     console.log(`      guest ${vm.release}: ivshmem ${bdf}, BAR2 0x${bar2.toString(16)} (${vm.devices.ivshmem.size / MiB} MiB)`)
   })
 
@@ -88,26 +122,36 @@ describe('guest: the iopmem driver (p2pmem, blockdax, devdax) on ivshmem BAR2', 
     expect(json(await iopmem(['driver', 'load', '--ko', ko, '--json']))).to.include({changed: false, how: 'already'})
   })
 
-  it('p2pmem: bind makes BAR2 a published p2pmem provider; bytes written through p2pmem/allocate reach the BAR; unbind refused while mapped', async () => {
+  it('p2pmem: bind publishes BAR2 as p2pmem; `iopmem map --p2pmem` writes reach the BAR at the chunk\'s physical address; unbind refused while a chunk is held', async () => {
     const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem', '--bar', '2', '--json'])
     expect(r.code, r.stderr).to.equal(0)
-    expect(json(r).iopmem).to.include({mode: 'p2pmem', bar: 2, node: 'p2pmem', size: vm.devices.ivshmem.size})
-    expect(await sh(`cat /sys/bus/pci/devices/${bdf}/p2pmem/size /sys/bus/pci/devices/${bdf}/p2pmem/published`)).to.equal(`${vm.devices.ivshmem.size}\n1\n`)
-    const p2p = `/sys/bus/pci/devices/${bdf}/p2pmem/allocate`
-    await py(`import mmap,os; m=mmap.mmap(os.open("${p2p}",os.O_RDWR),65536); m[100:121]=b"IOPMEM-P2PMEM-BYTES-1"`)
-    expect(await hostFind('IOPMEM-P2PMEM-BYTES-1')).to.be.at.least(0)
-    // A process holding an allocation: the toolkit refuses to unbind.
-    await sh(`${PY} -c 'import mmap,os,time; m=mmap.mmap(os.open("${p2p}",os.O_RDWR),65536); m[0]=1; time.sleep(60)' > /dev/null 2>&1 &
-      echo $! > /tmp/p2p-holder.pid; sleep 6`)
+    expect(json(r).iopmem).to.include({mode: 'p2pmem', bar: 2, node: 'p2pmem', size: SIZE})
+    expect(await sh(`cat /sys/bus/pci/devices/${bdf}/p2pmem/size /sys/bus/pci/devices/${bdf}/p2pmem/published`)).to.equal(`${SIZE}\n1\n`)
+    const listed = json(await iopmem(['list', '--json'])).functions.find((f: any) => f.bdf === bdf)
+    expect(listed.p2pmem, 'list sees the new provider').to.include({size: SIZE, published: true})
+    const data = crypto.randomBytes(48 * 1024)
+    const src = await vm.putFile('p2pmem-pattern.bin', data)
+    const m = json(await iopmem(['map', bdf, '--p2pmem', '64K', '--copy-in', src, '--offset', '4096', '--yes', '--json']))
+    expect(m.mapping).to.include({backend: 'p2pmem', length: 65536})
+    const at = Number(BigInt(m.mapping.physStart) - bar2)
+    expect(at).to.be.within(0, SIZE - 65536)
+    expect((await vm.readIvshmem(at + 4096, data.length)).equals(data), 'the host sees the chunk\'s bytes at physStart − BAR2 base').to.equal(true)
+    console.log(`      p2pmem chunk at ${m.mapping.physStart} (BAR2 + 0x${at.toString(16)}): ${data.length} bytes checked on the host`)
+    expect(await available(), 'the chunk went back to the pool').to.equal(SIZE)
+    // A process holding a chunk: the toolkit refuses to unbind.
+    await sh(`node bin/run.js map ${bdf} --p2pmem 64K --hold 0 >/dev/null 2>&1 & echo $! > /tmp/p2p-holder.pid`)
+    await waitFor(`[ "$(cat /sys/bus/pci/devices/${bdf}/p2pmem/available)" -lt ${SIZE} ]`, 'the holder took its chunk')
     const refused = await iopmem(['unbind', bdf, '--yes', '--json'])
     expect(refused.code).to.equal(5)
     expect(json(refused).error.message).to.match(/in use/)
-    await sh('kill $(cat /tmp/p2p-holder.pid); sleep 2')
+    await sh('kill $(cat /tmp/p2p-holder.pid)')
+    await waitFor(`[ "$(cat /sys/bus/pci/devices/${bdf}/p2pmem/available)" -eq ${SIZE} ]`, 'SIGTERM gave the chunk back')
     await unbind()
     expect(await sh(`ls /sys/bus/pci/devices/${bdf}/p2pmem 2>/dev/null | wc -l`)).to.equal('0\n')
   })
 
-  it('blockdax: /dev/iopmem0 under the PCI function; ext4 mounts -o dax; file blocks and DAX mmap writes land in BAR2 at their physical offsets', async () => {
+  it('blockdax: bind → /dev/iopmem0 → mkfs-dax (ext4, DAX mount) → write a file → locate: every extent in BAR2, found by the host at address − BAR2 base', async function () {
+    this.timeout(300_000)
     const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax', '--bar', '2', '--cache', 'wb', '--json'])
     expect(r.code, r.stderr).to.equal(0)
     expect(json(r).iopmem).to.include({mode: 'blockdax', node: 'iopmem0', path: '/dev/iopmem0', cache: 'wb'})
@@ -115,34 +159,62 @@ describe('guest: the iopmem driver (p2pmem, blockdax, devdax) on ivshmem BAR2', 
     const st = json(await iopmem(['driver', 'status', '--json']))
     expect(st.devices).to.have.length(1)
     expect(st.devices[0]).to.include({bdf, mode: 'blockdax', bar: 2, path: '/dev/iopmem0'})
-    await sh('mkfs.ext4 -q -F -b 4096 /dev/iopmem0 && mkdir -p /tmp/dax && mount -o dax /dev/iopmem0 /tmp/dax')
-    expect(await sh('grep " /tmp/dax " /proc/mounts')).to.match(/dax=always/)
-    // STATX_ATTR_DAX (0x00200000) on the file
-    const text = 'IOPMEM-BLOCKDAX-FILE-'.repeat(400)
-    await py(`open("/tmp/dax/f","w").write("${text}"); import os; os.sync()`)
-    const attrs = /stat\.attributes = (0x[0-9a-f]+)/.exec(await sh(`xfs_io -c "statx -r" /tmp/dax/f`))
-    expect(Number(attrs![1]) & 0x0020_0000, 'STATX_ATTR_DAX').to.not.equal(0)
-    const frag = await sh('filefrag -v /tmp/dax/f')
-    const m = /^\s*0:\s+0\.\.\s*\d+:\s+(\d+)\.\./m.exec(frag)
-    expect(m, frag).to.not.equal(null)
-    const phys = bar2 + BigInt(m![1]) * 4096n // what `locate` reports: BAR2 base + block offset
-    const off = Number(phys - bar2)
-    expect((await vm.readIvshmem(off, text.length)).toString()).to.equal(text)
-    // DAX mmap: CPU stores go straight to the BAR
+    const mk = await iopmem(['mkfs-dax', '/dev/iopmem0', '--mount', '/tmp/dax', '--yes', '--json'])
+    expect(mk.code, mk.stdout + mk.stderr).to.equal(0)
+    const j = json(mk)
+    expect(j).to.deep.include({device: '/dev/iopmem0', kind: 'iopmem', filesystem: 'ext4', size: SIZE})
+    expect(j.mount).to.deep.equal({target: '/tmp/dax', options: 'dax', daxConfirmed: true})
+    expect(await sh('grep " /tmp/dax " /proc/mounts')).to.match(/^\/dev\/iopmem0 .*ext4 .*dax/)
+    await locateAndCheck('ext4', '/tmp/dax/f', crypto.randomBytes(5 * MiB + 4321))
+    // DAX mmap of that file: CPU stores go straight to the BAR.
+    const loc = json(await iopmem(['locate', '/tmp/dax/f', '--json']))
+    const first = Number(BigInt(loc.extents[0].physical) - bar2)
     await py(`import mmap,os; m=mmap.mmap(os.open("/tmp/dax/f",os.O_RDWR),8192); m[4096:4116]=b"IOPMEM-DAX-MMAP-WRIT"`)
-    expect((await vm.readIvshmem(off + 4096, 20)).toString()).to.equal('IOPMEM-DAX-MMAP-WRIT')
-    // The seeds' P2P transfer: an NVMe O_DIRECT read into an mmap of the DAX file lands in the BAR.
-    const nvme = vm.devices.cmb.namespace
-    await py(
-      `import mmap,os; open("/tmp/dax/g","wb").write(bytes(65536)); os.sync(); ` +
-        `m=mmap.mmap(os.open("/tmp/dax/g",os.O_RDWR),65536); d=os.open("${nvme}",os.O_RDONLY|os.O_DIRECT); ` +
-        `assert os.preadv(d,[m],0)==65536`,
-    )
-    const gm = /^\s*0:\s+0\.\.\s*\d+:\s+(\d+)\.\./m.exec(await sh('filefrag -v /tmp/dax/g'))
-    expect((await vm.readIvshmem(Number(gm![1]) * 4096, 65536)).equals(diskPattern('cmb', 0, 65536))).to.equal(true)
+    expect((await vm.readIvshmem(first + 4096, 20)).toString()).to.equal('IOPMEM-DAX-MMAP-WRIT')
   })
 
-  it('unbind is refused while /dev/iopmem0 is mounted; after umount it tears down and the device binds again', async () => {
+  it('the seeds\' P2P transfer: an NVMe O_DIRECT read into an mmap of the DAX file lands in the BAR, where locate says', async () => {
+    const nvme = vm.devices.cmb.namespace
+    await sh('dd if=/dev/zero of=/tmp/dax/g bs=64K count=1 2>/dev/null && sync')
+    const loc = json(await iopmem(['locate', '/tmp/dax/g', '--json']))
+    expect(loc.extents).to.have.length(1)
+    const at = Number(BigInt(loc.extents[0].physical) - bar2)
+    await py(`import mmap,os; m=mmap.mmap(os.open("/tmp/dax/g",os.O_RDWR),65536); d=os.open("${nvme}",os.O_RDONLY|os.O_DIRECT); assert os.preadv(d,[m],0)==65536`)
+    expect((await vm.readIvshmem(at, 65536)).equals(diskPattern('cmb', 0, 65536)), 'the NVMe data is in the BAR').to.equal(true)
+  })
+
+  it('bench p2p --via a DAX file on /dev/iopmem0: NVMe → BAR → NVMe, verified, the destination checked on the host', async function () {
+    this.timeout(300_000)
+    const {cmb, peer} = vm.devices
+    await sh('dd if=/dev/zero of=/tmp/dax/buf bs=1M count=1 2>/dev/null && sync')
+    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', '/tmp/dax/buf', '--mode', 'p2p', '--size', '2M', '--bs', '128K', '--qd', '4',
+      '--dst-offset', '8M', '--verify', '--no-probe', '--yes', '--json'])
+    expect(r.code, r.stdout + r.stderr).to.equal(0)
+    const j = json(r)
+    expect(j.via).to.include({kind: 'dax-file', target: '/tmp/dax/buf', device: '/dev/iopmem0', provider: bdf})
+    expect(j.notes.join('\n')).to.contain(`on /dev/iopmem0, memory of ${bdf}; FS-DAX pages get no P2PDMA distance check`)
+    expect(j.results[0]).to.include({mode: 'p2p', bytes: 2 * MiB, buffer: '/tmp/dax/buf'})
+    expect(j.results[0].verify.ok).to.equal(true)
+    const img = fs.openSync(peer.image, 'r')
+    try {
+      const got = Buffer.alloc(2 * MiB)
+      fs.readSync(img, got, 0, got.length, 8 * MiB)
+      expect(got.equals(diskPattern('cmb', 0, 2 * MiB)), 'the peer image holds the source').to.equal(true)
+    } finally {
+      fs.closeSync(img)
+    }
+    // The buffer is the BAR: its last contents are blocks of the source, seen by the host where locate puts the file.
+    const loc = json(await iopmem(['locate', '/tmp/dax/buf', '--json']))
+    const at = Number(BigInt(loc.extents[0].physical) - bar2)
+    const slot = await vm.readIvshmem(at, 128 * 1024)
+    const src = diskPattern('cmb', 0, 2 * MiB)
+    let found = -1
+    for (let o = 0; o < 2 * MiB && found < 0; o += 128 * 1024) if (src.subarray(o, o + 128 * 1024).equals(slot)) found = o
+    expect(found, 'the buffer\'s first slot in the BAR holds one source block').to.be.at.least(0)
+    console.log(`      bench p2p via DAX file: ${j.results[0].engine}, ${j.notes.length ? j.notes.join('; ') : 'no notes'}`)
+  })
+
+  it('unbind is refused while /dev/iopmem0 is mounted; after umount it tears down and the device binds again with its data', async () => {
     const refused = await iopmem(['unbind', bdf, '--yes', '--json'])
     expect(refused.code).to.equal(5)
     expect(json(refused).error.message).to.match(/iopmem0 is mounted on \/tmp\/dax/)
@@ -150,14 +222,24 @@ describe('guest: the iopmem driver (p2pmem, blockdax, devdax) on ivshmem BAR2', 
     await unbind()
     expect(await sh('ls /dev/iopmem* 2>/dev/null | wc -l')).to.equal('0\n')
     expect((await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax'])).code).to.equal(0)
-    await sh('mount -o dax /dev/iopmem0 /tmp/dax && grep -c IOPMEM-BLOCKDAX-FILE /tmp/dax/f && umount /tmp/dax')
+    await sh('mount -o dax /dev/iopmem0 /tmp/dax && grep -c IOPMEM-DAX-MMAP-WRIT /tmp/dax/f && umount /tmp/dax')
+  })
+
+  it('blockdax with xfs: mkfs-dax --fs xfs --force over the ext4, DAX mount, locate checked on the host', async function () {
+    this.timeout(300_000)
+    const r = await iopmem(['mkfs-dax', '/dev/iopmem0', '--fs', 'xfs', '--force', '--mount', '/tmp/dax', '--json'])
+    expect(r.code, r.stdout + r.stderr).to.equal(0)
+    expect(json(r)).to.deep.include({device: '/dev/iopmem0', filesystem: 'xfs'})
+    expect(json(r).mount.daxConfirmed).to.equal(true)
+    await locateAndCheck('xfs', '/tmp/dax/x', crypto.randomBytes(3 * MiB + 777))
+    await sh('umount /tmp/dax')
     await unbind()
   })
 
   it('blockdax survives a forced unbind under a mounted, mmapped DAX file: the fs shuts down, umount is clean, no oops', async () => {
     expect((await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax'])).code).to.equal(0)
     await sh('mount -o dax /dev/iopmem0 /tmp/dax')
-    await sh(`${PY} -c 'import mmap,os,time; m=mmap.mmap(os.open("/tmp/dax/f",os.O_RDWR),8192); m[0:4]=b"xyzw"; time.sleep(8)' > /dev/null 2>&1 &
+    await sh(`${PY} -c 'import mmap,os,time; m=mmap.mmap(os.open("/tmp/dax/x",os.O_RDWR),8192); m[0:4]=b"xyzw"; time.sleep(8)' > /dev/null 2>&1 &
       sleep 4; echo ${bdf} > /sys/bus/pci/drivers/iopmem/unbind; wait; umount /tmp/dax`)
     expect(await sh('dmesg | grep -c -E "Oops|BUG:|WARNING:|Call Trace" || true')).to.equal('0\n')
     expect(await sh('ls /dev/iopmem* 2>/dev/null | wc -l')).to.equal('0\n')
@@ -170,25 +252,39 @@ describe('guest: the iopmem driver (p2pmem, blockdax, devdax) on ivshmem BAR2', 
     expect(await sh('cat /sys/block/iopmem0/queue/dax; grep -c "write-combining" /sys/kernel/debug/x86/pat_memtype_list')).to.match(/^0\n[1-9]/)
     await sh('printf IOPMEM-WC-BLOCK-WRITE | dd of=/dev/iopmem0 bs=4096 seek=256 conv=sync oflag=direct 2>/dev/null')
     expect((await vm.readIvshmem(MiB, 21)).toString()).to.equal('IOPMEM-WC-BLOCK-WRITE')
-    expect((await vm.sh('mount -o dax /dev/iopmem0 /tmp/dax')).code).to.not.equal(0)
+    // No dax_device in this mode: mkfs-dax refuses it, and a DAX mount of the xfs on it gets no DAX.
+    const mk = await iopmem(['mkfs-dax', '/dev/iopmem0', '--force', '--json'])
+    expect(mk.code).to.equal(7)
+    expect(json(mk).error).to.include({code: 'E_NOT_DAX_CAPABLE'})
+    const m = await vm.sh('mount -o dax /dev/iopmem0 /tmp/dax && { grep " /tmp/dax " /proc/mounts; xfs_io -c "statx -r" /tmp/dax/x; umount /tmp/dax; }')
+    if (m.code === 0) expect(Number(/stat\.attributes = (0x[0-9a-f]+)/.exec(m.stdout)![1]) & 0x0020_0000, 'no STATX_ATTR_DAX').to.equal(0)
     await unbind()
   })
 
-  it('devdax: /dev/dax64.0 over BAR2; a mapping of it reaches the BAR', async () => {
+  it('devdax: /dev/daxN.M over BAR2; `iopmem map` maps it WB and the host sees the writes; unbind refused while it is mapped', async () => {
     const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'devdax', '--json'])
     expect(r.code, r.stderr).to.equal(0)
     const d = json(r).iopmem
     expect(d).to.include({mode: 'devdax', bar: 2})
     expect(d.node).to.match(/^dax\d+\.\d+$/)
-    await py(`import mmap,os; m=mmap.mmap(os.open("/dev/${d.node}",os.O_RDWR),2<<20); m[(1<<20)+7:(1<<20)+7+17]=b"IOPMEM-DEVDAX-OK!"`)
-    expect((await vm.readIvshmem(MiB + 7, 17)).toString()).to.equal('IOPMEM-DEVDAX-OK!')
+    const dev = `/dev/${d.node}`
+    const data = crypto.randomBytes(3 * MiB + 17)
+    const src = await vm.putFile('devdax-pattern.bin', data)
+    const m = json(await iopmem(['map', dev, '--mode', 'wb', '--copy-in', src, '--offset', '0x100007', '--yes', '--json']))
+    expect(m.mapping).to.include({backend: 'devdax', mode: 'wb', modeAsked: 'wb', path: dev})
+    expect(m.op.strategy).to.be.a('string')
+    expect(BigInt(m.mapping.physStart), 'devdax byte 0 is BAR2 byte 0').to.equal(bar2)
+    expect((await vm.readIvshmem(0x100007, data.length)).equals(data), 'the host sees the WB writes (flushed) in the ivshmem file').to.equal(true)
+    const back = json(await iopmem(['map', dev, '--mode', 'wb', '--read', '0x100008', '--width', '64', '--count', '2', '--json']))
+    expect(back.op.values.map((v: string) => BigInt(v))).to.deep.equal([data.readBigUInt64LE(1), data.readBigUInt64LE(9)])
+    console.log(`      devdax ${dev}: ${data.length} bytes copied in WB (${m.op.strategy}${m.op.flush ? `, ${m.op.flush}` : ''}), checked on the host`)
     // A process mapping it: the toolkit refuses to unbind.
-    await sh(`${PY} -c 'import mmap,os,time; m=mmap.mmap(os.open("/dev/${d.node}",os.O_RDWR),2<<20); m[0]=1; time.sleep(60)' > /dev/null 2>&1 &
-      echo $! > /tmp/dax-holder.pid; sleep 6`)
+    await sh(`node bin/run.js map ${dev} --mode wb --hold 0 >/dev/null 2>&1 & echo $! > /tmp/dax-holder.pid`)
+    await waitFor(`grep -q ${dev} /proc/$(cat /tmp/dax-holder.pid)/maps`, 'the holder mapped it')
     const refused = await iopmem(['unbind', bdf, '--yes', '--json'])
     expect(refused.code).to.equal(5)
-    expect(json(refused).error.message).to.match(new RegExp(`maps /dev/${d.node}|has /dev/${d.node} open`))
-    await sh('kill $(cat /tmp/dax-holder.pid); sleep 2')
+    expect(json(refused).error.message).to.match(new RegExp(`maps ${dev}|has ${dev} open`))
+    await sh('kill $(cat /tmp/dax-holder.pid); while kill -0 $(cat /tmp/dax-holder.pid) 2>/dev/null; do sleep 0.5; done')
     await unbind()
     expect(await sh('ls /dev/dax* 2>/dev/null | wc -l')).to.equal('0\n')
   })
