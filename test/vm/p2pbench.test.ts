@@ -88,6 +88,43 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
     console.log(human.stdout.split('\n').map((l) => '      | ' + l).join('\n'))
   })
 
+  it('Ctrl-C mid-copy: exit 130, partial results, the chunk unmapped and p2pmem back in the pool', async function () {
+    this.timeout(300_000)
+    const {cmb, peer} = vm.devices
+    const before = await available(cmb.bdf)
+    // A background job of a non-interactive shell starts with SIGINT ignored; python resets it to the
+    // default before exec, as a terminal would have it.
+    await vm.sh(
+      `rm -f /tmp/sigint.rc; ( /usr/bin/python3 -c 'import os,signal,sys; signal.signal(signal.SIGINT, signal.SIG_DFL); open("/tmp/sigint.pid","w").write(str(os.getpid())); os.execvp(sys.argv[1], sys.argv[1:])' ` +
+        `node bin/run.js bench p2p --src ${cmb.namespace} --dst ${peer.namespace} --via ${cmb.bdf} --mode p2p --size 96M --bs 4K --qd 1 --engine psync --dst-offset 16M ` +
+        `--no-probe --yes --json > /tmp/sigint.out 2>/tmp/sigint.err; echo $? > /tmp/sigint.rc ) >/dev/null 2>&1 &`,
+      {check: true},
+    )
+    const end = Date.now() + 120_000
+    while ((await available(cmb.bdf)) === before) {
+      if (Date.now() > end) throw new Error('bench p2p never took its p2pmem chunk')
+      await new Promise((r) => setTimeout(r, 500))
+    }
+    await new Promise((r) => setTimeout(r, 2000)) // let it copy a little
+    const r = await vm.sh('kill -INT $(cat /tmp/sigint.pid); while [ ! -s /tmp/sigint.rc ]; do sleep 0.2; done; cat /tmp/sigint.rc /tmp/sigint.out', {check: true, timeoutMs: 60_000})
+    const [rc, ...out] = r.stdout.split('\n')
+    expect(rc, 'exit code').to.equal('130')
+    const j = JSON.parse(out.join('\n'))
+    expect(j.interrupted).to.equal(true)
+    expect(j.results).to.have.length(1)
+    const m = j.results[0]
+    expect(m.stopped).to.equal(true)
+    expect(m.bytes).to.be.above(0).and.below(96 * MiB)
+    expect(m.latency.count).to.equal(m.bytes / 4096)
+    expect(j.p2pmem.availableDuring).to.equal(before - j.p2pmem.chunk)
+    expect(j.p2pmem.availableAfter, 'the chunk went back before exit').to.equal(before)
+    expect(await available(cmb.bdf)).to.equal(before)
+    // What was copied before the signal is in the destination image (the source's pattern fills its first 4 MiB).
+    const n = Math.min(m.bytes, 4 * MiB)
+    expect(readImage(peer.image, 16 * MiB, n).equals(diskPattern('cmb', 0, n)), 'the partial copy reached the peer').to.equal(true)
+    console.log(`      SIGINT after ${m.bytes} bytes: exit 130, p2pmem ${j.p2pmem.availableDuring} → ${j.p2pmem.availableAfter}`)
+  })
+
   it('the root-complex NVMe as a peer is refused as topo predicts, with the kernel\'s EREMOTEIO', async function () {
     this.timeout(240_000)
     const {cmb, peer, rc} = vm.devices
