@@ -8,7 +8,13 @@
  *    measured rather than a disk;
  *  - the same once on the disk holding os.tmpdir() (figures for reference).
  *
- * Prints both, and engine/fio; goal >= 1.0, floor 0.95 (on tmpfs). About 30 s.
+ * fio runs twice per test: with its default submission (iodepth_batch_submit=1: one
+ * io_uring_enter per I/O) and batched like the engine (up to QD submitted and reaped
+ * per call). The ratio is engine / the better fio, so the engine is measured against
+ * fio at its best, not against a setting it does not share.
+ *
+ * Three rounds, taking turns; the best run of each. Prints both, and engine/fio; goal
+ * >= 1.0, floor 0.95 (on tmpfs). About two minutes.
  * Run alone: `node --import tsx bench/p2p.ts`.
  */
 import {spawnSync} from 'node:child_process'
@@ -23,16 +29,28 @@ const SECONDS = Number(process.env.BENCH_P2P_SECONDS ?? 3)
 const FILE_SIZE = 1024 * 1024 * 1024
 const QD = 32
 const JOBS = 1
+/** Rounds of (fio default, fio batched, engine), taking turns; the best run of each counts. */
+const ROUNDS = Number(process.env.BENCH_P2P_ROUNDS ?? 3)
 
 interface Figure {
   iops: number
   gbps: number
 }
 
-function fioRun(file: string, rw: 'randread' | 'read', bs: number): Figure {
+/**
+ * fio's submission pattern: `default` submits each I/O with its own io_uring_enter
+ * (iodepth_batch_submit=1, fio's default); `batched` lets it submit up to QD at once
+ * and reap up to QD per call, as the engine does (one io_uring_submit_and_wait per
+ * round of completions). The ratio is taken against the better of the two.
+ */
+type FioBatching = 'default' | 'batched'
+
+function fioRun(file: string, rw: 'randread' | 'read', bs: number, batching: FioBatching): Figure {
+  const batch = batching === 'batched' ? [`--iodepth_batch_submit=${QD}`, '--iodepth_batch_complete_min=1', `--iodepth_batch_complete_max=${QD}`] : []
   const r = spawnSync(
     'fio',
     [
+      ...batch,
       '--name=iopmem',
       `--filename=${file}`,
       '--ioengine=io_uring',
@@ -84,16 +102,24 @@ async function place(label: string, dir: string, gate: boolean): Promise<boolean
       {name: '4 KiB random read QD32', rw: 'randread' as const, bs: 4096, unit: 'iops' as const},
       {name: '128 KiB sequential read QD32', rw: 'read' as const, bs: 131072, unit: 'gbps' as const},
     ]) {
-      const f1 = fioRun(file, t.rw, t.bs)
-      const e = await engineRun(file, t.rw === 'randread', t.bs)
-      const f2 = fioRun(file, t.rw, t.bs)
-      const fio = t.unit === 'iops' ? Math.max(f1.iops, f2.iops) : Math.max(f1.gbps, f2.gbps)
-      const mine = t.unit === 'iops' ? e.iops : e.gbps
+      // ROUNDS rounds of fio default, fio batched and the engine, taking turns: the best run of each kind.
+      const pick = (f: Figure) => (t.unit === 'iops' ? f.iops : f.gbps)
+      let fioDefault = 0
+      let fioBatched = 0
+      let mine = 0
+      for (let round = 0; round < ROUNDS; round++) {
+        fioDefault = Math.max(fioDefault, pick(fioRun(file, t.rw, t.bs, 'default')))
+        fioBatched = Math.max(fioBatched, pick(fioRun(file, t.rw, t.bs, 'batched')))
+        mine = Math.max(mine, pick(await engineRun(file, t.rw === 'randread', t.bs)))
+      }
+      const fio = Math.max(fioDefault, fioBatched)
       const ratio = mine / fio
       const fmt = (x: number) => (t.unit === 'iops' ? `${Math.round(x / 1000)}k IOPS` : `${x.toFixed(2)} GB/s`)
       const verdict = !gate ? '(reference)' : ratio >= 1 ? 'goal met (>= 1.0)' : ratio >= 0.95 ? 'above the floor (0.95)' : 'BELOW THE FLOOR (0.95)'
       if (gate && ratio < 0.95) ok = false
-      console.log(`  ${label.padEnd(6)} ${t.name.padEnd(30)} engine ${fmt(mine).padStart(12)}  fio ${fmt(fio).padStart(12)}  ratio ${ratio.toFixed(3)}  ${verdict}`)
+      console.log(
+        `  ${label.padEnd(6)} ${t.name.padEnd(30)} engine ${fmt(mine).padStart(12)}  fio ${fmt(fio).padStart(12)} (default ${fmt(fioDefault)}, batched ${fmt(fioBatched)})  ratio ${ratio.toFixed(3)}  ${verdict}`,
+      )
     }
   } finally {
     fs.rmSync(file, {force: true})
@@ -112,7 +138,7 @@ export async function fioBench(): Promise<boolean> {
     console.log(`p2p-engine: io_uring unavailable here (${loadNative().ioUring().reason}): skipped`)
     return false
   }
-  console.log(`p2p-engine vs ${which.stdout.trim()} (io_uring, O_DIRECT, fixed buffers+files, ${JOBS} job, ${SECONDS} s each, 1 GiB file)`)
+  console.log(`p2p-engine vs ${which.stdout.trim()} (io_uring, O_DIRECT, fixed buffers+files, ${JOBS} job, ${SECONDS} s each, 1 GiB file; ratio against the better fio submission mode)`)
   let ok = true
   const shm = '/dev/shm'
   if (fs.existsSync(shm)) ok = (await place('tmpfs', shm, true)) && ok
