@@ -169,8 +169,6 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
       expect(s.iops).to.be.greaterThan(0)
       expect(s.p99Us).to.be.greaterThan(0)
     }
-    // 1 MiB in 4 KiB blocks is 256 I/Os, in 1 MiB blocks one: the IOPS must differ by far.
-    expect(j.sweep![0].iops).to.be.greaterThan(j.sweep![2].iops * 4)
     expect(dstBytes().equals(data)).to.equal(true)
   })
 
