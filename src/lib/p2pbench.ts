@@ -289,9 +289,10 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
   if (!input.force) refuseBusyDestination(host, scanner, dst, notes)
 
   let via: ViaInfo | undefined
-  if (modes.includes('p2p')) via = resolveVia(host, scanner, native, picked.via, {src, dst, need: bs * qd * jobs})
-  if (via?.kind === 'dax-file') notes.push(...daxViaNotes(via))
-  else if (picked.via) notes.push('--via is not used by --mode bounce.')
+  if (modes.includes('p2p')) {
+    via = resolveVia(host, scanner, native, picked.via, {src, dst, need: bs * qd * jobs})
+    if (via.kind === 'dax-file') notes.push(...daxViaNotes(via))
+  } else if (picked.via) notes.push('--via is not used by --mode bounce.')
   return {src, dst, via, modes, size, bs, qd, jobs, srcOffset, dstOffset, verify: input.verify, engine: input.engine, choices, notes}
 }
 

@@ -1,4 +1,6 @@
 import {expect} from 'chai'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 
 import {daxViaNotes, type ViaInfo} from '../../src/lib/p2pbench.js'
 import type {PairAnalysis} from '../../src/lib/topo.js'
@@ -23,5 +25,28 @@ describe('bench p2p: a DAX file as --via', () => {
 
   it('says so when the file is not on a PCI device at all', () => {
     expect(daxViaNotes({...base, device: '/dev/pmem0', provider: undefined})[0]).to.match(/^--via \/mnt\/dax\/buf is on \/dev\/pmem0 with no PCI function behind it/)
+  })
+})
+
+describe('bench p2p plan: notes about --via', () => {
+  it('--mode both uses the --via provider and does not call it unused; --mode bounce says it is unused', async () => {
+    const {planP2p} = await import('../../src/lib/p2pbench.js')
+    const {loadNative} = await import('../../src/native/index.js')
+    const {standardMachine} = await import('../helpers/machines.js')
+    const fx = standardMachine()
+    try {
+      const host = fx.host()
+      for (const n of ['nvme0n1', 'nvme1n1']) fs.writeFileSync(path.join(fx.dev, n), Buffer.alloc(64 * 1024))
+      const input = {src: path.join(fx.dev, 'nvme0n1'), dst: path.join(fx.dev, 'nvme1n1'), via: '0000:03:00.0', verify: false, force: true, engine: 'auto' as const, size: '4K', bs: '4K', qd: '1'}
+      const both = planP2p(host, loadNative, {...input, mode: 'both'})
+      expect(both.modes).to.deep.equal(['bounce', 'p2p'])
+      expect(both.via).to.include({kind: 'p2pmem', target: '0000:03:00.0'})
+      expect(both.notes.join('\n')).not.to.contain('not used')
+      const bounce = planP2p(host, loadNative, {...input, mode: 'bounce'})
+      expect(bounce.via).to.equal(undefined)
+      expect(bounce.notes).to.include('--via is not used by --mode bounce.')
+    } finally {
+      fx.cleanup()
+    }
   })
 })
