@@ -46,8 +46,10 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     if (flags.mode !== undefined) validateMode(flags.mode)
     if (flags.cache !== undefined) validateCache(flags.cache)
     if (flags.bar !== undefined) validateBarIndex(flags.bar)
+    let moduleLoaded: BindResult['moduleLoaded']
     if (driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && this.host.isRoot() && this.host.isLive) {
       const loaded = loadModule(driverEnv(this.host))
+      moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
       this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})`)
     }
     const plan = planBind(this.host, bdf, driver, {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache})
@@ -60,6 +62,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
       )
     }
     const result = executeBind(this.host, plan)
+    if (moduleLoaded) result.moduleLoaded = moduleLoaded
     if (!this.jsonEnabled()) {
       const {renderBindResult} = await import('../ui/render-bind.js')
       this.log(renderBindResult(result, 'bind', await this.colors()))

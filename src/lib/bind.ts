@@ -93,6 +93,8 @@ export interface BindResult {
   warnings: string[]
   /** For the iopmem driver: what it made of the device (mode, BAR, node). */
   iopmem?: BoundDevice
+  /** The iopmem module, when bind had to load it first. */
+  moduleLoaded?: {how: string; ko: string | null}
 }
 
 /** --mode/--bar/--cache of `bind --driver iopmem`. */

@@ -315,4 +315,16 @@ describe('guest: the iopmem driver (p2pmem, blockdax, devdax) on ivshmem BAR2', 
     expect(json(await iopmem(['driver', 'unload', '--json']))).to.include({changed: true})
     expect(json(await iopmem(['driver', 'status', '--json'])).loaded).to.equal(false)
   })
+
+  it('bind --driver iopmem loads the module when it is not loaded, from where `driver build` puts it', async () => {
+    const dir = `/tmp/.cache/iopmem/kmod/${vm.release}` // HOME is /tmp in the guest
+    await sh(`mkdir -p ${dir} && cp ${ko} ${dir}/iopmem.ko`)
+    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem', '--json'])
+    expect(r.code, r.stdout + r.stderr).to.equal(0)
+    expect(json(r).moduleLoaded).to.deep.equal({how: 'insmod', ko: `${dir}/iopmem.ko`})
+    expect(json(r).iopmem).to.include({mode: 'p2pmem', bar: 2})
+    expect(json(await iopmem(['driver', 'status', '--json']))).to.include({loaded: true})
+    await unbind()
+    expect(json(await iopmem(['driver', 'unload', '--json']))).to.include({changed: true})
+  })
 })
