@@ -512,6 +512,8 @@ export async function runMode(
       },
       opts.control,
     )
+  } catch (err) {
+    throw copyError(err, mode, opts.buffer)
   } finally {
     probeCtl[0] = 1
   }
@@ -539,6 +541,29 @@ export async function runMode(
     out.dram = {gbps, ofIdle: opts.idleGbps ? gbps / opts.idleGbps : 1}
   }
   return out
+}
+
+/**
+ * An I/O that failed mid-copy, said with what a person needs to look further:
+ * which copy, the byte offset of the failed I/O, how far the copy had got, and
+ * that the device's own account is in the kernel log. Same code and exit.
+ */
+export function copyError(err: unknown, mode: 'bounce' | 'p2p', buffer: Mapping | undefined): unknown {
+  if (!(err instanceof IopmemError) || err.syscall === undefined) return err
+  const e = err as IopmemError & {offset?: number; partial?: IoRunResult}
+  const at = e.offset === undefined ? '' : ` at byte ${e.offset}`
+  const done = e.partial ? `, after ${formatBytes(e.partial.bytes)} had been copied` : ''
+  return new IopmemError(`The ${mode} copy failed: ${e.message}${at}${done}.`, {
+    code: e.code,
+    exit: e.exit,
+    errno: e.errno,
+    syscall: e.syscall,
+    path: e.path,
+    suggestions: [
+      `The kernel log (dmesg) has the device's own report of the failed I/O${mode === 'p2p' ? ` (the buffer was ${buffer?.path ?? 'device memory'})` : ''}.`,
+    ],
+    details: {mode, offset: e.offset ?? null, partial: e.partial ?? null},
+  })
 }
 
 /** The idle DRAM figure: the probe alone for `ms`. */

@@ -50,3 +50,17 @@ describe('bench p2p plan: notes about --via', () => {
     }
   })
 })
+
+describe('bench p2p: an I/O that fails mid-copy', () => {
+  it('says which copy, where and how far it got, keeps code and exit, and points at the kernel log', async () => {
+    const {copyError} = await import('../../src/lib/p2pbench.js')
+    const {NativeErrnoError} = await import('../../src/native/index.js')
+    const raw = Object.assign(new NativeErrnoError(5, 'io_uring read', '/dev/nvme0n1', 'Input/output error'), {offset: 12 * 1024 * 1024, partial: {bytes: 8 * 1024 * 1024}})
+    const e = copyError(raw, 'p2p', {path: '/sys/bus/pci/devices/0000:03:00.0/p2pmem/allocate'} as never) as InstanceType<typeof NativeErrnoError>
+    expect(e.message).to.equal("The p2p copy failed: Input/output error (io_uring read '/dev/nvme0n1') at byte 12582912, after 8 MiB had been copied.")
+    expect(e).to.include({code: 'EIO', exit: raw.exit, syscall: 'io_uring read', path: '/dev/nvme0n1'})
+    expect(e.suggestions.join(' ')).to.contain('dmesg').and.contain('p2pmem/allocate')
+    const plain = new Error('not an errno error')
+    expect(copyError(plain, 'bounce', undefined)).to.equal(plain)
+  })
+})
