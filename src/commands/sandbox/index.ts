@@ -87,12 +87,15 @@ The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then ~/.cache/iopmem/bzIm
     }
     try {
       if (inner.length > 0) {
+        const uptime = await vm.run(['cat', '/proc/uptime'], {timeoutMs: 30_000}).catch(() => undefined)
+        const since = Number.parseFloat(uptime?.stdout ?? '') || 0
         const r = await vm.run(['node', 'bin/run.js', ...inner], {
           timeoutMs: opts.commandTimeoutMs,
           onStdout: (c) => process.stdout.write(c),
           onStderr: (c) => process.stderr.write(c),
         })
         if (r.timedOut) this.note(`iopmem sandbox: the command was killed after ${opts.commandTimeoutMs / 1000} s (--timeout).`)
+        if (r.code !== 0 && !r.timedOut) await this.kernelLogTail(vm, since)
         if (opts.keep) this.note(`iopmem sandbox: state kept in ${vm.stateDir}`)
         await vm.shutdown()
         if (r.code !== 0) this.exit(r.code)
@@ -105,6 +108,22 @@ The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then ~/.cache/iopmem/bzIm
     } finally {
       await vm.shutdown()
     }
+  }
+
+  /**
+   * After a failed command: the warnings and errors the guest kernel logged while it
+   * ran (a device's own account of an EIO, a WARN, an oops), the last 15 of them.
+   */
+  private async kernelLogTail(vm: import('../../lib/vm/index.js').Guest, since: number): Promise<void> {
+    const log = await vm.run(['dmesg', '--level=emerg,alert,crit,err,warn'], {timeoutMs: 30_000}).catch(() => undefined)
+    if (log?.code !== 0) return
+    const lines: string[] = []
+    for (const line of log.stdout.split('\n')) {
+      const m = /^\[\s*(\d+\.\d+)\]\s?(.*)$/.exec(line)
+      if (m && Number(m[1]) >= since) lines.push(m[2])
+    }
+    if (lines.length > 0)
+      this.note(`iopmem sandbox: the guest kernel logged while the command ran:\n${lines.slice(-15).map((l) => `  ${l}`).join('\n')}`)
   }
 
   private async describe(vm: any, topology: string): Promise<SandboxDescription> {
