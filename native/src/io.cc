@@ -236,14 +236,14 @@ void RunPsync(Shared* s, uint32_t j, JobResult* r) {
     for (uint64_t done = 0; done < len;) {
       ssize_t n = pread(s->srcFd, mem + done, len - done, static_cast<off_t>(o.srcOffset + blk * o.bs + done));
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return SetFail(s, n < 0 ? errno : EIO, "pread", o.srcOffset + blk * o.bs + done);
+      if (n <= 0) return SetFail(s, n < 0 ? errno : EIO, n < 0 ? "pread" : "pread (0 bytes: end of file)", o.srcOffset + blk * o.bs + done);
       done += static_cast<uint64_t>(n);
     }
     if (s->dstFd >= 0) {
       for (uint64_t done = 0; done < len;) {
         ssize_t n = pwrite(s->dstFd, mem + done, len - done, static_cast<off_t>(o.dstOffset + blk * o.bs + done));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return SetFail(s, n < 0 ? errno : EIO, "pwrite", o.dstOffset + blk * o.bs + done);
+        if (n <= 0) return SetFail(s, n < 0 ? errno : EIO, n < 0 ? "pwrite" : "pwrite (0 bytes written)", o.dstOffset + blk * o.bs + done);
         done += static_cast<uint64_t>(n);
       }
     }
@@ -373,7 +373,9 @@ bool RunUring(Shared* s, uint32_t j, JobResult* r) {
           if (prep(i, writing)) inflight++;
           continue;
         }
-        SetFail(s, res < 0 ? -res : EIO, writing ? "io_uring write" : "io_uring read", off);
+        // 0 bytes is no errno of the device's: say so (an end of file where the range said data).
+        const char* what = res < 0 ? (writing ? "io_uring write" : "io_uring read") : (writing ? "io_uring write (0 bytes written)" : "io_uring read (0 bytes: end of file)");
+        SetFail(s, res < 0 ? -res : EIO, what, off);
         exhausted = true;
         sl.state = 0;
         continue;

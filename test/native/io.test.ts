@@ -195,6 +195,10 @@ describe('native: the I/O engine (ioRun)', function () {
     // Reading past the end: EOF is an error, not a silent short copy.
     const eof = await rejectsCode(n.ioRun({src, dst, length: SIZE + 64 * KiB, bs: 64 * KiB}), 'EIO')
     expect(eof.partial?.bytes).to.equal(SIZE)
+    // ... and says it was an end of file, not the device's EIO.
+    expect(eof.syscall).to.equal(eof.partial?.engine === 'psync' ? 'pread (0 bytes: end of file)' : 'io_uring read (0 bytes: end of file)')
+    const eofPsync = await rejectsCode(n.ioRun({src, dst, length: SIZE + 64 * KiB, bs: 64 * KiB, engine: 'psync'}), 'EIO')
+    expect(eofPsync.syscall).to.equal('pread (0 bytes: end of file)')
   })
 
   it('argument errors throw before any I/O', () => {
