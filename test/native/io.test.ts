@@ -17,7 +17,7 @@ import {devShm, native, randomBytes, realFsDir, ROOT, throwsCode} from './helper
 const KiB = 1024
 const MiB = 1024 * KiB
 
-async function rejectsCode(p: Promise<unknown>, code: string): Promise<Error & {code: string; partial?: IoRunResult; offset?: number}> {
+async function rejectsCode(p: Promise<unknown>, code: string): Promise<Error & {code: string; syscall?: string; partial?: IoRunResult; offset?: number}> {
   try {
     await p
   } catch (err) {
