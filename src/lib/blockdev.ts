@@ -344,7 +344,10 @@ export interface BlockUsage {
   kind: 'mount' | 'holder' | 'swap' | 'process'
   subject: string
   detail: string
+  /** A process: its pid, command name and what it does with the node ("has /dev/x open", "maps /dev/x"). */
   pid?: number
+  comm?: string
+  what?: string
 }
 
 /**
@@ -379,7 +382,8 @@ export function blockUsage(host: Host, b: BlockInfo, mounts: MountEntry[] = read
   }
   const devPaths = new Set([...nodeNames].map((n) => '/dev/' + n))
   const procs = processesUsing(host, (f) => devPaths.has(f))
-  for (const u of procs.uses) uses.push({kind: 'process', subject: `${u.comm}[${u.pid}]`, pid: u.pid, detail: `process ${u.comm} (pid ${u.pid}) ${u.what}`})
+  for (const u of procs.uses)
+    uses.push({kind: 'process', subject: `${u.comm}[${u.pid}]`, pid: u.pid, comm: u.comm, what: u.what, detail: `process ${u.comm} (pid ${u.pid}) ${u.what}`})
   unchecked.push(...deniedNote(procs.denied))
   return {uses, unchecked}
 }

@@ -16,8 +16,7 @@ import * as path from 'node:path'
 import {isBdfName, normalizeBdf, tryParseBdf} from './bdf.js'
 import {Exit, IopmemError, usage} from './errors.js'
 import type {Host} from './host.js'
-import {checkInUse} from './inuse.js'
-import {readMounts} from './mounts.js'
+import {blockDirByDevNum, blockUsage, readBlock} from './blockdev.js'
 import {nearestPciAncestor, type PciFunction, PciScanner} from './pci.js'
 import {deniedNote, processesUsing} from './procscan.js'
 import {analyzePair, type PairAnalysis} from './topo.js'
@@ -286,7 +285,7 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
     )
 
   // The destination must not hold a mounted filesystem or a stacked device, nor be open in another process.
-  if (!input.force) refuseBusyDestination(host, scanner, dst, notes)
+  if (!input.force) refuseBusyDestination(host, dst, notes)
 
   let via: ViaInfo | undefined
   if (modes.includes('p2p')) {
@@ -296,29 +295,31 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
   return {src, dst, via, modes, size, bs, qd, jobs, srcOffset, dstOffset, verify: input.verify, engine: input.engine, choices, notes}
 }
 
-function refuseBusyDestination(host: Host, scanner: PciScanner, dst: Endpoint, notes: string[]): void {
+/**
+ * Refuse a destination something else uses. A block device: what mkfs-dax
+ * checks (blockUsage: it or a partition of it mounted, stacked devices, swap,
+ * processes holding a node open or mapped) and a filesystem signature. A file:
+ * processes holding it open or mapped. This process is skipped by the scan.
+ */
+function refuseBusyDestination(host: Host, dst: Endpoint, notes: string[]): void {
   const reasons: string[] = []
-  if (dst.kind === 'block') {
-    for (const m of readMounts(host)) if (m.dev === dst.dev) reasons.push(`${dst.path} is mounted on ${m.target} (${m.fstype})`)
-    const name = path.basename(dst.path)
-    const holders = host.list(host.sys('class/block', name, 'holders'))
-    for (const h of holders) reasons.push(`${h} is stacked on ${name}`)
-    if (dst.bdf && reasons.length === 0) {
-      try {
-        const use = checkInUse(host, scanner.read(dst.bdf))
-        for (const r of use.reasons) if (r.kind === 'mount' && r.detail.includes(`/dev/${name}`)) reasons.push(r.detail)
-      } catch {
-        /* best effort */
-      }
-    }
-    const sig = fsSignature(dst.path)
-    if (sig) reasons.push(`${dst.path} holds ${sig}`)
+  let processes: Array<{pid: number; comm: string; what: string}> = []
+  const [major, minor] = (dst.dev ?? '').split(':').map(Number)
+  const dir = dst.kind === 'block' && dst.dev ? blockDirByDevNum(host, major, minor) : undefined
+  if (dir) {
+    const {uses, unchecked} = blockUsage(host, readBlock(host, dir))
+    for (const u of uses) reasons.push(u.detail)
+    processes = uses.filter((u) => u.kind === 'process').map((u) => ({pid: u.pid!, comm: u.comm!, what: u.what!}))
+    notes.push(...unchecked)
+  } else {
+    const names = fileNames(host, dst.path)
+    const scan = processesUsing(host, (f) => names.has(f))
+    processes = scan.uses
+    for (const u of processes) reasons.push(`process ${u.comm} (pid ${u.pid}) ${u.what}`)
+    notes.push(...deniedNote(scan.denied))
   }
-  // Another process with the destination open or mapped (this one is skipped by the scan).
-  const names = kernelNames(host, dst)
-  const {uses: processes, denied} = processesUsing(host, (f) => names.has(f))
-  for (const u of processes) reasons.push(`process ${u.comm} (pid ${u.pid}) ${u.what}`)
-  notes.push(...deniedNote(denied))
+  const sig = dst.kind === 'block' ? fsSignature(dst.path) : undefined
+  if (sig) reasons.push(`${dst.path} holds ${sig}`)
   if (reasons.length > 0)
     throw new IopmemError(`Refusing to overwrite ${dst.path}: ${reasons.join('; ')}.`, {
       code: 'E_IN_USE',
@@ -329,24 +330,19 @@ function refuseBusyDestination(host: Host, scanner: PciScanner, dst: Endpoint, n
 }
 
 /**
- * The paths under which /proc/PID/fd links and maps name the destination: as
- * given, resolved through symlinks, as the kernel names paths under the host's
- * roots (/dev/…), and a block device's kernel name.
+ * The paths under which /proc/PID/fd links and maps name a file: as given,
+ * resolved through symlinks, and as the kernel names paths under the host's
+ * roots (a fixture's /dev/…).
  */
-function kernelNames(host: Host, dst: Endpoint): Set<string> {
-  const abs = path.resolve(dst.path)
+function fileNames(host: Host, p: string): Set<string> {
+  const abs = path.resolve(p)
   let real = abs
   try {
     real = fs.realpathSync(abs)
   } catch {
     /* keep the path as given */
   }
-  const names = new Set([abs, real, host.display(abs), host.display(real)])
-  if (dst.kind === 'block' && dst.dev) {
-    const name = blockInfo(host, dst.dev).name
-    if (name) names.add(`/dev/${name}`)
-  }
-  return names
+  return new Set([abs, real, host.display(abs), host.display(real)])
 }
 
 /** A filesystem signature at the start of a block device, or undefined (unreadable counts as none). */

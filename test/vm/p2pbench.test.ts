@@ -152,6 +152,23 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
     expect(json(r).error.code).to.equal('E_NO_P2PMEM')
   })
 
+  it('a destination another process holds open is refused, naming the process (the checks mkfs-dax makes)', async () => {
+    const {cmb, rc} = vm.devices
+    await vm.sh(`sh -c 'exec 3<>${rc!.namespace}; exec sleep 120' >/dev/null 2>&1 & echo $! > /tmp/dst-holder.pid`, {check: true})
+    try {
+      await vm.sh(`for i in $(seq 50); do ls -l /proc/$(cat /tmp/dst-holder.pid)/fd 2>/dev/null | grep -q ${rc!.namespace} && exit 0; sleep 0.2; done; exit 1`, {check: true})
+      const pid = (await vm.sh('cat /tmp/dst-holder.pid', {check: true})).stdout.trim()
+      const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--mode', 'bounce', '--size', '1M', '--yes', '--json'])
+      expect(r.code, r.stdout + r.stderr).to.equal(5)
+      const e = json(r).error
+      expect(e.code).to.equal('E_IN_USE')
+      expect(e.message).to.contain(`process sleep (pid ${pid}) has ${rc!.namespace} open`)
+      expect(e.details.processes).to.deep.equal([{pid: Number(pid), comm: 'sleep', what: `has ${rc!.namespace} open`}])
+    } finally {
+      await vm.sh('kill $(cat /tmp/dst-holder.pid)')
+    }
+  })
+
   it('a destination holding a filesystem is refused unless --force', async () => {
     const {cmb, rc} = vm.devices
     await vm.sh(`printf XFSB | dd of=${rc!.namespace} bs=512 count=1 conv=notrunc,fsync 2>/dev/null`)
