@@ -107,8 +107,9 @@ export class Host {
     try {
       const n = fs.readSync(fd, SMALL, 0, SMALL.length, null)
       // A sysfs attribute comes whole in one read (at most a page). A seq_file under /proc
-      // (mountinfo, maps) hands out about a page per read, so a short read there is not the end.
-      if (n < SMALL.length && !file.startsWith(this.roots.proc + path.sep)) return SMALL.toString('utf8', 0, n)
+      // (mountinfo, maps) or debugfs (pat_memtype_list) hands out about a page per read, so a
+      // short read there is not the end.
+      if (n < SMALL.length && !this.isSeqFile(file)) return SMALL.toString('utf8', 0, n)
       if (n === 0) return ''
       if (n < SMALL.length) return Buffer.concat([SMALL.subarray(0, n), fs.readFileSync(fd)]).toString('utf8')
       const rest = fs.readFileSync(fd)
@@ -118,6 +119,11 @@ export class Host {
     } finally {
       fs.closeSync(fd)
     }
+  }
+
+  /** Under /proc or debugfs (/sys/kernel/debug): files the kernel serves a page or so per read. */
+  private isSeqFile(file: string): boolean {
+    return file.startsWith(this.roots.proc + path.sep) || file.startsWith(path.join(this.roots.sysfs, 'kernel', 'debug') + path.sep)
   }
 
   /** read() with surrounding whitespace removed. */

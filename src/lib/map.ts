@@ -636,37 +636,9 @@ export function parsePatMemtypes(text: string): PatEntry[] {
 
 /** The PAT entries over [start, end), or undefined when the list cannot be read (not root, no debugfs, not x86). */
 export function patEntriesOver(host: Host, start: bigint, end: bigint): PatEntry[] | undefined {
-  const text = readToEnd(host.sys('kernel/debug/x86/pat_memtype_list'))
+  const text = host.read(host.sys('kernel/debug/x86/pat_memtype_list'))
   if (text === undefined) return undefined
   return parsePatMemtypes(text).filter((e) => e.start < end && e.end > start)
-}
-
-/**
- * A debugfs/seq_file read to the end: one read(2) returns at most a page of
- * it (Host.read takes a short first read as the whole file), and the PAT
- * list of a real machine is many pages long.
- */
-function readToEnd(file: string): string | undefined {
-  let fd: number
-  try {
-    fd = fs.openSync(file, 'r')
-  } catch {
-    return undefined
-  }
-  try {
-    const parts: Buffer[] = []
-    for (;;) {
-      const buf = Buffer.allocUnsafe(65536)
-      const n = fs.readSync(fd, buf, 0, buf.length, null)
-      if (n === 0) break
-      parts.push(buf.subarray(0, n))
-    }
-    return Buffer.concat(parts).toString('utf8')
-  } catch {
-    return undefined
-  } finally {
-    fs.closeSync(fd)
-  }
 }
 
 const PAT_MODE: Record<string, CachingMode> = {
