@@ -3,6 +3,7 @@ import * as fs from 'node:fs'
 
 import {BaseCommand} from '../base-command.js'
 import {Exit, IopmemError, usage} from '../lib/errors.js'
+import {holdFor} from '../lib/hold.js'
 import {explainMapError, type MapFacts, MODE_REQUESTS, type ModeRequest, openMapping, resolveTarget, type ResolvedTarget} from '../lib/map.js'
 import {
   checkRange,
@@ -172,7 +173,7 @@ Needs root for sysfs resource files and p2pmem; failures say why in words (not r
       if (hold !== undefined) {
         this.note(hold === 0 ? 'holding the mapping until Ctrl-C or SIGTERM…' : `holding the mapping for ${hold} s (Ctrl-C releases it)…`)
         const t0 = Date.now()
-        await holdFor(hold)
+        await holdFor(hold, mapping)
         held = (Date.now() - t0) / 1000
       }
     } catch (error) {
@@ -312,13 +313,6 @@ function parseHold(text: string): number {
     throw usage(`Invalid --hold ${JSON.stringify(text)}: seconds, e.g. 20 or 0.5 (0 holds until Ctrl-C or SIGTERM).`, 'E_HOLD')
   }
   return n
-}
-
-function holdFor(seconds: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (seconds === 0) setInterval(() => {}, 1 << 30) // until a signal ends the process
-    else setTimeout(resolve, seconds * 1000)
-  })
 }
 
 function runPlan(n: Native, m: Mapping, p: Plan, flush: boolean): MapOpResult | null {

@@ -5,10 +5,12 @@
  * them, and the bytes are checked in the files afterwards.
  */
 import {expect} from 'chai'
+import {spawn} from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 
-import {cli, cliProcess} from '../helpers/cli.js'
+import {cli, cliProcess, ROOT} from '../helpers/cli.js'
 import {BDF, MiB, standardMachine} from '../helpers/machines.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
 
@@ -178,6 +180,32 @@ describe('iopmem map (fixture BARs are regular files)', () => {
     const w = await cli(['map', BDF.ivshmem, '--write', '0', '--value', '7', '--hold', '0.1', '--yes', '--json'], fx)
     expect(w.json.op.kind).to.equal('write')
     expect(w.json.held).to.be.at.least(0.09)
+  })
+
+  it('--hold 0 keeps the mapping through garbage collections until SIGTERM', async function () {
+    // The child collects garbage every 20 ms. A hold that left the mapping
+    // reachable only from a suspended async frame lost it to the Mapping's
+    // finalizer while still saying "holding" (seen in the guest suite).
+    this.timeout(20_000)
+    const gcEvery = 'data:text/javascript,setInterval(()=>globalThis.gc(),20).unref()'
+    const child = spawn(process.execPath, ['--expose-gc', '--import', gcEvery, path.join(ROOT, 'bin/run.js'), 'map', BDF.ivshmem, '--bar', '2', '--mode', 'uc', '--hold', '0'], {
+      env: {...process.env, NO_COLOR: '1', CI: '1', ...fx.env()},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let err = ''
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+    const ended = new Promise<number | null>((resolve) => child.on('exit', (code, sig) => resolve(code ?? (sig === 'SIGTERM' ? 143 : null))))
+    try {
+      for (let i = 0; i < 200 && !err.includes('holding'); i++) await sleep(50)
+      expect(err, 'the holder says it holds').to.contain('holding the mapping')
+      const mapped = () => fs.readFileSync(`/proc/${child.pid}/maps`, 'utf8').split('\n').filter((l) => l.endsWith(bar(BDF.ivshmem, 'resource2'))).length
+      expect(mapped(), 'mapped when it says holding').to.equal(1)
+      await sleep(500) // 25 collections
+      expect(mapped(), 'still mapped after the collections').to.equal(1)
+    } finally {
+      child.kill('SIGTERM')
+    }
+    expect(await ended, err).to.equal(143)
   })
 
   it('a warning names the driver that owns a BAR', async () => {

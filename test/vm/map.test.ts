@@ -165,7 +165,15 @@ describe('guest: iopmem map on Linux (ivshmem BAR2 checked on the host, NVMe CMB
         await sleep(500)
       }
       console.log(`      PAT entry of the holder: ${listed || '(none)'}`)
-      expect(listed).to.contain('uncached-minus')
+      if (!listed.includes('uncached-minus')) {
+        // Seen once in CI, when map --hold 0 lost its mapping to the GC (src/lib/hold.ts).
+        // Should it recur, say everything the guest knows about the holder's mapping.
+        const why = await vm.sh(
+          'echo "holder output:"; cat /tmp/pat-hold.out; p=$(cat /tmp/pat-hold.pid); echo "holder $p alive: $(kill -0 $p 2>&1 && echo yes)";' +
+            ' echo "its BAR mappings:"; grep -i resource /proc/$p/maps; echo "PAT list:"; cat /sys/kernel/debug/x86/pat_memtype_list',
+        )
+        expect.fail(`no uncached-minus PAT entry at 0x${start.toString(16)} while the holder holds BAR2:\n${why.stdout}${why.stderr}`)
+      }
       const wc = await iopmem(['map', ivs, '--bar', '2', '--mode', 'wc', '--read', '0', '--json'])
       console.log(`      --mode wc while held uc: exit ${wc.code}, ${json(wc).error?.code}: ${json(wc).error?.message}`)
       expect(wc.code).to.equal(6)
