@@ -63,6 +63,9 @@ MODULE_PARM_DESC(bar, "default BAR (0-5), -1 for the largest memory BAR");
 static char *cache = "wb";
 module_param(cache, charp, 0644);
 MODULE_PARM_DESC(cache, "default blockdax cache mode: wb, wc, uc or wt");
+static char *fail_probe = "";
+module_param(fail_probe, charp, 0644);
+MODULE_PARM_DESC(fail_probe, "testing: make probe fail at this step, to check that it undoes the steps before it");
 
 struct iopmem_cfg {
 	struct list_head list;
@@ -120,6 +123,24 @@ static __printf(2, 3) void set_error(struct pci_dev *pdev, const char *fmt,
 	snprintf(last_error, sizeof(last_error), "%s %s\n", pci_name(pdev),
 		 msg);
 	mutex_unlock(&iopmem_lock);
+}
+
+/*
+ * fail_probe=STEP makes the step of that name fail as if the kernel had
+ * refused it: enable, region, memremap, ioremap, disk, dax, dax_host,
+ * add_disk (blockdax), dax_region, dev_dax (devdax), p2pdma (p2pmem). The
+ * guest suite fails each in turn and checks that nothing is left behind.
+ */
+static bool iopmem_inject(struct pci_dev *pdev, const char *step)
+{
+	bool hit;
+
+	kernel_param_lock(THIS_MODULE);
+	hit = fail_probe && sysfs_streq(fail_probe, step);
+	kernel_param_unlock(THIS_MODULE);
+	if (hit)
+		dev_warn(&pdev->dev, "fail_probe=%s: failing probe here\n", step);
+	return hit;
 }
 
 /* Called with iopmem_lock held. */
@@ -270,7 +291,8 @@ static int iopmem_blockdax_probe(struct iopmem_dev *idev)
 	void *addr;
 	int rc;
 
-	if (pci_request_region(pdev, idev->bar, DRV_NAME)) {
+	if (iopmem_inject(pdev, "region") ||
+	    pci_request_region(pdev, idev->bar, DRV_NAME)) {
 		set_error(pdev, "BAR %d is claimed by someone else", idev->bar);
 		return -EBUSY;
 	}
@@ -283,7 +305,10 @@ static int iopmem_blockdax_probe(struct iopmem_dev *idev)
 		idev->pgmap.range.end = idev->phys + idev->size - 1;
 		idev->pgmap.nr_range = 1;
 		idev->pgmap.owner = idev;
-		addr = memremap_pages(&idev->pgmap, nid);
+		if (iopmem_inject(pdev, "memremap"))
+			addr = ERR_PTR(-ENOMEM);
+		else
+			addr = memremap_pages(&idev->pgmap, nid);
 		if (IS_ERR(addr)) {
 			rc = PTR_ERR(addr);
 			set_error(pdev, "memremap_pages of BAR %d failed (%d)",
@@ -292,7 +317,9 @@ static int iopmem_blockdax_probe(struct iopmem_dev *idev)
 		}
 		idev->virt = addr;
 	} else {
-		if (idev->cache == IOPMEM_WC)
+		if (iopmem_inject(pdev, "ioremap"))
+			idev->io = NULL;
+		else if (idev->cache == IOPMEM_WC)
 			idev->io = ioremap_wc(idev->phys, idev->size);
 		else if (idev->cache == IOPMEM_WT)
 			idev->io = ioremap_wt(idev->phys, idev->size);
@@ -306,9 +333,11 @@ static int iopmem_blockdax_probe(struct iopmem_dev *idev)
 		}
 	}
 
-	disk = blk_alloc_disk(&lim, nid);
+	disk = iopmem_inject(pdev, "disk") ? ERR_PTR(-ENOMEM) :
+		blk_alloc_disk(&lim, nid);
 	if (IS_ERR(disk)) {
 		rc = PTR_ERR(disk);
+		set_error(pdev, "blk_alloc_disk failed (%d)", rc);
 		goto out_unmap;
 	}
 	idev->disk = disk;
@@ -318,23 +347,32 @@ static int iopmem_blockdax_probe(struct iopmem_dev *idev)
 	set_capacity(disk, idev->size >> SECTOR_SHIFT);
 
 	if (idev->virt) {
-		struct dax_device *dax_dev = alloc_dax(idev, &iopmem_dax_ops);
+		struct dax_device *dax_dev;
 
+		dax_dev = iopmem_inject(pdev, "dax") ? ERR_PTR(-ENOMEM) :
+			alloc_dax(idev, &iopmem_dax_ops);
 		if (IS_ERR(dax_dev)) {
 			rc = PTR_ERR(dax_dev);
+			set_error(pdev, "alloc_dax failed (%d)", rc);
 			goto out_disk;
 		}
 		set_dax_nocache(dax_dev);
 		set_dax_nomc(dax_dev);
 		idev->dax_dev = dax_dev;
-		rc = dax_add_host(dax_dev, disk);
-		if (rc)
+		rc = iopmem_inject(pdev, "dax_host") ? -ENOMEM :
+			dax_add_host(dax_dev, disk);
+		if (rc) {
+			set_error(pdev, "dax_add_host failed (%d)", rc);
 			goto out_dax;
+		}
 	}
 
-	rc = device_add_disk(&pdev->dev, disk, NULL);
-	if (rc)
+	rc = iopmem_inject(pdev, "add_disk") ? -ENOMEM :
+		device_add_disk(&pdev->dev, disk, NULL);
+	if (rc) {
+		set_error(pdev, "device_add_disk failed (%d)", rc);
 		goto out_host;
+	}
 	/* From here on iopmem_free_disk() owns idev. */
 	return 0;
 
@@ -391,8 +429,9 @@ static int iopmem_devdax_probe(struct iopmem_dev *idev)
 	struct dev_dax *dev_dax;
 
 	/* flags 0: IORESOURCE_DAX_KMEM would online the BAR as System RAM */
-	region = alloc_dax_region(&pdev->dev, IOPMEM_DAX_REGION_BASE + idev->id,
-				  &range, dev_to_node(&pdev->dev), PMD_SIZE, 0);
+	region = iopmem_inject(pdev, "dax_region") ? NULL :
+		alloc_dax_region(&pdev->dev, IOPMEM_DAX_REGION_BASE + idev->id,
+				 &range, dev_to_node(&pdev->dev), PMD_SIZE, 0);
 	if (!region) {
 		set_error(pdev, "alloc_dax_region failed for BAR %d", idev->bar);
 		return -ENOMEM;
@@ -400,7 +439,8 @@ static int iopmem_devdax_probe(struct iopmem_dev *idev)
 	data.dax_region = region;
 	data.id = -1;
 	data.size = idev->size;
-	dev_dax = devm_create_dev_dax(&data);
+	dev_dax = iopmem_inject(pdev, "dev_dax") ? ERR_PTR(-ENOMEM) :
+		devm_create_dev_dax(&data);
 	if (IS_ERR(dev_dax)) {
 		set_error(pdev, "devm_create_dev_dax failed (%ld)",
 			  PTR_ERR(dev_dax));
@@ -415,7 +455,8 @@ static int iopmem_p2pmem_probe(struct iopmem_dev *idev)
 	struct pci_dev *pdev = idev->pdev;
 	int rc;
 
-	rc = pci_p2pdma_add_resource(pdev, idev->bar, idev->size, 0);
+	rc = iopmem_inject(pdev, "p2pdma") ? -ENOMEM :
+		pci_p2pdma_add_resource(pdev, idev->bar, idev->size, 0);
 	if (rc) {
 		set_error(pdev, "pci_p2pdma_add_resource failed for BAR %d (%d)",
 			  idev->bar, rc);
@@ -539,7 +580,8 @@ static int iopmem_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		goto out_free;
 	idev->id = rc;
 
-	rc = pci_enable_device_mem(pdev);
+	rc = iopmem_inject(pdev, "enable") ? -EIO :
+		pci_enable_device_mem(pdev);
 	if (rc) {
 		set_error(pdev, "cannot enable the device (%d)", rc);
 		goto out_ida;

@@ -437,7 +437,10 @@ export function renderStatus(s: DriverStatus): string {
   const lines: string[] = []
   lines.push(`iopmem driver: ${s.loaded ? `loaded, version ${s.version ?? '?'}` : 'not loaded'} (kernel ${s.release})`)
   if (s.built) lines.push(`built module: ${s.built.ko}${s.built.vermagic ? ` (${s.built.vermagic.split(' ')[0]})` : ''}`)
-  if (Object.keys(s.parameters).length > 0) lines.push(`parameters: ${Object.entries(s.parameters).map(([k, v]) => `${k}=${v}`).join(' ')}`)
+  // fail_probe is the driver's test hook: shown only when set, and then loudly.
+  const shown = Object.entries(s.parameters).filter(([k, v]) => k !== 'fail_probe' || v !== '')
+  if (shown.length > 0) lines.push(`parameters: ${shown.map(([k, v]) => `${k}=${v}`).join(' ')}`)
+  if (s.parameters.fail_probe) lines.push(`warning: fail_probe=${s.parameters.fail_probe} is set: every probe fails at that step (a test hook; \`echo > /sys/module/iopmem/parameters/fail_probe\` clears it)`)
   if (s.loaded) {
     if (s.devices.length === 0) lines.push('no devices bound')
     for (const dev of s.devices) {

@@ -116,7 +116,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax, devdax) on ivshmem BAR2', 
     expect(json(r)).to.include({changed: true, how: 'insmod'})
     const s = json(await iopmem(['driver', 'status', '--json']))
     expect(s).to.include({loaded: true, version: '0.1.0'})
-    expect(s.parameters).to.deep.equal({bar: '-1', cache: 'wb', mode: 'blockdax'})
+    expect(s.parameters).to.deep.equal({bar: '-1', cache: 'wb', fail_probe: '', mode: 'blockdax'})
     expect(s.devices).to.deep.equal([])
     expect(await sh(`readlink /sys/bus/pci/devices/${bdf}/driver || echo none`)).to.equal('none\n')
     expect(json(await iopmem(['driver', 'load', '--ko', ko, '--json']))).to.include({changed: false, how: 'already'})
@@ -303,6 +303,79 @@ describe('guest: the iopmem driver (p2pmem, blockdax, devdax) on ivshmem BAR2', 
       echo ${bdf} > ${D}/bind; echo "rc=$?"; cat ${D}/last_error; echo "${bdf}" > ${D}/config; echo > /sys/bus/pci/devices/${bdf}/driver_override`)
     expect(out.stdout).to.match(/rc=1\n.*BAR 0 is too small: 256 bytes, need at least 2 MiB/)
     expect(await sh(`readlink /sys/bus/pci/devices/${bdf}/driver || echo none`)).to.equal('none\n')
+  })
+
+  it('every failure in probe undoes the steps before it: the kernel state is as before, and the next bind works', async function () {
+    this.timeout(900_000)
+    // What a probe claims, as the kernel shows it: the BAR's iomem claim, PAT entries inside
+    // BAR2, block and dax devices, the enable count, p2pmem, the module's reference count.
+    // (drivers/iopmem/config is checked apart: a successful bind leaves its settings there.)
+    const end = bar2 + BigInt(SIZE)
+    const state = async (): Promise<string> => {
+      const pat = (await sh('cat /sys/kernel/debug/x86/pat_memtype_list'))
+        .split('\n')
+        .filter((l) => {
+          const m = /\[mem (0x[0-9a-f]+)-/.exec(l)
+          return m !== null && BigInt(m[1]) >= bar2 && BigInt(m[1]) < end
+        })
+      const D = `/sys/bus/pci/devices/${bdf}`
+      const rest = await sh(
+        `grep -i iopmem /proc/iomem; ls /sys/block | grep iopmem; ls /sys/bus/dax/devices; ls /dev | grep -E '^(iopmem|dax)';` +
+          ` echo "enable $(cat ${D}/enable) driver $(readlink ${D}/driver) override $(cat ${D}/driver_override) p2pmem $(ls ${D}/p2pmem 2>/dev/null | wc -l)";` +
+          ` echo "refcnt $(cat /sys/module/iopmem/refcnt)"; true`,
+      )
+      return [...pat, rest].join('\n')
+    }
+    const marks = async (): Promise<number> => Number(await sh('dmesg | wc -l'))
+    const failures: Array<[string, string[], RegExp]> = [
+      ['enable', ['--mode', 'blockdax'], /cannot enable the device \(-5\)/],
+      ['region', ['--mode', 'blockdax'], /BAR 2 is claimed by someone else/],
+      ['memremap', ['--mode', 'blockdax'], /memremap_pages of BAR 2 failed \(-12\)/],
+      ['disk', ['--mode', 'blockdax'], /blk_alloc_disk failed \(-12\)/],
+      ['dax', ['--mode', 'blockdax'], /alloc_dax failed \(-12\)/],
+      ['dax_host', ['--mode', 'blockdax'], /dax_add_host failed \(-12\)/],
+      ['add_disk', ['--mode', 'blockdax'], /device_add_disk failed \(-12\)/],
+      ['ioremap', ['--mode', 'blockdax', '--cache', 'wc'], /ioremap \(wc\) of BAR 2 failed/],
+      ['disk', ['--mode', 'blockdax', '--cache', 'wc'], /blk_alloc_disk failed \(-12\)/],
+      ['dax_region', ['--mode', 'devdax'], /alloc_dax_region failed for BAR 2/],
+      ['dev_dax', ['--mode', 'devdax'], /devm_create_dev_dax failed \(-12\)/],
+      ['p2pdma', ['--mode', 'p2pmem'], /pci_p2pdma_add_resource failed for BAR 2 \(-12\)/],
+    ]
+    const P = '/sys/module/iopmem/parameters/fail_probe'
+    const baseline = await state()
+    const since = await marks()
+    try {
+      for (const [step, args, reason] of failures) {
+        await sh(`echo ${step} > ${P}`)
+        const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--bar', '2', ...args, '--json'])
+        const what = `${step} (${args.join(' ')})`
+        expect(r.code, `${what}: ${r.stdout}${r.stderr}`).to.equal(6)
+        expect(json(r).error.code, what).to.equal('E_BIND_FAILED')
+        expect(json(r).error.message, what).to.match(reason).and.match(/Rolled back: the device is unbound, as it was/)
+        expect(await sh(`dmesg | tail -n +${since + 1} | grep -c 'fail_probe=${step}: failing probe here' || true`), `${what}: the injected failure was hit`).to.not.equal('0\n')
+        expect(await state(), `${what}: nothing left behind`).to.equal(baseline)
+        expect(await sh('cat /sys/bus/pci/drivers/iopmem/config'), `${what}: the toolkit forgot the device's settings`).to.equal('')
+      }
+    } finally {
+      await sh(`echo > ${P}`)
+    }
+    console.log(`      ${failures.length} injected probe failures (${failures.map((f) => f[0]).join(', ')}): each rolled back to the state before it`)
+    // What a leak would break: the same BAR taken again (a left-over pgmap, region or dax
+    // region makes these fail) with the first ids (/dev/iopmem0, dax64.0) given back.
+    for (const [args, node] of [
+      [['--mode', 'blockdax'], 'iopmem0'],
+      [['--mode', 'blockdax', '--cache', 'wc'], 'iopmem0'],
+      [['--mode', 'devdax'], 'dax64.0'],
+      [['--mode', 'p2pmem'], 'p2pmem'],
+    ] as Array<[string[], string]>) {
+      const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--bar', '2', ...args, '--json'])
+      expect(r.code, r.stdout + r.stderr).to.equal(0)
+      expect(json(r).iopmem.node).to.equal(node)
+      await unbind()
+      expect(await state(), `after ${args.join(' ')} bound and unbound`).to.equal(baseline)
+    }
+    const log = await sh(`dmesg | tail -n +${since + 1} | grep -E 'WARNING|BUG|Oops|leak|refcount' || true`)
+    expect(log, 'no kernel warnings').to.equal('')
   })
 
   it('driver unload refuses while a device is bound, then unloads', async () => {
