@@ -531,6 +531,7 @@ static int iopmem_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct iopmem_dev *idev;
 	struct iopmem_cfg *cfg;
+	char pmode[16], pcache[8];
 	int rc;
 
 	idev = kzalloc(sizeof(*idev), GFP_KERNEL);
@@ -545,21 +546,29 @@ static int iopmem_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		idev->bar = cfg->bar;
 		idev->cache = cfg->cache;
 	} else {
-		idev->mode = lookup_name(mode_names, ARRAY_SIZE(mode_names),
-					 mode);
+		/* The parameters are writable: read them under their lock. */
+		kernel_param_lock(THIS_MODULE);
+		strscpy(pmode, mode ?: "", sizeof(pmode));
+		strscpy(pcache, cache ?: "", sizeof(pcache));
 		idev->bar = bar;
+		kernel_param_unlock(THIS_MODULE);
+		/* A value written through sysfs keeps its newline. */
+		strim(pmode);
+		strim(pcache);
+		idev->mode = lookup_name(mode_names, ARRAY_SIZE(mode_names),
+					 pmode);
 		idev->cache = lookup_name(cache_names, ARRAY_SIZE(cache_names),
-					  cache);
+					  pcache);
 	}
 	mutex_unlock(&iopmem_lock);
 
 	rc = -EINVAL;
 	if (idev->mode < 0) {
-		set_error(pdev, "bad mode parameter '%s'", mode);
+		set_error(pdev, "bad mode parameter '%s'", pmode);
 		goto out_free;
 	}
 	if (idev->cache < 0) {
-		set_error(pdev, "bad cache parameter '%s'", cache);
+		set_error(pdev, "bad cache parameter '%s'", pcache);
 		goto out_free;
 	}
 	if (idev->mode != IOPMEM_BLOCKDAX && idev->cache != IOPMEM_WB) {

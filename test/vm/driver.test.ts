@@ -302,6 +302,11 @@ describe('guest: the iopmem driver (p2pmem, blockdax, devdax) on ivshmem BAR2', 
     const out = await vm.sh(`echo "${bdf} mode=blockdax bar=0" > ${D}/config; echo iopmem > /sys/bus/pci/devices/${bdf}/driver_override
       echo ${bdf} > ${D}/bind; echo "rc=$?"; cat ${D}/last_error; echo "${bdf}" > ${D}/config; echo > /sys/bus/pci/devices/${bdf}/driver_override`)
     expect(out.stdout).to.match(/rc=1\n.*BAR 0 is too small: 256 bytes, need at least 2 MiB/)
+    // With no config entry the module parameters decide (read under their lock).
+    const M = '/sys/module/iopmem/parameters'
+    const byParam = await vm.sh(`echo bogus > ${M}/cache; echo iopmem > /sys/bus/pci/devices/${bdf}/driver_override
+      echo ${bdf} > ${D}/bind; echo "rc=$?"; cat ${D}/last_error; echo wb > ${M}/cache; echo > /sys/bus/pci/devices/${bdf}/driver_override`)
+    expect(byParam.stdout).to.match(/rc=1\n.*bad cache parameter 'bogus'/)
     expect(await sh(`readlink /sys/bus/pci/devices/${bdf}/driver || echo none`)).to.equal('none\n')
   })
 
