@@ -544,6 +544,16 @@ export async function runMode(
  * which copy, the byte offset of the failed I/O, how far the copy had got, and
  * that the device's own account is in the kernel log. Same code and exit.
  */
+/**
+ * NVMe status 0x12 on a p2p copy. Linux describes an I/O of several large
+ * segments (a merged request) with an SGL whose descriptor list lies in RAM;
+ * a controller reading into or writing from its own CMB may refuse to mix the
+ * two (QEMU's NVMe does, so the guest suite boots with nvme.sgl_threshold=0).
+ */
+export const CMB_SGL_HINT =
+  'If dmesg shows NVMe status sc 0x12 (Invalid Use of Controller Memory Buffer), the controller refused a command that mixes its own CMB with host memory: ' +
+  'Linux describes multi-segment I/O with an SGL list in RAM. Booting with nvme.sgl_threshold=0 makes it use PRPs, or use a --via that is not the source or destination controller.'
+
 export function copyError(err: unknown, mode: 'bounce' | 'p2p', buffer: Mapping | undefined): unknown {
   if (!(err instanceof IopmemError) || err.syscall === undefined) return err
   const e = err as IopmemError & {offset?: number; partial?: IoRunResult}
@@ -557,6 +567,7 @@ export function copyError(err: unknown, mode: 'bounce' | 'p2p', buffer: Mapping 
     path: e.path,
     suggestions: [
       `The kernel log (dmesg) has the device's own report of the failed I/O${mode === 'p2p' ? ` (the buffer was ${buffer?.path ?? 'device memory'})` : ''}.`,
+      ...(mode === 'p2p' && e.code === 'EIO' ? [CMB_SGL_HINT] : []),
     ],
     details: {mode, offset: e.offset ?? null, partial: e.partial ?? null},
   })

@@ -60,6 +60,9 @@ describe('bench p2p: an I/O that fails mid-copy', () => {
     expect(e.message).to.equal("The p2p copy failed: Input/output error (io_uring read '/dev/nvme0n1') at byte 12582912, after 8 MiB had been copied.")
     expect(e).to.include({code: 'EIO', exit: raw.exit, syscall: 'io_uring read', path: '/dev/nvme0n1'})
     expect(e.suggestions.join(' ')).to.contain('dmesg').and.contain('p2pmem/allocate')
+    expect(e.suggestions.join(' '), 'an EIO of a p2p copy: the CMB/SGL hint').to.contain('sc 0x12').and.contain('nvme.sgl_threshold=0')
+    const bounce = copyError(raw, 'bounce', undefined) as InstanceType<typeof NativeErrnoError>
+    expect(bounce.suggestions.join(' '), 'not for bounce').to.not.contain('sc 0x12')
     const plain = new Error('not an errno error')
     expect(copyError(plain, 'bounce', undefined)).to.equal(plain)
   })

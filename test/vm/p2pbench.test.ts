@@ -7,6 +7,7 @@
  * and the kernel's EREMOTEIO is shown. Timings under TCG are not asserted.
  */
 import {expect} from 'chai'
+import {createHash} from 'node:crypto'
 import * as fs from 'node:fs'
 
 import {bootGuest, diskPattern, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
@@ -46,6 +47,46 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
 
   after(async () => {
     await vm?.shutdown()
+  })
+
+  it('why the guest boots with nvme.sgl_threshold=0: QEMU refuses an SGL in RAM describing the controller\'s own CMB (status 0x12)', async function () {
+    this.timeout(120_000)
+    const {cmb} = vm.devices
+    const T = '/sys/module/nvme/parameters/sgl_threshold'
+    expect((await vm.sh(`cat ${T}`, {check: true})).stdout).to.equal('0\n')
+    // One O_DIRECT read of the CMB's own namespace into two separate 128 KiB pieces of its
+    // p2pmem: a request of two large segments, which Linux describes with an SGL (list in RAM)
+    // once the average segment reaches sgl_threshold, and with PRPs below it.
+    const script = [
+      'import hashlib, mmap, os, sys',
+      'bdf, dev = sys.argv[1:]',
+      'K = 128 * 1024',
+      'fd = os.open("/sys/bus/pci/devices/" + bdf + "/p2pmem/allocate", os.O_RDWR)',
+      'm = mmap.mmap(fd, 4 * K, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)',
+      'v = memoryview(m)',
+      'd = os.open(dev, os.O_RDONLY | os.O_DIRECT)',
+      'try:',
+      '    n = os.preadv(d, [v[2 * K:3 * K], v[0:K]], 0)',
+      '    print("ok", n, hashlib.sha256(bytes(v[2 * K:3 * K]) + bytes(v[0:K])).hexdigest())',
+      'except OSError as e:',
+      '    print("err", e.errno)',
+      'v.release(); m.close()',
+    ].join('\n')
+    const py = await vm.putFile('cmb-sgl.py', script)
+    const read = async (): Promise<string> => (await vm.run(['/usr/bin/python3', py, cmb.bdf, cmb.namespace], {check: true})).stdout.trim()
+    const mark = Number((await vm.sh('dmesg | wc -l', {check: true})).stdout)
+    try {
+      await vm.sh(`echo 32768 > ${T}`, {check: true})
+      expect(await read(), 'with SGLs the controller refuses the read').to.equal('err 5')
+      const log = (await vm.sh(`dmesg | tail -n +${mark + 1}`)).stdout
+      expect(log).to.match(/I\/O Error \(sct 0x0 \/ sc 0x12\)/)
+      await vm.sh(`echo 0 > ${T}`, {check: true})
+      const want = createHash('sha256').update(diskPattern('cmb', 0, 256 * 1024)).digest('hex')
+      expect(await read(), 'with PRPs the same read lands in the CMB').to.equal(`ok ${256 * 1024} ${want}`)
+    } finally {
+      await vm.sh(`echo 0 > ${T}`)
+    }
+    console.log('      sgl_threshold 32768: EIO, sc 0x12 (Invalid Use of CMB); 0: the read lands, bytes checked against the image pattern')
   })
 
   it('--mode both --verify moves the same bytes through RAM and through the CMB; the host sees them in the image', async function () {

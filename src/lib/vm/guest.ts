@@ -737,6 +737,11 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
       'quiet',
       'panic=-1',
       'rdinit=/init',
+      // QEMU's NVMe refuses (status 0x12, Invalid Use of CMB) a command whose SGL list is in
+      // RAM while its data is in the controller's own CMB; Linux uses such SGLs for merged
+      // multi-segment requests, so a p2p copy through an NVMe's own CMB failed with EIO now
+      // and then. PRPs (sgl_threshold=0) carry the same I/O and QEMU accepts them.
+      'nvme.sgl_threshold=0',
       ...(pmem ? [`memmap=${pmemMiB}M!1536M`] : []),
       ...(opts.extraAppend ? [opts.extraAppend] : []),
     ].join(' ')
