@@ -540,11 +540,6 @@ export async function runMode(
 }
 
 /**
- * An I/O that failed mid-copy, said with what a person needs to look further:
- * which copy, the byte offset of the failed I/O, how far the copy had got, and
- * that the device's own account is in the kernel log. Same code and exit.
- */
-/**
  * NVMe status 0x12 on a p2p copy. Linux describes an I/O of several large
  * segments (a merged request) with an SGL whose descriptor list lies in RAM;
  * a controller reading into or writing from its own CMB may refuse to mix the
@@ -552,8 +547,13 @@ export async function runMode(
  */
 export const CMB_SGL_HINT =
   'If dmesg shows NVMe status sc 0x12 (Invalid Use of Controller Memory Buffer), the controller refused a command that mixes its own CMB with host memory: ' +
-  'Linux describes multi-segment I/O with an SGL list in RAM. Booting with nvme.sgl_threshold=0 makes it use PRPs, or use a --via that is not the source or destination controller.'
+  'Linux describes multi-segment I/O with an SGL list in RAM. Boot with nvme.sgl_threshold=0 so that it uses PRPs, or use a --via that is neither the source nor the destination controller.'
 
+/**
+ * An I/O that failed mid-copy, said with what a person needs to look further:
+ * which copy, the byte offset of the failed I/O, how far the copy had got, and
+ * that the device's own account is in the kernel log. Same code and exit.
+ */
 export function copyError(err: unknown, mode: 'bounce' | 'p2p', buffer: Mapping | undefined): unknown {
   if (!(err instanceof IopmemError) || err.syscall === undefined) return err
   const e = err as IopmemError & {offset?: number; partial?: IoRunResult}
