@@ -110,10 +110,7 @@ export class Host {
       // (mountinfo, maps) or debugfs (pat_memtype_list) hands out about a page per read, so a
       // short read there is not the end.
       if (n < SMALL.length && !this.isSeqFile(file)) return SMALL.toString('utf8', 0, n)
-      if (n === 0) return ''
-      if (n < SMALL.length) return Buffer.concat([SMALL.subarray(0, n), fs.readFileSync(fd)]).toString('utf8')
-      const rest = fs.readFileSync(fd)
-      return Buffer.concat([SMALL, rest]).toString('utf8')
+      return Buffer.concat([SMALL.subarray(0, n), fs.readFileSync(fd)]).toString('utf8')
     } catch {
       return undefined
     } finally {
