@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build the iopmem kernel module (native/kmod) against a kernel build tree with
 # warnings as errors (-Werror, plus W=1), then run the kernel's checkpatch on it.
-# CI runs it against the prebuilt guest kernel's external-module build tree.
+# CI runs it against the guest kernel's external-module build tree in vm/kernel/.
 #
 # usage: scripts/build-kmod.sh [TREE | TARBALL]
-#   default: ../shared/vm/extmod-6.12-p2pdma.tar.xz, unpacked once into
-#   ${XDG_CACHE_HOME:-~/.cache}/iopmem/extmod-<name>/ (never into the checkout).
-#   scripts/build-kernel.sh makes such a tarball for the project's own kernel.
+#   default: vm/kernel/extmod.tar.xz (checked against vm/kernel/SHA256SUMS), unpacked once
+#   into ${XDG_CACHE_HOME:-~/.cache}/iopmem/extmod-<sha256 prefix>/ (never into the checkout).
+#   scripts/build-kernel.sh makes that tarball with the kernel.
 # The module is built in a temporary directory; IOPMEM_KMOD_OUT=DIR keeps it there.
 set -euo pipefail
 
@@ -14,13 +14,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 src=$repo/native/kmod
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/iopmem
-arg=${1:-$repo/../shared/vm/extmod-6.12-p2pdma.tar.xz}
+arg=${1:-$repo/vm/kernel/extmod.tar.xz}
+if [[ $# -eq 0 ]]; then
+	(cd "$repo/vm/kernel" && grep ' extmod.tar.xz$' SHA256SUMS | sha256sum --quiet -c -) ||
+		{ echo "build-kmod: vm/kernel/extmod.tar.xz does not match vm/kernel/SHA256SUMS (git checkout -- vm/kernel)" >&2; exit 3; }
+fi
 
 if [[ -d $arg ]]; then
 	tree=$(cd "$arg" && pwd)
 elif [[ -f $arg ]]; then
-	name=$(basename "$arg" .tar.xz)
-	tree=$cache/$name
+	tree=$cache/extmod-$(sha256sum "$arg" | cut -c1-16)
 	if [[ ! -f $tree/Module.symvers ]]; then
 		echo "unpacking $arg into $tree" >&2
 		rm -rf "$tree.tmp" && mkdir -p "$tree.tmp"

@@ -21,6 +21,7 @@ import {nearestPciAncestor, type PciFunction, PciScanner} from './pci.js'
 import {deniedNote, processesUsing} from './procscan.js'
 import {analyzePair, type PairAnalysis} from './topo.js'
 import {formatBytes, parseSize} from './units.js'
+import {dmaCheckpoint, type DmaTotals, subtractTotals} from './vm/dma.js'
 import type {IoRunResult, Mapping, Native} from '../native/types.js'
 
 export type P2pMode = 'bounce' | 'p2p' | 'both'
@@ -477,6 +478,11 @@ export interface ModeResult {
   /** The DRAM probe while this copy ran (GB/s, read+write), and the share of the idle figure. */
   dram?: {gbps: number; ofIdle: number}
   verify?: IoRunResult['verify']
+  /**
+   * Inside `iopmem sandbox`: the bytes the NVMe controllers moved during the copy (not the
+   * verify), by where the data pointers lay, from QEMU's trace counted on the host.
+   */
+  dma?: DmaTotals
   stopped: boolean
 }
 
@@ -488,26 +494,31 @@ export async function runMode(
   opts: {buffer?: Mapping; dstOffset: number; bs?: number; probe: boolean; idleGbps?: number; control: Float64Array; verify: boolean},
 ): Promise<ModeResult> {
   const bs = opts.bs ?? plan.bs
+  // In the sandbox the copy is bracketed by two DMA checkpoints, and the read-back of --verify
+  // (which goes through RAM) runs after the second, so it is not counted as the copy's path.
+  const dmaBefore = await dmaCheckpoint()
+  const io = {
+    src: plan.src.path,
+    dst: plan.dst.path,
+    srcOffset: plan.srcOffset,
+    dstOffset: opts.dstOffset,
+    length: plan.size,
+    bs,
+    qd: plan.qd,
+    jobs: plan.jobs,
+    engine: plan.engine,
+  }
   const probeCtl = new Float64Array(3)
   const probe = opts.probe ? native.memProbe(probeCtl) : undefined
   let r: IoRunResult
+  let dma: DmaTotals | undefined
   try {
-    r = await native.ioRun(
-      {
-        src: plan.src.path,
-        dst: plan.dst.path,
-        srcOffset: plan.srcOffset,
-        dstOffset: opts.dstOffset,
-        length: plan.size,
-        bs,
-        qd: plan.qd,
-        jobs: plan.jobs,
-        verify: opts.verify,
-        engine: plan.engine,
-        buffer: opts.buffer,
-      },
-      opts.control,
-    )
+    r = await native.ioRun({...io, verify: opts.verify && !dmaBefore, buffer: opts.buffer}, opts.control)
+    if (dmaBefore) {
+      const after = await dmaCheckpoint()
+      dma = after && subtractTotals(after, dmaBefore)
+      if (opts.verify && !r.stopped) r.verify = (await native.ioRun({...io, verifyOnly: true}, opts.control)).verify
+    }
   } catch (err) {
     throw copyError(err, mode, opts.buffer)
   } finally {
@@ -532,6 +543,7 @@ export async function runMode(
   if (r.fallbackReason) out.fallbackReason = r.fallbackReason
   if (r.registerError && r.registerError !== 'not asked for') out.registerError = r.registerError
   if (r.verify) out.verify = r.verify
+  if (dma) out.dma = dma
   if (p && p.seconds > 0) {
     const gbps = p.bytes / p.seconds / 1e9
     out.dram = {gbps, ofIdle: opts.idleGbps ? gbps / opts.idleGbps : 1}

@@ -18,6 +18,14 @@ export interface SandboxOptions {
   cmbMiB: number
   ivshmemMiB: number
   memoryMiB: number
+  /** NVMe controllers side by side (cmb, peer, peer2, …). */
+  nvmeCount: number
+  /** Legacy pmem (memmap=) in MiB; 0 for none. */
+  pmemMiB: number
+  iommu: boolean
+  nic: boolean
+  /** Extra kernel parameters. */
+  append?: string
   bootTimeoutMs: number
   commandTimeoutMs: number
   keep: boolean
@@ -30,6 +38,11 @@ export interface SandboxFlags {
   cmb?: string
   ivshmem?: string
   memory?: string
+  nvme?: number
+  pmem?: string
+  iommu?: boolean
+  nic?: boolean
+  append?: string
   'boot-timeout'?: number
   timeout?: number
   keep?: boolean
@@ -68,7 +81,7 @@ export function sandboxOptions(flags: SandboxFlags): SandboxOptions {
       throw new IopmemError(`No kernel image at ${JSON.stringify(flags.kernel)}.`, {
         code: 'E_NO_KERNEL',
         exit: Exit.NOT_FOUND,
-        suggestions: ['Build one: `iopmem sandbox build-kernel` (Linux 6.12 with P2PDMA, cached in ~/.cache/iopmem).'],
+        suggestions: ['Leave --kernel out to use the repository\'s own kernel (vm/kernel/bzImage), or rebuild it: `iopmem sandbox build-kernel`.'],
       })
     }
   }
@@ -76,13 +89,31 @@ export function sandboxOptions(flags: SandboxFlags): SandboxOptions {
   const timeout = flags.timeout ?? 600
   if (!Number.isInteger(bootTimeout) || bootTimeout < 1 || bootTimeout > 3600) throw usage(`Invalid --boot-timeout ${bootTimeout}: 1 to 3600 seconds.`, 'E_TIMEOUT')
   if (!Number.isInteger(timeout) || timeout < 1 || timeout > 86_400) throw usage(`Invalid --timeout ${timeout}: 1 to 86400 seconds.`, 'E_TIMEOUT')
-  const memoryMiB = sizeMiB(flags.memory, 2048, '--memory', 1792, 2816, false)
+  const nvmeCount = flags.nvme ?? 2
+  if (!Number.isInteger(nvmeCount) || nvmeCount < 2 || nvmeCount > 6) {
+    throw usage(`Invalid --nvme ${flags.nvme}: 2 to 6 NVMe controllers (the first has the CMB).`, 'E_NVME_COUNT')
+  }
+  const pmemMiB = flags.pmem === '0' || flags.pmem === 'off' ? 0 : sizeMiB(flags.pmem, 256, '--pmem', 2, 1008, false)
+  if (pmemMiB % 2 !== 0) throw usage(`Invalid --pmem ${JSON.stringify(flags.pmem)}: an even number of MiB (memmap= sections), e.g. 256M.`, 'E_SIZE_RANGE')
+  // pmem sits at 1.5 GiB in low RAM (memmap=SIZE!1536M); above 256 MiB the default RAM grows with it.
+  const memoryMiB = sizeMiB(flags.memory, pmemMiB > 256 ? 1792 + pmemMiB : 2048, '--memory', 1792, 2816, false)
+  const lowMiB = memoryMiB >= 2816 ? 2048 : memoryMiB
+  if (pmemMiB > 0 && lowMiB < 1536 + pmemMiB) {
+    throw usage(`--pmem ${pmemMiB}M needs guest RAM up to ${1536 + pmemMiB} MiB below the PCI hole, but --memory gives ${lowMiB} MiB there.`, 'E_SIZE_RANGE', [
+      `Give --memory ${1792 + pmemMiB}M or more (at most 2816M), or a smaller --pmem.`,
+    ])
+  }
   return {
     kernel: flags.kernel === undefined ? undefined : path.resolve(flags.kernel),
     topology,
     cmbMiB: sizeMiB(flags.cmb, 64, '--cmb', 1, 1024, true),
     ivshmemMiB: sizeMiB(flags.ivshmem, 64, '--ivshmem', 1, 1024, true),
     memoryMiB,
+    nvmeCount,
+    pmemMiB,
+    iommu: Boolean(flags.iommu),
+    nic: Boolean(flags.nic),
+    append: checkAppend(flags.append),
     bootTimeoutMs: bootTimeout * 1000,
     commandTimeoutMs: timeout * 1000,
     keep: Boolean(flags.keep),
@@ -90,16 +121,37 @@ export function sandboxOptions(flags: SandboxFlags): SandboxOptions {
   }
 }
 
+/**
+ * Extra kernel parameters for the guest: one line of printable text. Parameters that would give
+ * the guest an address of its own (ip=, nfsaddrs=) are refused: the sandbox's NIC has no host
+ * backend and takes loopback or IPv6 link-local addresses only.
+ */
+export function checkAppend(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined
+  const t = text.trim()
+  if (t === '') return undefined
+  if (!/^[\x20-\x7e]+$/.test(t) || t.length > 1024) {
+    throw usage(`Invalid --append ${JSON.stringify(text)}: kernel parameters are one line of printable ASCII, at most 1024 characters.`, 'E_APPEND')
+  }
+  const bad = t.split(/\s+/).find((w) => /^(ip|nfsaddrs|nfsroot)=/.test(w))
+  if (bad) {
+    throw usage(`Refusing --append ${JSON.stringify(bad)}: the sandbox gives its NIC no address of another network; use loopback (127.0.0.0/8) or IPv6 link-local inside the guest.`, 'E_APPEND')
+  }
+  return t
+}
+
 /** Turn the harness's "no kernel" and "no qemu" failures into advice. */
 export function explainSandboxError(error: unknown): unknown {
   const e = error as Error & {code?: string}
   if (e?.name === 'KernelNotFoundError' || e?.code === 'ENOKERNEL') {
-    return new IopmemError('No guest kernel with P2PDMA for the sandbox.', {
+    const detail = /\(([^\n]*)\)\.\n/.exec(e.message ?? '')?.[1]
+    return new IopmemError(`No usable guest kernel with P2PDMA for the sandbox${detail ? `: ${detail}` : ''}.`, {
       code: 'E_NO_KERNEL',
       exit: Exit.UNSUPPORTED,
       suggestions: [
-        'Build one (about 25 min on 2 cores, Debian package linux-source-6.12): `iopmem sandbox build-kernel`',
-        'or point at one: `iopmem sandbox --kernel PATH` / IOPMEM_VM_KERNEL=PATH.',
+        'The repository carries its kernel in vm/kernel/: restore it with `git checkout -- vm/kernel`,',
+        'or rebuild it byte for byte (about 15 min on 2 cores, Debian package linux-source-6.12): `iopmem sandbox build-kernel`,',
+        'or point at another: `iopmem sandbox --kernel PATH` / IOPMEM_VM_KERNEL=PATH.',
         "Debian's stock kernel has no CONFIG_PCI_P2PDMA and keeps NVMe and 9p in modules, so it cannot serve here.",
       ],
       cause: error,

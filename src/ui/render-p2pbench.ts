@@ -10,6 +10,18 @@ const f1 = (n: number) => n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)
 export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance): string {
   const out: string[] = []
   out.push(c.bold(`bench p2p: ${r.src.path} → ${r.dst.path}, ${formatBytes(r.size)} in ${formatBytes(r.bs)} blocks, qd ${r.qd} × ${r.jobs} job${r.jobs > 1 ? 's' : ''}, O_DIRECT`))
+  const traced = r.results.filter((m) => m.dma)
+  if (traced.length > 0) {
+    // The sandbox's headline: where the bytes went, counted from QEMU's own DMA trace.
+    out.push(c.bold('  where the data went (every NVMe data pointer, from QEMU\'s trace, counted on the host):'))
+    const cells = traced.map((m) => [
+      m.mode,
+      `${formatBytes(m.dma!.ramBytes)} through guest RAM`,
+      `${formatBytes(m.dma!.deviceBytes)} through device memory${m.dma!.ownCmbBytes > 0 ? ` (${formatBytes(m.dma!.ownCmbBytes)} of it a controller's own CMB)` : ''}`,
+    ])
+    const cw = cells[0].map((_, i) => Math.max(...cells.map((row) => row[i].length)))
+    for (const row of cells) out.push('    ' + row.map((x, i) => x.padEnd(cw[i])).join('   ').trimEnd())
+  }
   for (const line of r.choices) out.push(`  chose ${line}`)
   if (r.via) out.push(`  via ${r.via.target}${r.p2pmem ? `: p2pmem ${formatBytes(r.p2pmem.chunk)} chunk (pool available ${fb(r.p2pmem.availableBefore)} → ${fb(r.p2pmem.availableDuring)} while mapped → ${fb(r.p2pmem.availableAfter)} after)` : ''}`)
   if (r.dramIdleGbps !== undefined) out.push(`  DRAM probe idle: ${f1(r.dramIdleGbps)} GB/s`)
@@ -22,6 +34,7 @@ export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance): string {
     m.dram ? `DRAM left ${f1(m.dram.gbps)} GB/s (${Math.round(m.dram.ofIdle * 100)}%)` : '',
     m.verify ? (m.verify.ok ? c.green('verified') : c.red(`MISMATCH at ${m.verify.mismatchAt}`)) : '',
   ])
+  if (traced.length > 0) out.push(c.dim('  timings (QEMU TCG emulation: they say nothing about real hardware):'))
   const w = rows[0]?.map((_, i) => Math.max(...rows.map((row) => row[i].length))) ?? []
   for (const row of rows) out.push('  ' + row.map((s, i) => s.padEnd(w[i])).join('  ').trimEnd())
   for (const m of r.results) {

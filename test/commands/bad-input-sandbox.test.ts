@@ -10,7 +10,7 @@ import * as path from 'node:path'
 
 import {cliProcess} from '../helpers/cli.js'
 
-const KERNEL = process.env.IOPMEM_VM_KERNEL && fs.existsSync(process.env.IOPMEM_VM_KERNEL) ? process.env.IOPMEM_VM_KERNEL : '/work/shared/vm/bzImage-6.12-p2pdma'
+const KERNEL = path.resolve(import.meta.dirname, '../../vm/kernel/bzImage')
 
 interface Case {
   args: string[]
@@ -42,9 +42,17 @@ const cases: Case[] = [
   {
     args: ['sandbox', '--', 'list'],
     exit: 7,
-    message: /No guest kernel with P2PDMA for the sandbox[\s\S]*iopmem sandbox build-kernel/,
-    env: {IOPMEM_VM_KERNEL: '', XDG_CACHE_HOME: '/nonexistent-cache'},
+    message: /No usable guest kernel with P2PDMA for the sandbox: IOPMEM_VM_KERNEL names \/nonexistent\/bzImage, which does not exist[\s\S]*iopmem sandbox build-kernel/,
+    env: {IOPMEM_VM_KERNEL: '/nonexistent/bzImage'},
   },
+  {args: ['sandbox', '--nvme', '1', '--', 'list'], exit: 2, message: /Invalid --nvme 1: 2 to 6 NVMe controllers/},
+  {args: ['sandbox', '--nvme', '7', '--', 'list'], exit: 2, message: /Invalid --nvme 7/},
+  {args: ['sandbox', '--nvme', 'many', '--', 'list'], exit: 2, message: /Expected an integer|nvme/},
+  {args: ['sandbox', '--pmem', '3M', '--', 'list'], exit: 2, message: /Invalid --pmem "3M": an even number of MiB/},
+  {args: ['sandbox', '--pmem', '2G', '--', 'list'], exit: 2, message: /Invalid --pmem "2G": must be between 2 MiB and 1008 MiB/},
+  {args: ['sandbox', '--pmem', '512M', '--memory', '1792M', '--', 'list'], exit: 2, message: /--pmem 512M needs guest RAM up to 2048 MiB below the PCI hole/},
+  {args: ['sandbox', '--append', 'ip=10.0.0.2::10.0.0.1:255.255.255.0', '--', 'list'], exit: 2, message: /Refusing --append "ip=10\.0\.0\.2[^"]*": the sandbox gives its NIC no address of another network/},
+  {args: ['sandbox', '--append', 'quiet\nip=dhcp', '--', 'list'], exit: 2, message: /Invalid --append .*one line of printable ASCII/},
   {args: ['sandbox', '--', 'list'], exit: 7, message: /QEMU is not installed[\s\S]*qemu-system-x86/, env: {IOPMEM_VM_KERNEL: KERNEL, IOPMEM_VM_QEMU: '/nonexistent/qemu'}},
   {args: ['sandbox', 'build-kernel', '--jobs', '0'], exit: 2, message: /jobs/},
   {args: ['sandbox', 'build-kernel', '--json'], exit: 2, message: /Nonexistent flag: --json/},

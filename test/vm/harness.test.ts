@@ -1,8 +1,8 @@
 /**
  * The real-kernel guest harness, checked against a booted guest (topology 'both':
  * cmb + peer NVMe behind one PCIe switch, an rc NVMe on the root complex, ivshmem).
- * Needs a guest kernel: IOPMEM_VM_KERNEL or ~/.cache/iopmem/bzImage. Without one the
- * suite FAILS with instructions (it never skips).
+ * The guest kernel is the repository's own (vm/kernel/bzImage, SHA-256 checked) unless
+ * IOPMEM_VM_KERNEL names another. Without one the suite FAILS with instructions (it never skips).
  */
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
@@ -35,7 +35,7 @@ describe('VM harness: kernel lookup', () => {
       .to.throw(KernelNotFoundError)
       .with.property('message')
       .that.matches(/IOPMEM_VM_KERNEL/)
-      .and.matches(/shared\/vm\/bzImage-6\.12-p2pdma/)
+      .and.matches(/vm\/kernel/)
       .and.matches(/scripts\/build-kernel\.sh/)
   })
 })

@@ -93,10 +93,23 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
     this.timeout(300_000)
     const {cmb, peer} = vm.devices
     const before = await available(cmb.bdf)
+    const hostBefore = vm.dmaTotals()!
     const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--mode', 'both', '--verify',
       '--size', '1M', '--bs', '128K', '--qd', '4', '--yes', '--json'])
+    const hostAfter = vm.dmaTotals()!
     expect(r.code, r.stderr + r.stdout).to.equal(0)
     const j = json(r)
+
+    // Where the data went, from QEMU's trace of every NVMe data pointer: the seeds' claim, counted.
+    // bounce: the source NVMe writes 1 MiB into RAM, the destination reads it back out of RAM;
+    // p2p: the CMB controller writes into its own CMB, the peer reads from that BAR; none in RAM.
+    expect(j.results[0].dma, 'bounce').to.deep.equal({ramBytes: 2 * MiB, deviceBytes: 0, ownCmbBytes: 0, events: j.results[0].dma.events})
+    expect(j.results[1].dma, 'p2p').to.deep.equal({ramBytes: 0, deviceBytes: 2 * MiB, ownCmbBytes: MiB, events: j.results[1].dma.events})
+    // From the host: over the whole command device memory saw exactly the p2p copy, and RAM at
+    // least the bounce copy plus the --verify read-backs (source and destination, per mode).
+    expect(hostAfter.deviceBytes - hostBefore.deviceBytes).to.equal(2 * MiB)
+    expect(hostAfter.ramBytes - hostBefore.ramBytes).to.be.at.least(2 * MiB + 4 * MiB)
+    console.log(`      DMA trace: bounce ${j.results[0].dma.ramBytes} B through RAM; p2p ${j.results[1].dma.deviceBytes} B through device memory, 0 through RAM`)
     expect(j.results.map((m: any) => m.mode)).to.deep.equal(['bounce', 'p2p'])
     for (const m of j.results) {
       expect(m.bytes).to.equal(MiB)
@@ -126,6 +139,13 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
       '--size', '1M', '--bs', '128K', '--qd', '4', '--yes'])
     expect(human.code, human.stderr).to.equal(0)
     expect(human.stdout).to.contain('verified')
+    // The headline comes first: the bytes through RAM and device memory, then the timings as a footnote.
+    const lines = human.stdout.split('\n')
+    const head = lines.findIndex((l) => l.includes('where the data went'))
+    expect(head, human.stdout).to.equal(1)
+    expect(lines[head + 1]).to.match(/^\s+bounce\s+2 MiB through guest RAM\s+0 B through device memory$/)
+    expect(lines[head + 2]).to.match(/^\s+p2p\s+0 B through guest RAM\s+2 MiB through device memory \(1 MiB of it a controller's own CMB\)$/)
+    expect(lines.findIndex((l) => l.includes('timings (QEMU TCG emulation'))).to.be.greaterThan(head + 2)
     console.log(human.stdout.split('\n').map((l) => '      | ' + l).join('\n'))
   })
 

@@ -9,12 +9,22 @@ import {explainSandboxError, sandboxOptions, TOPOLOGIES} from '../../lib/sandbox
 export interface SandboxDescription {
   kernel: string
   release: string
+  /** 'bundled' (the repository's vm/kernel, SHA-256 checked), 'env' (IOPMEM_VM_KERNEL) or 'option' (--kernel). */
+  kernelSource: string
+  kernelSha256: string | null
+  /** The guest's kernel command line. */
+  commandLine: string
   topology: string
   stateDir: string
+  /** QEMU's intel-iommu: on or off, and the guest's IOMMU groups (number, type, members). */
+  iommu: {enabled: boolean; groups: Array<{group: number; type: string; devices: string[]}>}
+  /** Whether QEMU traces NVMe data pointers, so `bench p2p` can say where its data went. */
+  dmaTrace: boolean
   devices: {
     nvme: Array<{role: string; bdf: string; namespace: string; placement: string; cmbMiB: number}>
     ivshmem: {bdf: string; sizeMiB: number}
     pmem?: {device: string; physAddr: string; sizeMiB: number}
+    nic?: {bdf: string; interface: string; mac: string; model: string; addresses: string[]}
   }
   /** `iopmem topo --json` run inside the guest. */
   topo: unknown
@@ -26,13 +36,20 @@ export default class Sandbox extends BaseCommand {
 
 With a command after --, runs \`iopmem <command>\` in the guest, streams its output and exits with its exit code. Without one, on a terminal, opens a line shell in the guest where \`iopmem\` is defined; --json describes the machine instead (devices, BDFs, and which pairs can do P2P).
 
-The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then ~/.cache/iopmem/bzImage (\`iopmem sandbox build-kernel\` makes it). QEMU and the state directory (NVMe images, guest RAM file) are removed on exit, on Ctrl-C and when the guest hangs (--boot-timeout, --timeout); --keep keeps the state directory.`
+--iommu adds QEMU's intel-iommu (interrupt remapping, intel_iommu=on): real IOMMU groups, and the ACS redirect the kernel then sets on the switch's ports. --nic adds an e1000e NIC behind the switch beside the CMB NVMe, for NVMe-oF over soft-RoCE or TCP; it has no host backend, so no packet leaves QEMU, and it gets only its IPv6 link-local address. --nvme N puts N NVMe side by side, --pmem SIZE sizes the legacy pmem (0: none), --append adds kernel parameters (e.g. the pci=disable_acs_redir= that topo suggests).
+
+Inside the sandbox QEMU traces every NVMe data pointer, so \`bench p2p\` reports the bytes the controllers moved through guest RAM and through device memory (not under --iommu, where the trace shows IO virtual addresses).
+
+The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then the repository's own vm/kernel/bzImage, checked against vm/kernel/SHA256SUMS (\`iopmem sandbox build-kernel\` rebuilds it byte for byte). QEMU and the state directory (NVMe images, guest RAM file) are removed on exit, on Ctrl-C and when the guest hangs (--boot-timeout, --timeout); --keep keeps the state directory.`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %> -- topo', description: 'The P2P matrix of the emulated machine'},
     {command: '<%= config.bin %> <%= command.id %> -- list --json', description: 'A command with its own flags, after --'},
     {command: '<%= config.bin %> <%= command.id %> --topology root -- topo', description: 'Both NVMe on the root complex: P2P refused'},
     {command: '<%= config.bin %> <%= command.id %> --json', description: 'Describe the machine'},
+    {command: '<%= config.bin %> <%= command.id %> --iommu --json', description: 'With an IOMMU: groups, and ACS redirect on the switch'},
+    {command: "<%= config.bin %> <%= command.id %> --iommu --append 'pci=disable_acs_redir=pci:1b36:000c' -- topo", description: 'ACS redirect taken off the switch ports'},
+    {command: '<%= config.bin %> <%= command.id %> --nic --nvme 3 -- list', description: 'A NIC and three NVMe behind the switch'},
     {command: '<%= config.bin %> <%= command.id %>', description: 'A shell in the guest (on a terminal)'},
   ]
 
@@ -43,7 +60,12 @@ The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then ~/.cache/iopmem/bzIm
     topology: Flags.string({description: `NVMe placement: ${TOPOLOGIES.join(', ')}.`, default: 'both'}),
     cmb: Flags.string({description: 'CMB size of the first NVMe (power of two, e.g. 64M).', default: '64M'}),
     ivshmem: Flags.string({description: 'ivshmem BAR2 size (power of two).', default: '64M'}),
-    memory: Flags.string({description: 'Guest RAM (1792M to 2816M; pmem takes 256M of it).', default: '2G'}),
+    memory: Flags.string({description: 'Guest RAM (1792M to 2816M; the pmem takes part of it). Default 2G, more with --pmem above 256M.'}),
+    nvme: Flags.integer({description: 'NVMe controllers side by side, the first with the CMB (2 to 6).', default: 2}),
+    pmem: Flags.string({description: 'Legacy pmem size (memmap=, at 1.5 GiB; 0 for none).', default: '256M'}),
+    iommu: Flags.boolean({description: "QEMU's intel-iommu with interrupt remapping, and intel_iommu=on."}),
+    nic: Flags.boolean({description: 'An e1000e NIC beside the CMB NVMe, with no host backend (link-local only).'}),
+    append: Flags.string({description: 'Extra kernel parameters, e.g. pci=disable_acs_redir=pci:1b36:000c.'}),
     'boot-timeout': Flags.integer({description: 'Seconds the guest may take to boot before it is killed.', default: 180}),
     timeout: Flags.integer({description: 'Seconds a command in the guest may run before it is killed.', default: 600}),
     keep: Flags.boolean({description: 'Keep the state directory (disk images, RAM file, serial log) after exit.'}),
@@ -72,6 +94,12 @@ The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then ~/.cache/iopmem/bzIm
         cmbMiB: opts.cmbMiB,
         ivshmemMiB: opts.ivshmemMiB,
         memory: opts.memoryMiB,
+        nvmeCount: opts.nvmeCount,
+        pmem: opts.pmemMiB > 0,
+        pmemMiB: opts.pmemMiB > 0 ? opts.pmemMiB : undefined,
+        iommu: opts.iommu,
+        nic: opts.nic,
+        extraAppend: opts.append,
         timeoutMs: opts.bootTimeoutMs,
         commandTimeoutMs: opts.commandTimeoutMs,
         keep: opts.keep,
@@ -126,24 +154,46 @@ The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then ~/.cache/iopmem/bzIm
       this.note(`iopmem sandbox: the guest kernel logged while the command ran:\n${lines.slice(-15).map((l) => `  ${l}`).join('\n')}`)
   }
 
-  private async describe(vm: any, topology: string): Promise<SandboxDescription> {
+  private async describe(vm: import('../../lib/vm/index.js').Guest, topology: string): Promise<SandboxDescription> {
     const d = vm.devices
-    const t = await vm.run(['node', 'bin/run.js', 'topo', ...d.nvme.map((n: any) => n.bdf), '--json'])
+    const bdfs = [...d.nvme.map((n) => n.bdf), ...(d.nic ? [d.nic.bdf] : [])]
+    const t = await vm.run(['node', 'bin/run.js', 'topo', ...bdfs, '--json'])
     let topo: unknown = null
     try {
       topo = JSON.parse(t.stdout)
     } catch {
       topo = {error: t.stderr.trim() || `topo exited ${t.code}`}
     }
+    // One line per IOMMU group: "N TYPE BDF...", and the NIC's addresses (link-local only).
+    const g = await vm.sh(
+      'for g in /sys/kernel/iommu_groups/*; do [ -d "$g" ] || continue; echo "${g##*/} $(cat $g/type) $(ls $g/devices | tr "\\n" " ")"; done',
+    )
+    const groups = g.stdout
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f.length >= 2 && /^\d+$/.test(f[0]))
+      .map(([n, type, ...devices]) => ({group: Number(n), type, devices}))
+      .sort((a, b) => a.group - b.group)
+    let addresses: string[] = []
+    if (d.nic) {
+      const a = await vm.run(['ip', '-o', 'addr', 'show', 'dev', d.nic.interface])
+      addresses = [...a.stdout.matchAll(/\binet6? (\S+)/g)].map((m) => m[1])
+    }
     return {
-      kernel: vm.kernel?.path ?? '',
+      kernel: vm.kernel.path,
       release: vm.release,
+      kernelSource: vm.kernel.source,
+      kernelSha256: vm.kernel.sha256 ?? null,
+      commandLine: vm.append,
       topology,
       stateDir: vm.stateDir,
+      iommu: {enabled: vm.iommu, groups},
+      dmaTrace: vm.dma !== undefined,
       devices: {
-        nvme: d.nvme.map((n: any) => ({role: n.role, bdf: n.bdf, namespace: n.namespace, placement: n.placement, cmbMiB: n.cmbMiB})),
+        nvme: d.nvme.map((n) => ({role: n.role, bdf: n.bdf, namespace: n.namespace, placement: n.placement, cmbMiB: n.cmbMiB})),
         ivshmem: {bdf: d.ivshmem.bdf, sizeMiB: d.ivshmem.size / (1024 * 1024)},
         ...(d.pmem ? {pmem: {device: d.pmem.device, physAddr: '0x' + d.pmem.physAddr.toString(16), sizeMiB: d.pmem.size / (1024 * 1024)}} : {}),
+        ...(d.nic ? {nic: {...d.nic, addresses}} : {}),
       },
       topo,
     }

@@ -19,19 +19,19 @@ import {
 import {mkdir, open, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {delimiter, dirname, join, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {buildHelper, type HelperName} from './helpers.js'
 import {buildInitramfs, findBusybox} from './initramfs.js'
-import {iopmemCacheDir, type KernelInfo, resolveKernel} from './kernel.js'
+import {defaultRepoRoot, iopmemCacheDir, type KernelInfo, resolveKernel} from './kernel.js'
 import {diskPattern} from './pattern.js'
-import {NVME_SERIALS, type NvmePlan, type NvmeRole, nvmeLayout, qemuArgs, type Topology} from './qemu.js'
+import {DMA_ENV, DmaServer, DmaTraceCounter, type DmaTotals} from './dma.js'
+import {MAX_NVME, NIC_MAC, type NicModel, type NvmePlan, type NvmeRole, nvmeLayout, nvmeSerial, qemuArgs, type Topology} from './qemu.js'
 import {register, unregister} from './reaper.js'
 
 export interface BootOptions {
   /** Boots to try when the kernel panics before the agent is up (default 2). */
   bootAttempts?: number
-  /** bzImage path; default `$IOPMEM_VM_KERNEL`, else `~/.cache/iopmem/bzImage` (see resolveKernel). */
+  /** bzImage path; default `$IOPMEM_VM_KERNEL`, else the repository's vm/kernel/bzImage, checked against its SHA256SUMS (see resolveKernel). */
   kernel?: string
   /** 'switch' (default): cmb + peer NVMe behind one PCIe switch; 'root': both on the root complex;
    * 'both': 'switch' plus an 'rc' NVMe on the root complex. Every topology has an ivshmem-plain device. */
@@ -52,6 +52,18 @@ export interface BootOptions {
   commandTimeoutMs?: number
   /** Appended to the kernel command line. */
   extraAppend?: string
+  /** NVMe controllers side by side (cmb, peer, peer2, …): 2 (default) to 6. */
+  nvmeCount?: number
+  /** QEMU's intel-iommu with interrupt remapping, and `intel_iommu=on`: real IOMMU groups and
+   * DMA translation (ACS then shapes the groups and the P2P paths). Default false. */
+  iommu?: boolean
+  /** A NIC beside the CMB NVMe, with no host network backend (no packet leaves QEMU): true is
+   * 'e1000e'. The agent brings it up with its IPv6 link-local address only. Default none. */
+  nic?: boolean | NicModel
+  /** Trace every NVMe data pointer (QEMU's pci_nvme_map_addr* events) and answer the guest's
+   * checkpoints (dma.ts); default true, except under `iommu`, where the trace shows IO virtual
+   * addresses that cannot be told apart as RAM or device memory. */
+  dmaTrace?: boolean
   /** ivshmem BAR2 size in MiB (a power of two); default 64. */
   ivshmemMiB?: number
   /** CMB of the 'cmb' NVMe in MiB; default 64. */
@@ -117,6 +129,8 @@ export interface GuestDevices {
   ivshmem: {bdf: string; file: string; size: number}
   /** Legacy pmem made by memmap= (when enabled). */
   pmem?: {device: string; physAddr: number; size: number}
+  /** The NIC (bootGuest({nic})): its PCI address, interface name and MAC. */
+  nic?: {bdf: string; interface: string; mac: string; model: NicModel}
   /** Every PCI function the guest enumerated. */
   pci: PciFunction[]
 }
@@ -211,10 +225,6 @@ export function parseMemoryMiB(m: number | string | undefined): number {
   return Number(r[1]) * (r[2].toUpperCase() === 'G' ? 1024 : 1)
 }
 
-export function defaultRepoRoot(): string {
-  return fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '')
-}
-
 function findInPath(cmd: string): string | undefined {
   if (cmd.includes('/')) return existsSync(cmd) ? cmd : undefined
   for (const d of (process.env.PATH ?? '').split(delimiter)) {
@@ -286,6 +296,12 @@ export class Guest {
   readonly qemuLog: string
   readonly ramFile: string
   readonly memoryMiB: number
+  /** The NVMe data-pointer trace and its checkpoint server (undefined when not traced). */
+  dma?: DmaServer
+  /** Booted with QEMU's intel-iommu and intel_iommu=on. */
+  iommu = false
+  /** The kernel command line the guest booted with. */
+  append = ''
   private child?: ChildProcess
   private exited?: {code: number | null; signal: NodeJS.Signals | null}
   private spawnError?: Error
@@ -347,7 +363,7 @@ export class Guest {
   }
 
   /** @internal Wait for agent/ready and read agent/devices. */
-  async waitReady(timeoutMs: number, plans: NvmePlan[], ivshmemFile: string, ivshmemMiB: number, pmemMiB: number): Promise<void> {
+  async waitReady(timeoutMs: number, plans: NvmePlan[], ivshmemFile: string, ivshmemMiB: number, pmemMiB: number, nic?: NicModel): Promise<void> {
     const deadline = Date.now() + timeoutMs
     const agent = join(this.xferDir, 'agent')
     for (;;) {
@@ -363,6 +379,7 @@ export class Guest {
     const lines = readFileSync(join(agent, 'devices'), 'utf8').split('\n')
     const pci: PciFunction[] = []
     const ctrls: Array<{controller: string; bdf: string; serial: string; namespaces: string[]}> = []
+    const nets: Array<{interface: string; bdf: string; mac: string}> = []
     for (const line of lines) {
       const f = line.trim().split(/\s+/)
       if (f[0] === 'release') this.release = f[1] ?? ''
@@ -370,6 +387,8 @@ export class Guest {
         pci.push({bdf: f[1], vendor: Number(f[2]), device: Number(f[3]), class: Number(f[4])})
       } else if (f[0] === 'nvme' && f.length >= 4) {
         ctrls.push({controller: f[1], bdf: f[2], serial: f[3], namespaces: f.slice(4)})
+      } else if (f[0] === 'net' && f.length >= 4) {
+        nets.push({interface: f[1], bdf: f[2], mac: f[3]})
       }
     }
     const nvme: NvmeInfo[] = []
@@ -394,6 +413,12 @@ export class Guest {
     const ivsh = pci.find((x) => x.vendor === 0x1af4 && x.device === 0x1110)
     if (!ivsh) throw await this.fail('ivshmem (1af4:1110) not found in the guest')
     const byRole = (r: NvmeRole) => nvme.find((n) => n.role === r)
+    let nicInfo: GuestDevices['nic']
+    if (nic) {
+      const n = nets.find((x) => x.mac.toLowerCase() === NIC_MAC)
+      if (!n) throw await this.fail(`the ${nic} NIC (MAC ${NIC_MAC}) not found in the guest; it reported: ${JSON.stringify(nets)}`)
+      nicInfo = {...n, model: nic}
+    }
     this.devices = {
       cmb: byRole('cmb')!,
       peer: byRole('peer')!,
@@ -401,6 +426,7 @@ export class Guest {
       nvme,
       ivshmem: {bdf: ivsh.bdf, file: ivshmemFile, size: ivshmemMiB * 1024 * 1024},
       pmem: pmemMiB > 0 ? {device: '/dev/pmem0', physAddr: 0x6000_0000, size: pmemMiB * 1024 * 1024} : undefined,
+      nic: nicInfo,
       pci,
     }
   }
@@ -439,9 +465,8 @@ export class Guest {
       rmSync(this.stateDir, {recursive: true, force: true})
       return
     }
-    for (const f of ['ram', 'ivshmem', 'xfer', 'nvme-cmb.img', 'nvme-peer.img', 'nvme-rc.img']) {
-      rmSync(join(this.stateDir, f), {recursive: true, force: true})
-    }
+    for (const f of ['ram', 'ivshmem', 'xfer', 'dma.trace']) rmSync(join(this.stateDir, f), {recursive: true, force: true})
+    for (const n of this.devices?.nvme ?? []) rmSync(n.image, {force: true})
   }
 
   /** @internal Synchronous kill + cleanup, for process exit. */
@@ -457,6 +482,7 @@ export class Guest {
       LANG: 'C.UTF-8',
       TERM: 'dumb',
       IOPMEM_IN_GUEST: '1',
+      ...(this.dma ? {[DMA_ENV]: this.dma.dir} : {}),
       ...opts.env,
     }
     const lines = ['# generated by src/lib/vm/guest.ts', `cd -- ${shellQuote(opts.cwd ?? this.repoRoot)} || exit 126`]
@@ -507,6 +533,7 @@ export class Guest {
         throw await this.fail(`guest did not finish "${argv.join(' ')}" within ${seconds} s (+${GRACE_MS / 1000} s grace): killed QEMU`)
       }
       await pump()
+      this.dma?.serve()
       await sleep(POLL_MS)
     }
     await pump()
@@ -581,6 +608,21 @@ export class Guest {
     throw new RangeError(`0x${addr.toString(16)} is not guest RAM`)
   }
 
+  /** Is guest physical `addr` in guest RAM? */
+  isRam(addr: number | bigint): boolean {
+    try {
+      this.physToRamOffset(Number(addr))
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /** The NVMe DMA totals so far, read from QEMU's trace on the host (undefined when not traced). */
+  dmaTotals(): DmaTotals | undefined {
+    return this.dma?.counter.update()
+  }
+
   /** Read guest physical memory from the host (RAM is a shared file). */
   async readGuestPhys(addr: number, length: number): Promise<Buffer> {
     return this.readFileRange(this.ramFile, this.physToRamOffset(addr), length)
@@ -641,6 +683,11 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
   const kernel = resolveKernel(opts.kernel)
   const topology = opts.topology ?? 'switch'
   if (!['switch', 'root', 'both'].includes(topology)) throw new Error(`unknown topology ${JSON.stringify(topology)}`)
+  const nvmeCount = opts.nvmeCount ?? 2
+  if (!Number.isInteger(nvmeCount) || nvmeCount < 2 || nvmeCount > MAX_NVME) throw new Error(`nvmeCount must be 2 to ${MAX_NVME}`)
+  const nic: NicModel | undefined = opts.nic === true ? 'e1000e' : opts.nic || undefined
+  const iommu = opts.iommu ?? false
+  const dmaTrace = opts.dmaTrace ?? !iommu
   const qemu = findInPath(opts.qemu ?? process.env.IOPMEM_VM_QEMU ?? 'qemu-system-x86_64')
   if (!qemu) throw new Error('qemu-system-x86_64 not found (Debian: apt-get install -y qemu-system-x86), or set IOPMEM_VM_QEMU')
   const busybox = findBusybox(opts.busybox)
@@ -692,7 +739,7 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
   try {
     const xfer = guest.xferDir
     rmSync(xfer, {recursive: true, force: true})
-    for (const d of ['agent', 'q', 'r', 'ctl', 'bin']) mkdirSync(join(xfer, d), {recursive: true})
+    for (const d of ['agent', 'q', 'r', 'ctl', 'bin', 'dma']) mkdirSync(join(xfer, d), {recursive: true})
 
     const initrd = buildInitramfs(cacheDir, busybox)
     if (opts.helpers ?? true) {
@@ -705,10 +752,10 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
     const cmbMiB = opts.cmbMiB ?? 64
     const diskMiB = opts.diskMiB ?? 128
     const patternBytes = Math.min(opts.patternBytes ?? 4 * 1024 * 1024, diskMiB * 1024 * 1024)
-    const plans: NvmePlan[] = nvmeLayout(topology).map(({role, placement}) => ({
+    const plans: NvmePlan[] = nvmeLayout(topology, nvmeCount).map(({role, placement}) => ({
       role,
       placement,
-      serial: NVME_SERIALS[role],
+      serial: nvmeSerial(role),
       image: join(stateDir, `nvme-${role}.img`),
       cmbMiB: role === 'cmb' ? cmbMiB : undefined,
     }))
@@ -743,6 +790,7 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
       // and then. PRPs (sgl_threshold=0) carry the same I/O and QEMU accepts them.
       'nvme.sgl_threshold=0',
       ...(pmem ? [`memmap=${pmemMiB}M!1536M`] : []),
+      ...(iommu ? ['intel_iommu=on'] : []),
       ...(opts.extraAppend ? [opts.extraAppend] : []),
     ].join(' ')
     const args = qemuArgs({
@@ -759,8 +807,17 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
       serialLog: guest.serialLog,
       nvme: plans,
       topology,
+      iommu,
+      nic,
+      dmaTraceFile: dmaTrace ? join(stateDir, 'dma.trace') : undefined,
       extraArgs: opts.extraQemuArgs,
     })
+    guest.iommu = iommu
+    guest.append = append
+    if (dmaTrace) {
+      rmSync(join(stateDir, 'dma.trace'), {force: true})
+      guest.dma = new DmaServer(join(safeRealpath(xfer), 'dma'), new DmaTraceCounter(join(stateDir, 'dma.trace'), (addr) => guest.isRam(addr)))
+    }
     await writeFile(join(stateDir, 'qemu.cmdline'), [qemu, ...args].map(shellQuote).join(' ') + '\n')
 
     // setpriv --pdeathsig KILL: QEMU dies with us even if Node is SIGKILLed.
@@ -768,7 +825,7 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
     if (setpriv) guest.start(setpriv, ['--pdeathsig', 'KILL', '--', qemu, ...args])
     else guest.start(qemu, args)
 
-    await guest.waitReady(opts.timeoutMs ?? 120_000, plans, ivshmemFile, ivshmemMiB, pmem ? pmemMiB : 0)
+    await guest.waitReady(opts.timeoutMs ?? 120_000, plans, ivshmemFile, ivshmemMiB, pmem ? pmemMiB : 0, nic)
     return guest
   } catch (error) {
     guest.reapSync()

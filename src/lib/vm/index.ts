@@ -60,8 +60,9 @@
  *   whose message ends with the tail of the serial console (`<stateDir>/serial.log`) and of
  *   `qemu.log`. The state dir is removed at shutdown unless `IOPMEM_VM_KEEP=1` (or `keep`).
  *   No QEMU outlives the process: exit/SIGINT/SIGTERM/SIGHUP hooks, and setpriv --pdeathsig.
- * - Kernel: `opts.kernel`, `$IOPMEM_VM_KERNEL`, else `~/.cache/iopmem/bzImage` (from
- *   scripts/build-kernel.sh); resolveKernel() throws KernelNotFoundError saying how to get one.
+ * - Kernel: `opts.kernel`, `$IOPMEM_VM_KERNEL`, else the repository's own vm/kernel/bzImage
+ *   (scripts/build-kernel.sh rebuilds it byte for byte), which must match vm/kernel/SHA256SUMS;
+ *   resolveKernel() throws KernelNotFoundError saying how to get one.
  *
  * Environment: IOPMEM_VM_KERNEL, IOPMEM_VM_KEEP=1, IOPMEM_VM_CACHE (initramfs + helpers cache,
  * default ~/.cache/iopmem/vm), IOPMEM_VM_QEMU, IOPMEM_VM_BUSYBOX, CC.
@@ -69,7 +70,6 @@
 
 export {
   bootGuest,
-  defaultRepoRoot,
   Guest,
   GuestCommandError,
   GuestError,
@@ -84,7 +84,18 @@ export {
 } from './guest.js'
 export {buildHelper, HELPERS, helperSource, type HelperName} from './helpers.js'
 export {buildInitramfs, findBusybox, INIT_SCRIPT} from './initramfs.js'
-export {defaultKernelPath, iopmemCacheDir, KernelNotFoundError, readKernelInfo, resolveKernel, type KernelInfo} from './kernel.js'
+export {
+  bundledKernelDir,
+  defaultRepoRoot,
+  iopmemCacheDir,
+  KernelNotFoundError,
+  parseSha256Sums,
+  readKernelInfo,
+  resolveKernel,
+  sha256File,
+  type KernelInfo,
+} from './kernel.js'
 export {diskPattern, SECTOR} from './pattern.js'
-export {nvmeLayout, NVME_SERIALS, qemuArgs, SLOTS, type NvmeRole, type QemuPlan, type Topology} from './qemu.js'
+export {DMA_TRACE_EVENTS, MAX_NVME, NIC_MAC, NIC_MODELS, nvmeLayout, nvmeSerial, qemuArgs, SLOTS, type NicModel, type NvmeRole, type QemuPlan, type Topology} from './qemu.js'
+export {DMA_ENV, dmaCheckpoint, DmaServer, DmaTraceCounter, subtractTotals, ZERO_TOTALS, type DmaTotals} from './dma.js'
 export {writeCpioNewc, type CpioEntry} from './cpio.js'

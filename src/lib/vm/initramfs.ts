@@ -68,6 +68,12 @@ while [ "$(ls -d /sys/class/nvme/nvme*/nvme*n* 2>/dev/null | wc -l)" -lt "$NVME_
   [ $i -gt 600 ] && die "only $(ls -d /sys/class/nvme/nvme*/nvme*n* 2>/dev/null | wc -l) of $NVME_COUNT NVMe namespaces appeared"
   sleep 0.1
 done
+# Network: loopback up; a NIC (the sandbox's --nic) up with nothing but its IPv6 link-local
+# address. It has no host backend in QEMU, so nothing it sends leaves the machine.
+ip link set lo up 2>/dev/null
+for n in /sys/class/net/*; do
+  [ -e "$n/device" ] && ip link set "\${n##*/}" up 2>/dev/null
+done
 {
   echo "release $(uname -r)"
   for c in /sys/class/nvme/nvme*; do
@@ -75,6 +81,9 @@ done
     ns=""
     for n in "$c"/nvme*n*; do [ -e "$n" ] && ns="$ns \${n##*/}"; done
     echo "nvme \${c##*/} $(cat "$c/address") $(cat "$c/serial" | tr -d ' ')$ns"
+  done
+  for n in /sys/class/net/*; do
+    [ -e "$n/device" ] && echo "net \${n##*/} $(basename "$(readlink "$n/device")") $(cat "$n/address")"
   done
   for d in /sys/bus/pci/devices/*; do
     echo "pci \${d##*/} $(cat "$d/vendor") $(cat "$d/device") $(cat "$d/class")"

@@ -1,30 +1,41 @@
-import {closeSync, openSync, readSync, statSync} from 'node:fs'
+/** Finds the guest kernel: the one named, else the repository's own vm/kernel/bzImage, checked against its SHA-256 sum. */
+import {createHash} from 'node:crypto'
+import {closeSync, openSync, readFileSync, readSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
 
-/** Where scripts/build-kernel.sh leaves its results (`$XDG_CACHE_HOME/iopmem`, else `~/.cache/iopmem`). */
+/** iopmem's cache (`$XDG_CACHE_HOME/iopmem`, else `~/.cache/iopmem`): initramfs, helpers, the kernel build tree. */
 export function iopmemCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const base = env.XDG_CACHE_HOME && env.XDG_CACHE_HOME.startsWith('/') ? env.XDG_CACHE_HOME : join(homedir(), '.cache')
   return join(base, 'iopmem')
 }
 
-/** The kernel scripts/build-kernel.sh installs: `~/.cache/iopmem/bzImage`. */
-export function defaultKernelPath(env: NodeJS.ProcessEnv = process.env): string {
-  return join(iopmemCacheDir(env), 'bzImage')
+/** The checkout (or installed package) this file belongs to: src/lib/vm or dist/lib/vm, three levels down. */
+export function defaultRepoRoot(): string {
+  return fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '')
+}
+
+/** The folder of the repository's own guest kernel: bzImage, config, extmod.tar.xz, SHA256SUMS, SOURCE. */
+export function bundledKernelDir(root = defaultRepoRoot()): string {
+  return join(root, 'vm', 'kernel')
 }
 
 export class KernelNotFoundError extends Error {
   readonly code = 'ENOKERNEL'
-  constructor(readonly tried: string[], detail?: string) {
+  constructor(
+    readonly tried: string[],
+    detail?: string,
+  ) {
     super(
       [
-        `No guest kernel for the iopmem VM harness${detail ? ` (${detail})` : ''}.`,
+        `No usable guest kernel for the iopmem VM harness${detail ? ` (${detail})` : ''}.`,
         `Looked at: ${tried.join(', ') || '(nothing)'}.`,
-        'Get one in either of these ways:',
-        '  - point IOPMEM_VM_KERNEL at a bzImage built with CONFIG_PCI_P2PDMA, e.g. in this workspace:',
-        '      export IOPMEM_VM_KERNEL=$PWD/../shared/vm/bzImage-6.12-p2pdma',
-        '  - or build one (about 25 min on 2 cores, needs the Debian package linux-source-6.12):',
-        '      scripts/build-kernel.sh        # writes ~/.cache/iopmem/bzImage',
+        'The repository carries its own kernel in vm/kernel/ (bzImage, checked against vm/kernel/SHA256SUMS):',
+        '  - a fresh clone has it; if it is missing or changed, restore it: git checkout -- vm/kernel',
+        '  - or rebuild it byte for byte (about 15 min on 2 cores, Debian package linux-source-6.12):',
+        '      scripts/build-kernel.sh',
+        '  - or point at another bzImage built with CONFIG_PCI_P2PDMA: IOPMEM_VM_KERNEL=PATH (or --kernel PATH).',
       ].join('\n'),
     )
     this.name = 'KernelNotFoundError'
@@ -33,14 +44,18 @@ export class KernelNotFoundError extends Error {
 
 export interface KernelInfo {
   path: string
-  /** The version string from the bzImage header, e.g. "6.12.117 (root@host) #1 SMP ...". */
+  /** The version string from the bzImage header, e.g. "6.12.117 (iopmem@iopmem) #1 SMP ...". */
   version?: string
   /** The release, e.g. "6.12.117". */
   release?: string
+  /** Where it came from: the caller's option, IOPMEM_VM_KERNEL, or the repository's vm/kernel. */
+  source: 'option' | 'env' | 'bundled'
+  /** SHA-256 of the image (checked against SHA256SUMS for the bundled kernel). */
+  sha256?: string
 }
 
 /** Read the x86 boot header of a bzImage: returns undefined when the file is not one. */
-export function readKernelInfo(path: string): KernelInfo | undefined {
+export function readKernelInfo(path: string): Omit<KernelInfo, 'source'> | undefined {
   let fd: number | undefined
   try {
     fd = openSync(path, 'r')
@@ -61,17 +76,33 @@ export function readKernelInfo(path: string): KernelInfo | undefined {
   }
 }
 
+/** The `sha256sum` lines of a SHA256SUMS file, by file name. */
+export function parseSha256Sums(text: string): Map<string, string> {
+  const sums = new Map<string, string>()
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]{64}) [ *](\S.*)$/.exec(line.trim())
+    if (m) sums.set(m[2], m[1])
+  }
+  return sums
+}
+
+export function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex')
+}
+
 /**
- * Find the guest kernel: `explicit`, else `$IOPMEM_VM_KERNEL`, else `~/.cache/iopmem/bzImage`.
- * Throws KernelNotFoundError (whose message says how to get one) when none is usable;
- * it never falls back silently to something else.
+ * Find the guest kernel: `explicit`, else `$IOPMEM_VM_KERNEL`, else the repository's
+ * vm/kernel/bzImage, whose SHA-256 must match vm/kernel/SHA256SUMS (a truncated clone, a
+ * Git LFS pointer or a hand-edited image is refused rather than booted).
+ * Throws KernelNotFoundError (whose message says how to get one); never falls back silently.
  */
-export function resolveKernel(explicit?: string, env: NodeJS.ProcessEnv = process.env): KernelInfo {
-  const candidates: Array<[string, string]> = []
-  if (explicit) candidates.push([resolve(explicit), 'the kernel option'])
-  else if (env.IOPMEM_VM_KERNEL) candidates.push([resolve(env.IOPMEM_VM_KERNEL), 'IOPMEM_VM_KERNEL'])
-  else candidates.push([defaultKernelPath(env), 'the build-kernel.sh cache'])
-  const [path, from] = candidates[0]
+export function resolveKernel(explicit?: string, env: NodeJS.ProcessEnv = process.env, root = defaultRepoRoot()): KernelInfo {
+  let path: string
+  let source: KernelInfo['source']
+  let from: string
+  if (explicit) [path, source, from] = [resolve(explicit), 'option', 'the kernel option']
+  else if (env.IOPMEM_VM_KERNEL) [path, source, from] = [resolve(env.IOPMEM_VM_KERNEL), 'env', 'IOPMEM_VM_KERNEL']
+  else [path, source, from] = [join(bundledKernelDir(root), 'bzImage'), 'bundled', "the repository's own kernel"]
   let st
   try {
     st = statSync(path)
@@ -81,5 +112,17 @@ export function resolveKernel(explicit?: string, env: NodeJS.ProcessEnv = proces
   if (!st.isFile()) throw new KernelNotFoundError([path], `${path} is not a regular file`)
   const info = readKernelInfo(path)
   if (!info) throw new KernelNotFoundError([path], `${path} is not an x86 bzImage`)
-  return info
+  if (source !== 'bundled') return {...info, source}
+
+  const sumsPath = join(bundledKernelDir(root), 'SHA256SUMS')
+  let want: string | undefined
+  try {
+    want = parseSha256Sums(readFileSync(sumsPath, 'utf8')).get('bzImage')
+  } catch {
+    throw new KernelNotFoundError([path], `${sumsPath} is missing`)
+  }
+  if (!want) throw new KernelNotFoundError([path], `${sumsPath} has no line for bzImage`)
+  const got = sha256File(path)
+  if (got !== want) throw new KernelNotFoundError([path], `${path} has SHA-256 ${got}, but SHA256SUMS says ${want}`)
+  return {...info, source, sha256: got}
 }
