@@ -80,9 +80,35 @@ describe('guest: iopmem sandbox', function () {
       ['bounce', true],
       ['p2p', true],
     ])
+    // The demo's headline: the sandbox counted where the copies went from QEMU's NVMe trace.
+    expect(b.results.map((x: any) => [x.mode, x.dma?.ramBytes, x.dma?.deviceBytes])).to.deep.equal([
+      ['bounce', 2 * 1024 * 1024, 0],
+      ['p2p', 0, 2 * 1024 * 1024],
+    ])
     expect(b.p2pmem.availableDuring).to.be.lessThan(b.p2pmem.availableBefore)
     expect(b.p2pmem.availableAfter).to.equal(b.p2pmem.availableBefore)
     console.log(`      bench p2p via ${b.p2pmem.bdf}: both modes verified; p2pmem ${b.p2pmem.availableBefore} → ${b.p2pmem.availableDuring} → ${b.p2pmem.availableAfter}`)
+  })
+
+  it('--iommu --nic --nvme 3 --pmem 0 --json: the grown machine described, IOMMU groups, the NIC link-local only', () => {
+    const r = sandbox(['--iommu', '--nic', '--nvme', '3', '--pmem', '0', '--topology', 'switch', '--json'])
+    expect(r.code, r.stderr).to.equal(0)
+    const d = JSON.parse(r.stdout)
+    expect(d.kernelSource).to.equal(process.env.IOPMEM_VM_KERNEL ? 'env' : 'bundled')
+    if (d.kernelSource === 'bundled') expect(d.kernelSha256).to.match(/^[0-9a-f]{64}$/)
+    expect(d.commandLine).to.contain('intel_iommu=on').and.not.contain('memmap=')
+    expect(d.iommu.enabled).to.equal(true)
+    expect(d.dmaTrace, 'no DMA accounting over IO virtual addresses').to.equal(false)
+    expect(d.devices.pmem).to.equal(undefined)
+    expect(d.devices.nvme.map((n: any) => `${n.role}@${n.placement}`)).to.deep.equal(['cmb@switch', 'peer@switch', 'peer2@switch'])
+    const inGroup = (bdf: string) => d.iommu.groups.find((g: any) => g.devices.includes(bdf))
+    for (const n of d.devices.nvme) expect(inGroup(n.bdf)?.type, n.bdf).to.match(/^DMA(-FQ)?$/)
+    expect(d.devices.nic).to.deep.include({model: 'e1000e', mac: '02:69:6f:70:6d:01'})
+    expect(d.devices.nic.addresses.length).to.be.greaterThan(0)
+    for (const a of d.devices.nic.addresses) expect(a).to.match(/^fe80:/)
+    const nicPair = d.topo.pairs.find((p: any) => [p.provider, p.client].includes(d.devices.nic.bdf) && [p.provider, p.client].includes(d.devices.nvme[0].bdf))
+    expect(nicPair.p2p).to.equal('yes')
+    console.log(`      ${d.iommu.groups.length} IOMMU groups; nic ${d.devices.nic.bdf} ${d.devices.nic.addresses.join(' ')}; NIC↔CMB ${nicPair.pathClass} ${nicPair.distance}`)
   })
 
   it("returns the inner command's exit code", () => {
