@@ -74,8 +74,11 @@ export abstract class BaseCommand extends Command {
     if (err instanceof Errors.ExitError) throw err
     const oclif = (err as {oclif?: {exit?: number}}).oclif
     if (err instanceof Error && oclif && typeof oclif.exit === 'number') {
-      // Parse errors: missing/unknown flags and arguments.
-      return new IopmemError(err.message.split('\n')[0], {
+      // Parse errors: missing/unknown flags and arguments. The whole message
+      // (a missing argument's name and description are on its second line),
+      // without oclif's colours and its "See more help with --help" line,
+      // which the suggestion says.
+      return new IopmemError(parseErrorMessage(err.message), {
         code: 'E_USAGE',
         exit: oclif.exit === 2 ? Exit.USAGE : Exit.FAILURE,
         suggestions: [`See \`iopmem ${this.id?.replaceAll(':', ' ') ?? ''} --help\`.`],
@@ -111,10 +114,26 @@ export abstract class BaseCommand extends Command {
     if (this.jsonEnabled()) {
       this.logJson({error: e.toJSON()})
     } else {
-      const c = await this.colors(process.stderr)
-      const lines = [`${c.red.bold('Error:')} ${e.message}`, ...e.suggestions.map((s) => `  ${c.dim('→')} ${s}`)]
-      process.stderr.write(lines.join('\n') + '\n')
+      await printError(e)
     }
     this.exit(e.exit)
   }
+}
+
+/** An error for a person, on stderr: the message, then one line per suggestion. */
+export async function printError(e: IopmemError, suggestions: string[] = e.suggestions): Promise<void> {
+  const {colorsFor} = await import('./ui/color.js')
+  const c = colorsFor(process.stderr)
+  const lines = [`${c.red.bold('Error:')} ${e.message}`, ...suggestions.map((s) => `  ${c.dim('→')} ${s}`)]
+  process.stderr.write(lines.join('\n') + '\n')
+}
+
+/** oclif's parse error message, whole, without ANSI colours or the trailing "See more help with --help". */
+export function parseErrorMessage(message: string): string {
+  return message
+    .replaceAll(/\u001B\[[0-9;]*m/g, '')
+    .split('\n')
+    .filter((line) => line.trim() !== 'See more help with --help')
+    .join('\n')
+    .trim()
 }
