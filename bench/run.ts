@@ -10,6 +10,8 @@
  *                run, into and out of 1 GiB of WB memory (bench/native).
  *  io-engine-vs-fio  bench p2p's I/O engine beside fio (io_uring, O_DIRECT, same
  *                block size, queue depth and jobs) on tmpfs and on disk (bench/p2p.ts).
+ *
+ * BENCH_ONLY=list-startup npm run bench runs only the named benchmark(s).
  */
 import {spawnSync} from 'node:child_process'
 import * as path from 'node:path'
@@ -73,13 +75,21 @@ function listStartup(): boolean {
   }
 }
 
+// BENCH_ONLY=list-startup (comma-separated names) runs only those benchmarks.
+const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined
+const benches: [string, () => boolean | Promise<boolean>][] = [
+  ['list-startup', listStartup],
+  ['native-copy', nativeCopyBench],
+  ['io-engine-vs-fio', fioBench],
+  ['locate-vs-filefrag', locateBench],
+]
+const unknown = [...(only ?? [])].filter((n) => !benches.some(([name]) => name === n))
+if (unknown.length > 0) throw new Error(`BENCH_ONLY: no benchmark ${unknown.join(', ')} (have ${benches.map(([n]) => n).join(', ')})`)
 const results: Record<string, boolean> = {}
-results['list-startup'] = listStartup()
-console.log()
-results['native-copy'] = await nativeCopyBench()
-console.log()
-results['io-engine-vs-fio'] = await fioBench()
-console.log()
-results['locate-vs-filefrag'] = await locateBench()
+for (const [name, run] of benches) {
+  if (only && !only.has(name)) continue
+  if (Object.keys(results).length > 0) console.log()
+  results[name] = await run()
+}
 const missed = Object.entries(results).filter(([, ok]) => !ok)
 console.log(missed.length === 0 ? '\nall goals met' : `\ngoals not met: ${missed.map(([k]) => k).join(', ')}`)

@@ -5,6 +5,23 @@ import module from 'node:module'
 // start-up); Node 20 has no such cache and skips this.
 module.enableCompileCache?.()
 
-const {execute} = await import('@oclif/core')
+const {run, flush, handle} = await import('@oclif/core')
 
-await execute({dir: import.meta.url})
+// oclif's execute(), with one change: an error no BaseCommand caught (a plugin
+// command's: `iopmem help lst --json`) is reported like ours when oclif raised
+// it on purpose (dist/base-command.js, loaded only then).
+const argv = process.argv.slice(2)
+try {
+  await run(argv, import.meta.url)
+  await flush()
+} catch (error) {
+  let exit
+  try {
+    const {reportUncaught} = await import('../dist/base-command.js')
+    exit = await reportUncaught(error, argv, import.meta.url)
+  } catch {
+    exit = undefined
+  }
+  if (exit === undefined) await handle(error)
+  else process.exitCode = exit
+}

@@ -70,38 +70,8 @@ export abstract class BaseCommand extends Command {
   }
 
   protected toIopmemError(err: unknown): IopmemError {
-    if (err instanceof IopmemError) return err
     if (err instanceof Errors.ExitError) throw err
-    const oclif = (err as {oclif?: {exit?: number}}).oclif
-    if (err instanceof Error && oclif && typeof oclif.exit === 'number') {
-      // Parse errors: missing/unknown flags and arguments.
-      return new IopmemError(err.message.split('\n')[0], {
-        code: 'E_USAGE',
-        exit: oclif.exit === 2 ? Exit.USAGE : Exit.FAILURE,
-        suggestions: [`See \`iopmem ${this.id?.replaceAll(':', ' ') ?? ''} --help\`.`],
-      })
-    }
-    if (err instanceof Error && err.name === 'ExitPromptError') {
-      return new IopmemError('Cancelled; nothing was changed.', {code: 'E_CANCELLED', exit: Exit.INTERRUPTED})
-    }
-    if (isSystemError(err)) {
-      const perm = err.code === 'EACCES' || err.code === 'EPERM'
-      return new IopmemError(err.message, {
-        code: err.code ?? 'EIO',
-        errno: err.errno,
-        syscall: err.syscall,
-        path: err.path,
-        exit: perm ? Exit.PERMISSION : Exit.FAILURE,
-        suggestions: perm ? ['Run as root (sudo).'] : [],
-      })
-    }
-    const msg = err instanceof Error ? err.message : String(err)
-    return new IopmemError(`Unexpected error: ${msg}`, {
-      code: 'E_INTERNAL',
-      exit: Exit.FAILURE,
-      suggestions: ['Set DEBUG=iopmem to see the stack, and report it.'],
-      cause: err,
-    })
+    return toIopmemError(err, this.id)
   }
 
   async catch(error: Error & {exitCode?: number}): Promise<void> {
@@ -111,10 +81,97 @@ export abstract class BaseCommand extends Command {
     if (this.jsonEnabled()) {
       this.logJson({error: e.toJSON()})
     } else {
-      const c = await this.colors(process.stderr)
-      const lines = [`${c.red.bold('Error:')} ${e.message}`, ...e.suggestions.map((s) => `  ${c.dim('→')} ${s}`)]
-      process.stderr.write(lines.join('\n') + '\n')
+      await printError(e)
     }
     this.exit(e.exit)
   }
+}
+
+/**
+ * Any error as an IopmemError: oclif's parse errors become bad input (E_USAGE)
+ * with the whole message, system errors keep their errno, the rest are bugs.
+ * `id` is the command's (for the "see --help" suggestion).
+ */
+export function toIopmemError(err: unknown, id?: string): IopmemError {
+  if (err instanceof IopmemError) return err
+  const oclif = (err as {oclif?: {exit?: number}}).oclif
+  if (err instanceof Error && oclif && typeof oclif.exit === 'number') {
+    // Parse errors: missing/unknown flags and arguments. The whole message
+    // (a missing argument's name and description are on its second line),
+    // without oclif's colours and its "See more help with --help" line,
+    // which the suggestion says.
+    return new IopmemError(parseErrorMessage(err.message), {
+      code: 'E_USAGE',
+      exit: oclif.exit === 2 ? Exit.USAGE : Exit.FAILURE,
+      suggestions: [`See \`iopmem ${id?.replaceAll(':', ' ') ?? ''} --help\`.`.replace('  ', ' ')],
+    })
+  }
+  if (err instanceof Error && err.name === 'ExitPromptError') {
+    return new IopmemError('Cancelled; nothing was changed.', {code: 'E_CANCELLED', exit: Exit.INTERRUPTED})
+  }
+  if (isSystemError(err)) {
+    const perm = err.code === 'EACCES' || err.code === 'EPERM'
+    return new IopmemError(err.message, {
+      code: err.code ?? 'EIO',
+      errno: err.errno,
+      syscall: err.syscall,
+      path: err.path,
+      exit: perm ? Exit.PERMISSION : Exit.FAILURE,
+      suggestions: perm ? ['Run as root (sudo).'] : [],
+    })
+  }
+  const msg = err instanceof Error ? err.message : String(err)
+  return new IopmemError(`Unexpected error: ${msg}`, {
+    code: 'E_INTERNAL',
+    exit: Exit.FAILURE,
+    suggestions: ['Set DEBUG=iopmem to see the stack, and report it.'],
+    cause: err,
+  })
+}
+
+/** An error for a person, on stderr: the message, then one line per suggestion. */
+export async function printError(e: IopmemError, suggestions: string[] = e.suggestions): Promise<void> {
+  const {colorsFor} = await import('./ui/color.js')
+  const c = colorsFor(process.stderr)
+  const lines = [`${c.red.bold('Error:')} ${e.message}`, ...suggestions.map((s) => `  ${c.dim('→')} ${s}`)]
+  process.stderr.write(lines.join('\n') + '\n')
+}
+
+/** oclif's parse error message, whole, without ANSI colours or the trailing "See more help with --help". */
+export function parseErrorMessage(message: string): string {
+  return message
+    .replaceAll(/\u001B\[[0-9;]*m/g, '')
+    .split('\n')
+    .filter((line) => line.trim() !== 'See more help with --help')
+    .join('\n')
+    .trim()
+}
+
+/**
+ * bin/run.js hands here what no BaseCommand caught: errors of the plugins'
+ * commands (`iopmem help lst`, `iopmem help --json`, `iopmem autocomplete
+ * fish`). oclif's own handler prints them its way, and for a parse error
+ * under `help` it shows help for the same arguments, which throws again and
+ * prints two stacks. Errors oclif raised on purpose (they carry an exit code)
+ * are reported like ours — the JSON envelope on stdout under --json, else
+ * "Error: …" on stderr — and `help` naming no command gets did-you-mean.
+ * Returns the exit code, or undefined for oclif's handler (exits, bugs).
+ */
+export async function reportUncaught(error: unknown, argv: string[], root: string): Promise<number | undefined> {
+  if (error instanceof Errors.ExitError) return undefined
+  if (!(error instanceof Error) || typeof (error as {oclif?: {exit?: unknown}}).oclif?.exit !== 'number') return undefined
+  const args = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length)
+  const json = args.includes('--json')
+  let e: IopmemError
+  const missing = /^Command (\S+) not found\.$/.exec(error.message)
+  if (missing && args[0] === 'help') {
+    const {Config} = await import('@oclif/core')
+    const {unknownCommand} = await import('./hooks/command-not-found.js')
+    e = unknownCommand(await Config.load(root), missing[1].split(':'), [])
+  } else {
+    e = toIopmemError(error, args[0] === 'help' || args[0] === 'autocomplete' ? args[0] : undefined)
+  }
+  if (json) process.stdout.write(JSON.stringify({error: e.toJSON()}, null, 2) + '\n')
+  else await printError(e, e.code === 'E_UNKNOWN_COMMAND' ? [`Run \`${String(e.details?.help)}\` to see the commands.`] : e.suggestions)
+  return e.exit
 }
