@@ -2,9 +2,9 @@ import {Args, Flags} from '@oclif/core'
 import * as fs from 'node:fs'
 
 import {BaseCommand} from '../base-command.js'
-import {Exit, IopmemError, usage} from '../lib/errors.js'
-import {holdFor} from '../lib/hold.js'
-import {explainMapError, type MapFacts, MODE_REQUESTS, type ModeRequest, openMapping, resolveTarget, type ResolvedTarget} from '../lib/map.js'
+import {Exit, IopmemError, usage} from '../lib/sys/index.js'
+import {holdFor} from '../lib/map/index.js'
+import {explainMapError, type MapFacts, MODE_REQUESTS, type ModeRequest, openMapping, resolveTarget, type ResolvedTarget} from '../lib/map/index.js'
 import {
   checkRange,
   checkStrategy,
@@ -21,8 +21,8 @@ import {
   readOp,
   verifyOp,
   writeOp,
-} from '../lib/map-ops.js'
-import {formatBytes} from '../lib/units.js'
+} from '../lib/map/index.js'
+import {formatBytes} from '../lib/sys/index.js'
 import {loadNative, releaseOnExit} from '../native/index.js'
 import type {CopyStrategy, FlushInstruction, Mapping, Native, UsedStrategy} from '../native/types.js'
 

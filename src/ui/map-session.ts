@@ -7,10 +7,10 @@
  */
 import type {ChalkInstance} from 'chalk'
 
-import {IopmemError} from '../lib/errors.js'
-import type {MapFacts} from '../lib/map.js'
-import {checkRange, dumpOp, fillOp, hexdump, parseOffset, parsePattern, parseValues, readOp, valueRows, writeOp, type OpsNative} from '../lib/map-ops.js'
-import {formatBytes} from '../lib/units.js'
+import {IopmemError} from '../lib/sys/index.js'
+import type {MapFacts} from '../lib/map/index.js'
+import {checkRange, dumpOp, fillOp, hexdump, parseOffset, parsePattern, parseValues, readOp, valueRows, writeOp, type OpsNative} from '../lib/map/index.js'
+import {formatBytes} from '../lib/sys/index.js'
 import type {Mapping, Width} from '../native/types.js'
 import {mappingLine, renderFacts} from './render-map.js'
 

@@ -2,7 +2,7 @@
 import type {ChalkInstance} from 'chalk'
 
 import type {BenchP2pResult} from '../commands/bench/p2p.js'
-import {formatBytes} from '../lib/units.js'
+import {formatBytes} from '../lib/sys/index.js'
 
 const fb = (n: number | undefined) => (n === undefined ? '?' : formatBytes(n))
 const f1 = (n: number) => n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)

@@ -1,10 +1,10 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
-import {type BandwidthCell, benchStrategies, defaultSizes, type LatencyCell, runMmioBench} from '../../lib/bench-mmio.js'
-import {usage} from '../../lib/errors.js'
-import {type MapFacts, MODE_REQUESTS, type ModeRequest, openMapping, resolveTarget} from '../../lib/map.js'
-import {parseSize} from '../../lib/units.js'
+import {type BandwidthCell, benchStrategies, defaultSizes, type LatencyCell, runMmioBench} from '../../lib/bench/index.js'
+import {usage} from '../../lib/sys/index.js'
+import {type MapFacts, MODE_REQUESTS, type ModeRequest, openMapping, resolveTarget} from '../../lib/map/index.js'
+import {parseSize} from '../../lib/sys/index.js'
 import {loadNative, releaseOnExit} from '../../native/index.js'
 import type {CpuFeatures, IsaName, Native, UsedStrategy} from '../../native/types.js'
 

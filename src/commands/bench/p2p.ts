@@ -2,7 +2,7 @@ import * as fs from 'node:fs'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
-import {Exit, IopmemError, usage} from '../../lib/errors.js'
+import {Exit, IopmemError, usage} from '../../lib/sys/index.js'
 import {
   type Endpoint,
   idleDram,
@@ -15,9 +15,9 @@ import {
   readAvailable,
   runMode,
   type ViaInfo,
-} from '../../lib/p2pbench.js'
-import type {PairAnalysis} from '../../lib/topo.js'
-import {formatBytes} from '../../lib/units.js'
+} from '../../lib/bench/index.js'
+import type {PairAnalysis} from '../../lib/pci/index.js'
+import {formatBytes} from '../../lib/sys/index.js'
 import {loadNative} from '../../native/index.js'
 import type {Mapping, Native} from '../../native/types.js'
 

@@ -2,8 +2,8 @@ import {Flags} from '@oclif/core'
 import * as readline from 'node:readline'
 
 import {BaseCommand} from '../../base-command.js'
-import {Exit, IopmemError} from '../../lib/errors.js'
-import {explainSandboxError, sandboxOptions, TOPOLOGIES} from '../../lib/sandbox.js'
+import {Exit, IopmemError} from '../../lib/sys/index.js'
+import {explainSandboxError, sandboxOptions, TOPOLOGIES} from '../../lib/vm/index.js'
 
 /** `iopmem sandbox --json` (without a command): the machine that was built. */
 export interface SandboxDescription {

@@ -1,3 +1,4 @@
+/** Vendor and device names from the pci.ids database. */
 import * as fs from 'node:fs'
 
 /**

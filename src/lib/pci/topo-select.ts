@@ -1,7 +1,8 @@
+/** `iopmem topo`: which functions to analyse (those given, or every one with device memory) and the topology between them. */
 import {normalizeBdf} from './bdf.js'
-import {Exit, IopmemError} from './errors.js'
-import type {Host} from './host.js'
-import {hasDeviceMemory, PciScanner} from './pci.js'
+import {Exit, IopmemError} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import {hasDeviceMemory, PciScanner} from './sysfs.js'
 import {analyzeTopology, PATH_CLASS_LEGEND, type Topology} from './topo.js'
 
 export interface TopoResult extends Topology {

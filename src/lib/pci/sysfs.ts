@@ -1,10 +1,11 @@
+/** PCI functions as sysfs shows them: BARs, drivers, p2pmem pools, NUMA node and the parent chain. */
 import * as path from 'node:path'
 
 import {isBdfName, normalizeBdf} from './bdf.js'
-import {Exit, IopmemError} from './errors.js'
-import type {Host} from './host.js'
-import {ConfigSpace, PCIE_TYPE_NAMES} from './pciconfig.js'
-import {PciIds} from './pciids.js'
+import {Exit, IopmemError} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import {ConfigSpace, PCIE_TYPE_NAMES} from './config-space.js'
+import {PciIds} from './ids.js'
 
 /** struct resource flags, include/linux/ioport.h */
 export const IORESOURCE = {

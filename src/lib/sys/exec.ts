@@ -1,3 +1,4 @@
+/** Running external programs (wipefs, blkid, mkfs, mount) safely, replaceably for tests. */
 import {spawn} from 'node:child_process'
 import * as fs from 'node:fs'
 import {constants as osConstants} from 'node:os'

@@ -1,14 +1,15 @@
+/** The iopmem kernel module from user space: building, loading, unloading it and reading or setting what it serves. */
 import {spawnSync} from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {isBdfName} from './bdf.js'
-import {Exit, IopmemError, usage} from './errors.js'
-import type {Host} from './host.js'
-import type {PciFunction} from './pci.js'
-import {formatBytes} from './units.js'
+import {isBdfName} from '../pci/index.js'
+import {Exit, IopmemError, usage} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import type {PciFunction} from '../pci/index.js'
+import {formatBytes} from '../sys/index.js'
 
 /**
  * The iopmem kernel driver (native/kmod/iopmem.c) seen from user space:
@@ -153,7 +154,7 @@ export function kernelRelease(d: DriverEnv): string {
 
 /** The module's sources: native/kmod in this package. */
 export function kmodSourceDir(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/kmod')
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/kmod')
 }
 
 export function defaultOutDir(release: string, env: NodeJS.ProcessEnv = process.env): string {

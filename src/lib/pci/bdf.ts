@@ -1,4 +1,5 @@
-import {usage} from './errors.js'
+/** PCI addresses ([domain:]bus:device.function): parsing, normalising and recognising them. */
+import {usage} from '../sys/index.js'
 
 /**
  * A PCI function address: domain:bus:device.function.

@@ -1,3 +1,4 @@
+/** Byte sizes: parsing 4K/1M/0x1000 and printing KiB/MiB/GiB. */
 import {usage} from './errors.js'
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']

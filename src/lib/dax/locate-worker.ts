@@ -6,7 +6,7 @@
 import {parentPort, workerData} from 'node:worker_threads'
 
 import {type FormatParams, formatExtents, type ScanContext, scanExtents} from './locate-core.js'
-import {loadNative} from '../native/index.js'
+import {loadNative} from '../../native/index.js'
 
 interface Job {
   file: string

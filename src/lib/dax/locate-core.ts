@@ -5,8 +5,8 @@
  * halves of a file mapped in parallel, and writing the extents as JSON lines.
  */
 import {ByteSink, compileFragment, type Fragment, putHex, putUint} from './bytesink.js'
-import {FIEMAP_EXTENT} from '../native/index.js'
-import type {FiemapResult} from '../native/types.js'
+import {FIEMAP_EXTENT} from '../../native/index.js'
+import type {FiemapResult} from '../../native/types.js'
 
 /** FIEMAP_EXTENT_* (include/uapi/linux/fiemap.h): the addon glue's table (importing it does not load the addon). */
 export const EXTENT_FLAGS = FIEMAP_EXTENT

@@ -1,12 +1,13 @@
+/** `iopmem mkfs-dax`: checking, formatting and mounting a DAX-capable block device with ext4 or xfs. */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {type BlockInfo, blockUsage, type BlockUsage, daxCapableDisks, type MemoryBacking, memoryBacking, resolveDeviceArg} from './blockdev.js'
-import {Exit, IopmemError, usage} from './errors.js'
-import {type ExecResult, getRunner, outputTail, type Runner} from './exec.js'
-import type {Host} from './host.js'
-import {readMounts} from './mounts.js'
-import {formatBytes} from './units.js'
+import {Exit, IopmemError, usage} from '../sys/index.js'
+import {type ExecResult, getRunner, outputTail, type Runner} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import {readMounts} from '../sys/index.js'
+import {formatBytes} from '../sys/index.js'
 
 /**
  * `iopmem mkfs-dax`: a DAX-friendly ext4 or xfs on a DAX-capable block
@@ -73,14 +74,14 @@ export function daxDeps(): DaxDeps {
     statxDax:
       override.statxDax ??
       (async (file) => {
-        const {loadNative} = await import('../native/index.js')
+        const {loadNative} = await import('../../native/index.js')
         return loadNative().statx(file).dax
       }),
     pageSize:
       override.pageSize ??
       (async () => {
         try {
-          const {loadNative} = await import('../native/index.js')
+          const {loadNative} = await import('../../native/index.js')
           return loadNative().constants.pageSize
         } catch (error) {
           if (process.arch === 'x64') return 4096

@@ -1,10 +1,11 @@
+/** What would break if a PCI function lost its driver: mounts and holders on its block devices, processes with its files or nodes open or mapped. */
 import * as path from 'node:path'
 
-import type {Host} from './host.js'
-import {mountDaxMode, readMounts} from './mounts.js'
-import {deniedNote, processesUsing} from './procscan.js'
-import type {PciFunction} from './pci.js'
-import {formatBytes} from './units.js'
+import type {Host} from '../sys/index.js'
+import {mountDaxMode, readMounts} from '../sys/index.js'
+import {deniedNote, processesUsing} from '../sys/index.js'
+import type {PciFunction} from '../pci/index.js'
+import {formatBytes} from '../sys/index.js'
 
 export type UsageKind = 'mount' | 'holder' | 'process'
 

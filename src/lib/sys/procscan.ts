@@ -1,3 +1,4 @@
+/** Which processes hold a file open or mapped, from /proc/PID/fd and /proc/PID/maps. */
 import * as path from 'node:path'
 
 import type {Host} from './host.js'

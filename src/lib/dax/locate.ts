@@ -1,14 +1,15 @@
+/** `iopmem locate`: where a file's bytes lie on the device and in physical memory, from FIEMAP and sysfs. */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {type BlockInfo, blockDirByDevNum, type DiskKind, type MemoryBacking, memoryBacking, nvmeNamespace, readBlock} from './blockdev.js'
 import {ByteSink} from './bytesink.js'
-import {Exit, IopmemError, usage} from './errors.js'
-import type {Host} from './host.js'
-import {mountDaxMode, type MountEntry, readMounts} from './mounts.js'
+import {Exit, IopmemError, usage} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import {mountDaxMode, type MountEntry, readMounts} from '../sys/index.js'
 import {EXTENT_FLAGS, flagNames, type FormatParams, formatExtents, joinParts, type Part, type ScanContext, scanExtents} from './locate-core.js'
-import {formatBytes} from './units.js'
-import type {FiemapResult} from '../native/types.js'
+import {formatBytes} from '../sys/index.js'
+import type {FiemapResult} from '../../native/types.js'
 
 /**
  * `iopmem locate`: from a file to the addresses a peer device can DMA to.
@@ -79,7 +80,7 @@ export function setFileOps(ops: FileOps | undefined): void {
 
 async function currentFileOps(): Promise<FileOps> {
   if (fileOps) return fileOps
-  const {loadNative} = await import('../native/index.js')
+  const {loadNative} = await import('../../native/index.js')
   const n = loadNative()
   return {
     statx: (f) => n.statx(f),

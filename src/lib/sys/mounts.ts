@@ -1,3 +1,4 @@
+/** The mount table (/proc/self/mountinfo) and the DAX mode of a mount. */
 import type {Host} from './host.js'
 
 /** One line of /proc/self/mountinfo (see proc(5)). */

@@ -7,10 +7,10 @@
  * the bottleneck. Latency includes the addon call (~80 ns): the same loop
  * on anonymous write-back RAM is reported beside it as the overhead.
  */
-import type {CachingMode, Mapping, Native, UsedStrategy, Width} from '../native/types.js'
-import {usage} from './errors.js'
-import {STRATEGIES} from './map.js'
-import {formatBytes} from './units.js'
+import type {CachingMode, Mapping, Native, UsedStrategy, Width} from '../../native/types.js'
+import {usage} from '../sys/index.js'
+import {STRATEGIES} from '../map/index.js'
+import {formatBytes} from '../sys/index.js'
 
 /** One bandwidth cell. */
 export interface BandwidthCell {

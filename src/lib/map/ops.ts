@@ -6,10 +6,10 @@
  */
 import * as fs from 'node:fs'
 
-import type {CachingMode, CopyStrategy, FlushInstruction, Mapping, Native, UsedStrategy, Width} from '../native/types.js'
-import {Exit, IopmemError, usage} from './errors.js'
-import {STRATEGIES} from './map.js'
-import {formatBytes, parseSize} from './units.js'
+import type {CachingMode, CopyStrategy, FlushInstruction, Mapping, Native, UsedStrategy, Width} from '../../native/types.js'
+import {Exit, IopmemError, usage} from '../sys/index.js'
+import {STRATEGIES} from './target.js'
+import {formatBytes, parseSize} from '../sys/index.js'
 
 /** The addon's accessors an operation needs. */
 export type OpsNative = Pick<Native, 'readValues' | 'writeValues' | 'copyTo' | 'copyFrom' | 'flush'>

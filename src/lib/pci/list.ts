@@ -1,7 +1,8 @@
+/** `iopmem list`: the PCI functions worth showing (memory BARs, p2pmem, storage) or one function by BDF. */
 import {normalizeBdf} from './bdf.js'
-import {Exit, IopmemError} from './errors.js'
-import type {Host} from './host.js'
-import {hasDeviceMemory, type PciFunction, PciScanner} from './pci.js'
+import {Exit, IopmemError} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import {hasDeviceMemory, type PciFunction, PciScanner} from './sysfs.js'
 
 export interface ListResult {
   /** What was asked: functions with device memory (default), every function, or the ones named. */

@@ -6,8 +6,8 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {Exit, IopmemError, usage} from './errors.js'
-import {parseSize} from './units.js'
+import {Exit, IopmemError, usage} from '../sys/index.js'
+import {parseSize} from '../sys/index.js'
 
 export const TOPOLOGIES = ['switch', 'root', 'both'] as const
 export type SandboxTopology = (typeof TOPOLOGIES)[number]

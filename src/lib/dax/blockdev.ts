@@ -1,11 +1,12 @@
+/** Block devices as sysfs shows them: disks, partitions, DAX capability, the memory behind them, and what uses them. */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {Exit, IopmemError, usage} from './errors.js'
-import type {Host} from './host.js'
-import {mountDaxMode, type MountEntry, readMounts} from './mounts.js'
-import {largestMemBar, nearestPciAncestor, PciScanner} from './pci.js'
-import {deniedNote, processesUsing} from './procscan.js'
+import {Exit, IopmemError, usage} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import {mountDaxMode, type MountEntry, readMounts} from '../sys/index.js'
+import {largestMemBar, nearestPciAncestor, PciScanner} from '../pci/index.js'
+import {deniedNote, processesUsing} from '../sys/index.js'
 
 /**
  * Block devices as sysfs shows them, for mkfs-dax and locate: a device

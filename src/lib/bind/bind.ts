@@ -1,11 +1,12 @@
+/** Binding a PCI function to a driver and unbinding it, through driver_override and the driver core's sysfs files. */
 import * as path from 'node:path'
 
-import {normalizeBdf} from './bdf.js'
+import {normalizeBdf} from '../pci/index.js'
 import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, resolveSettings} from './driver.js'
-import {Exit, IopmemError, usage} from './errors.js'
-import type {Host} from './host.js'
+import {Exit, IopmemError, usage} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
 import {checkInUse, type UsageReport} from './inuse.js'
-import {type PciFunction, PciScanner} from './pci.js'
+import {type PciFunction, PciScanner} from '../pci/index.js'
 
 /**
  * Moving a PCI function between drivers the way driverctl and

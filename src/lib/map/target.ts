@@ -25,12 +25,12 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import type {CachingMode, Mapping, MapOptions, StatxResult, UsedStrategy} from '../native/types.js'
-import {normalizeBdf, tryParseBdf} from './bdf.js'
-import {Exit, type ExitCode, IopmemError, usage} from './errors.js'
-import type {Host} from './host.js'
-import {type Bar, type PciFunction, PciScanner} from './pci.js'
-import {formatBytes, parseSize} from './units.js'
+import type {CachingMode, Mapping, MapOptions, StatxResult, UsedStrategy} from '../../native/types.js'
+import {normalizeBdf, tryParseBdf} from '../pci/index.js'
+import {Exit, type ExitCode, IopmemError, usage} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import {type Bar, type PciFunction, PciScanner} from '../pci/index.js'
+import {formatBytes, parseSize} from '../sys/index.js'
 
 /** A mode as asked on the command line. */
 export type ModeRequest = CachingMode | 'auto'

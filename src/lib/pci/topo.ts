@@ -54,9 +54,9 @@
 import * as path from 'node:path'
 
 import {isBdfName, normalizeBdf} from './bdf.js'
-import type {Host} from './host.js'
-import type {PciFunction, PciScanner} from './pci.js'
-import {PCI_ACS_CR, PCI_ACS_EC, PCI_ACS_RR, PCIE_TYPE_NAMES, PcieType} from './pciconfig.js'
+import type {Host} from '../sys/index.js'
+import type {PciFunction, PciScanner} from './sysfs.js'
+import {PCI_ACS_CR, PCI_ACS_EC, PCI_ACS_RR, PCIE_TYPE_NAMES, PcieType} from './config-space.js'
 
 export type PathClass = 'X' | 'PIX' | 'PXB' | 'PHB' | 'NODE' | 'SYS'
 
