@@ -2,3 +2,6 @@
 export * from './hold.js'
 export * from './ops.js'
 export * from './target.js'
+export * from './plan.js'
+export * from './run.js'
+export type {CachingMode, CopyStrategy, FlushInstruction, Mapping, UsedStrategy, Width} from '../../native/types.js'
