@@ -1,6 +1,6 @@
 import type {ChalkInstance} from 'chalk'
 
-import type {BenchMmioResult} from '../commands/bench/mmio.js'
+import type {BenchMmioResult} from '../lib/bench/index.js'
 import {formatBytes} from '../lib/sys/index.js'
 import {mappingLine} from './render-map.js'
 import {table} from './table.js'

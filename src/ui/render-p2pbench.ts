@@ -1,7 +1,7 @@
 /** Human output of `iopmem bench p2p`. */
 import type {ChalkInstance} from 'chalk'
 
-import type {BenchP2pResult} from '../commands/bench/p2p.js'
+import type {BenchP2pResult} from '../lib/bench/index.js'
 import {formatBytes} from '../lib/sys/index.js'
 
 const fb = (n: number | undefined) => (n === undefined ? '?' : formatBytes(n))

@@ -14,7 +14,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import {pathToFileURL} from 'node:url'
 
-import type {BenchP2pResult} from '../../src/commands/bench/p2p.js'
+import type {BenchP2pResult} from '../../src/lib/bench/index.js'
 import {cli, cliProcess, ROOT} from '../helpers/cli.js'
 import {standardMachine} from '../helpers/machines.js'
 
