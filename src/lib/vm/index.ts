@@ -100,3 +100,4 @@ export {DMA_TRACE_EVENTS, MAX_NVME, NIC_MAC, NIC_MODELS, nvmeLayout, nvmeSerial,
 export {DMA_ENV, dmaCheckpoint, DmaServer, DmaTraceCounter, subtractTotals, ZERO_TOTALS, type DmaTotals} from './dma.js'
 export {writeCpioNewc, type CpioEntry} from './cpio.js'
 export * from './sandbox.js'
+export * from './sandbox-run.js'
