@@ -8,7 +8,7 @@
 import * as path from 'node:path'
 import {pathToFileURL} from 'node:url'
 
-import type {DaxDeps, Signature} from '../../src/lib/dax/mkfs.js'
+import type {DaxDeps, Signature} from '../../src/lib/dax/index.js'
 import type {ExecResult, Runner} from '../../src/lib/sys/exec.js'
 import type {FileOps, FileStat} from '../../src/lib/dax/locate.js'
 import type {FiemapResult} from '../../src/native/types.js'

@@ -10,7 +10,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {mkfsArgv, parseBlkidExport, probeSignatures} from '../../src/lib/dax/mkfs.js'
+import {mkfsArgv, parseBlkidExport, probeSignatures} from '../../src/lib/dax/index.js'
 import {processRunner} from '../../src/lib/sys/exec.js'
 
 const MiB = 1024 * 1024

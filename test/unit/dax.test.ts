@@ -8,7 +8,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {type DaxDeps, executeMkfsDax, mkfsArgv, parseBlkidExport, parseWipefsJson, planMkfsDax} from '../../src/lib/dax/mkfs.js'
+import {type DaxDeps, executeMkfsDax, mkfsArgv, parseBlkidExport, parseWipefsJson, planMkfsDax} from '../../src/lib/dax/index.js'
 import {findProgram, PROGRAM_PACKAGES, programMissing, processRunner} from '../../src/lib/sys/exec.js'
 import {daxMachine, FakeRunner} from '../helpers/dax.js'
 import {BDF, MiB} from '../helpers/machines.js'

@@ -5,7 +5,7 @@ import {loadNative} from '../../native/index.js'
 import type {Mapping, Native} from '../../native/types.js'
 import type {PairAnalysis} from '../pci/index.js'
 import {Exit, formatBytes, type Host, IopmemError, usage} from '../sys/index.js'
-import {type Endpoint, idleDram, kernelProbe, mapVia, type ModeResult, type P2pInput, parseSweep, planP2p, readAvailable, runMode, type ViaInfo} from './p2p.js'
+import {type Endpoint, idleDram, kernelProbe, mapVia, type ModeResult, type P2pInput, parseSweep, planP2p, readAvailable, refuseSignedDestination, runMode, type ViaInfo} from './p2p.js'
 
 /** `iopmem bench p2p --json`. */
 export interface BenchP2pResult {
@@ -56,7 +56,8 @@ export async function runBenchP2p(host: Host, req: BenchP2pRequest, hooks: Bench
   const sweepSizes = parseSweep(req.sweep === 'default' ? true : req.sweep)
   let native: Native | undefined
   const getNative = (): Native => (native ??= loadNative())
-  const plan = await planP2p(host, getNative, req)
+  const plan = planP2p(host, getNative, req)
+  if (!req.force) await refuseSignedDestination(host, plan.dst)
   const n = getNative()
   const need = Math.max(plan.bs, ...(sweepSizes ?? [])) * plan.qd * plan.jobs
   let buffer: Mapping | undefined

@@ -14,9 +14,9 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {isBdfName, normalizeBdf, tryParseBdf} from '../pci/index.js'
-import {Exit, IopmemError, usage} from '../sys/index.js'
+import {Exit, getRunner, IopmemError, type Runner, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
-import {blockDirByDevNum, blockUsage, readBlock} from '../dax/index.js'
+import {blockDirByDevNum, blockUsage, holdsSignature, readBlock} from '../dax/index.js'
 import {nearestPciAncestor, type PciFunction, PciScanner} from '../pci/index.js'
 import {deniedNote, processesUsing} from '../sys/index.js'
 import {analyzePair, type PairAnalysis} from '../pci/index.js'
@@ -299,7 +299,8 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
 /**
  * Refuse a destination something else uses. A block device: what mkfs-dax
  * checks (blockUsage: it or a partition of it mounted, stacked devices, swap,
- * processes holding a node open or mapped) and a filesystem signature. A file:
+ * processes holding a node open or mapped); its signatures are
+ * refuseSignedDestination's. A file:
  * processes holding it open or mapped. This process is skipped by the scan.
  */
 function refuseBusyDestination(host: Host, dst: Endpoint, notes: string[]): void {
@@ -319,8 +320,6 @@ function refuseBusyDestination(host: Host, dst: Endpoint, notes: string[]): void
     for (const u of processes) reasons.push(`process ${u.comm} (pid ${u.pid}) ${u.what}`)
     notes.push(...deniedNote(scan.denied))
   }
-  const sig = dst.kind === 'block' ? fsSignature(dst.path) : undefined
-  if (sig) reasons.push(`${dst.path} holds ${sig}`)
   if (reasons.length > 0)
     throw new IopmemError(`Refusing to overwrite ${dst.path}: ${reasons.join('; ')}.`, {
       code: 'E_IN_USE',
@@ -346,25 +345,28 @@ function fileNames(host: Host, p: string): Set<string> {
   return new Set([abs, real, host.display(abs), host.display(real)])
 }
 
-/** A filesystem signature at the start of a block device, or undefined (unreadable counts as none). */
-export function fsSignature(p: string): string | undefined {
-  let fd: number | undefined
+/**
+ * Refuse a destination (a block device, or a file such as a disk image) that
+ * holds a signature: a filesystem, swap, a partition table (MBR or GPT),
+ * LUKS, LVM, an md member — whatever wipefs (libblkid) knows, the detector
+ * mkfs-dax uses. Unmounted ones too: their contents would be destroyed. An
+ * unreadable destination counts as blank.
+ */
+export async function refuseSignedDestination(host: Host, dst: Endpoint, runner: Runner = getRunner()): Promise<void> {
+  let sig: string | undefined
   try {
-    fd = fs.openSync(p, 'r')
-    const b = Buffer.alloc(69632)
-    const n = fs.readSync(fd, b, 0, b.length, 0)
-    if (n >= 4 && b.toString('latin1', 0, 4) === 'XFSB') return 'an XFS filesystem'
-    if (n >= 1082 && b.readUInt16LE(1080) === 0xef53) return 'an ext2/3/4 filesystem'
-    if (n >= 65600 + 8 && b.toString('latin1', 65600, 65608) === '_BHRfS_M') return 'a btrfs filesystem'
-    if (n >= 4096 + 10 && b.toString('latin1', 4086, 4096) === 'SWAPSPACE2') return 'swap space'
-    if (n >= 11 && b.toString('latin1', 3, 11) === 'EXFAT   ') return 'an exFAT filesystem'
-    if (n >= 520 && b.toString('latin1', 512, 520) === 'EFI PART') return 'a GPT partition table'
-    return undefined
-  } catch {
-    return undefined
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd)
+    sig = await holdsSignature(runner, dst.path, host)
+  } catch (error) {
+    if ((error as {code?: string}).code !== 'E_PROBE_FAILED') throw error
   }
+  if (!sig) return
+  const reasons = [`${dst.path} holds ${sig}`]
+  throw new IopmemError(`Refusing to overwrite ${dst.path}: ${reasons.join('; ')}.`, {
+    code: 'E_IN_USE',
+    exit: Exit.REFUSED,
+    suggestions: ['Pick another --dst, or pass --force if its contents may be destroyed.'],
+    details: {dst: dst.path, reasons, processes: []},
+  })
 }
 
 function resolveVia(host: Host, scanner: PciScanner, native: () => Native, via: string | undefined, ctx: {src: Endpoint; dst: Endpoint; need: number}): ViaInfo {

@@ -5,6 +5,7 @@ import * as path from 'node:path'
 import {type BlockInfo, blockUsage, type BlockUsage, daxCapableDisks, type MemoryBacking, memoryBacking, resolveDeviceArg} from './blockdev.js'
 import {Exit, IopmemError, usage} from '../sys/index.js'
 import {type ExecResult, getRunner, outputTail, type Runner} from '../sys/index.js'
+import {describeSignature, probeSignatures, type Signature} from './signatures.js'
 import type {Host} from '../sys/index.js'
 import {readMounts} from '../sys/index.js'
 import {formatBytes} from '../sys/index.js'
@@ -38,17 +39,6 @@ export const FS_TYPES: readonly FsType[] = ['ext4', 'xfs']
 /** mkfs.xfs refuses filesystems under 300 MiB. */
 export const XFS_MIN_BYTES = 300 * 1024 * 1024
 const STRIPE = 2 * 1024 * 1024
-
-export interface Signature {
-  /** Where it was found: the device itself or one of its partitions. */
-  device: string
-  /** Byte offset of the magic, hex as wipefs prints it. */
-  offset: string
-  /** ext4, xfs, gpt, dos, swap, LVM2_member, … */
-  type: string
-  uuid: string | null
-  label: string | null
-}
 
 /** What mkfs-dax needs from the outside world; tests replace any part of it. */
 export interface DaxDeps {
@@ -173,19 +163,6 @@ function refuse(message: string, code: string, suggestions: string[] = [], detai
   return new IopmemError(message, {code, exit: Exit.REFUSED, suggestions, details})
 }
 
-/** Parse `wipefs --no-act --json` output. */
-export function parseWipefsJson(text: string, device: string): Signature[] {
-  if (!text.trim()) return []
-  const j = JSON.parse(text) as {signatures?: Array<Record<string, unknown>>}
-  return (j.signatures ?? []).map((s) => ({
-    device: typeof s.device === 'string' ? (s.device.startsWith('/') ? s.device : device) : device,
-    offset: String(s.offset ?? '?'),
-    type: String(s.type ?? 'unknown'),
-    uuid: typeof s.uuid === 'string' ? s.uuid : null,
-    label: typeof s.label === 'string' ? s.label : null,
-  }))
-}
-
 /** Parse `blkid -p -o export` (KEY=value lines). */
 export function parseBlkidExport(text: string): Record<string, string> {
   const out: Record<string, string> = {}
@@ -204,30 +181,6 @@ export function mkfsArgv(fsType: FsType, device: string, opts: {pageSize: number
   }
   const d = opts.size < 1024 ** 3 ? 'su=2m,sw=1,agcount=2' : 'su=2m,sw=1'
   return ['mkfs.xfs', ...(opts.force ? ['-f'] : []), '-b', `size=${opts.pageSize}`, '-d', d, '-m', 'reflink=0', device]
-}
-
-export async function probeSignatures(runner: Runner, nodes: string[]): Promise<Signature[]> {
-  const out: Signature[] = []
-  for (const node of nodes) {
-    const r = await runner.run('wipefs', ['--no-act', '--json', node])
-    if (r.code !== 0) {
-      throw new IopmemError(`Cannot read ${node} to look for existing filesystems: wipefs said: ${outputTail(r, 3) || `exit ${r.code}`}`, {
-        code: 'E_PROBE_FAILED',
-        exit: /denied|permitted/i.test(r.stderr) ? Exit.PERMISSION : Exit.FAILURE,
-        suggestions: ['Run as root (sudo).'],
-      })
-    }
-    try {
-      out.push(...parseWipefsJson(r.stdout, node))
-    } catch {
-      throw new IopmemError(`Cannot understand wipefs's answer for ${node}: ${r.stdout.slice(0, 200)}`, {code: 'E_PROBE_FAILED', exit: Exit.FAILURE})
-    }
-  }
-  return out
-}
-
-function describeSig(s: Signature): string {
-  return `${s.type} at offset ${s.offset} of ${s.device}${s.label ? ` (label ${JSON.stringify(s.label)})` : ''}${s.uuid ? ` (UUID ${s.uuid})` : ''}`
 }
 
 /** The mount point: an existing, empty directory that is not already a mount point. */
@@ -325,10 +278,10 @@ export async function planMkfsDax(host: Host, deviceArg: string, opts: MkfsDaxOp
   if (mountDir) await deps.statxDax(mountDir)
 
   const nodes = [b.node, ...(b.partition ? [] : disk.partitions.map((p) => host.display(host.dev(p.name))))]
-  const signatures = await probeSignatures(deps.runner, nodes)
+  const signatures = await probeSignatures(deps.runner, nodes, host)
   const partitionTable = !b.partition && disk.partitions.length > 0
   if ((signatures.length > 0 || partitionTable) && !opts.force) {
-    const found = signatures.map((s) => `  - ${describeSig(s)}`)
+    const found = signatures.map((s) => `  - ${describeSignature(s)}`)
     if (partitionTable && !signatures.some((s) => s.device === b.node && /^(gpt|dos|PMBR)$/i.test(s.type))) {
       found.push(`  - partitions: ${disk.partitions.map((p) => p.name).join(', ')}`)
     }
@@ -475,6 +428,6 @@ export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps =
 
 /** One line per thing that will be destroyed, for the confirmation. */
 export function describeLoss(plan: MkfsPlan): string {
-  const what = plan.signatures.length ? `; it holds ${plan.signatures.map(describeSig).join(', ')}` : ''
+  const what = plan.signatures.length ? `; it holds ${plan.signatures.map(describeSignature).join(', ')}` : ''
   return `${plan.target.node} (${formatBytes(plan.target.size)}${what})`
 }
