@@ -1,10 +1,10 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
-import {normalizeBdf} from '../lib/bdf.js'
-import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, planBind, validateDriverName} from '../lib/bind.js'
-import {CACHE_MODES, driverEnv, loadModule, MODES, validateBarIndex, validateCache, validateMode} from '../lib/driver.js'
-import {Exit, IopmemError} from '../lib/errors.js'
+import {normalizeBdf} from '../lib/pci/index.js'
+import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, planBind, validateDriverName} from '../lib/bind/index.js'
+import {CACHE_MODES, driverEnv, loadModule, MODES, validateBarIndex, validateCache, validateMode} from '../lib/bind/index.js'
+import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
 export default class Bind extends BaseCommand {

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
-import {type ListResult, listFunctions} from '../lib/list.js'
+import {type ListResult, listFunctions} from '../lib/pci/index.js'
 
 export default class List extends BaseCommand {
   static summary = 'List PCI functions and the device memory they expose.'

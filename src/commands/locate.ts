@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
-import {locate, LocateResult} from '../lib/locate.js'
-import {parseSize} from '../lib/units.js'
+import {locate, LocateResult} from '../lib/dax/index.js'
+import {parseSize} from '../lib/sys/index.js'
 
 export default class Locate extends BaseCommand {
   static summary = "Show where a file's blocks are: CPU physical and PCI bus addresses on device memory, LBAs on NVMe."

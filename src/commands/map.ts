@@ -1,75 +1,9 @@
 import {Args, Flags} from '@oclif/core'
-import * as fs from 'node:fs'
 
 import {BaseCommand} from '../base-command.js'
-import {Exit, IopmemError, usage} from '../lib/errors.js'
-import {holdFor} from '../lib/hold.js'
-import {explainMapError, type MapFacts, MODE_REQUESTS, type ModeRequest, openMapping, resolveTarget, type ResolvedTarget} from '../lib/map.js'
-import {
-  checkRange,
-  checkStrategy,
-  copyInOp,
-  copyOutOp,
-  dumpOp,
-  fillOp,
-  parseCount,
-  parseOffset,
-  parsePattern,
-  parseValues,
-  parseWidth,
-  type Pattern,
-  readOp,
-  verifyOp,
-  writeOp,
-} from '../lib/map-ops.js'
-import {formatBytes} from '../lib/units.js'
-import {loadNative, releaseOnExit} from '../native/index.js'
-import type {CopyStrategy, FlushInstruction, Mapping, Native, UsedStrategy} from '../native/types.js'
+import {type MapResult, MODE_REQUESTS, type ModeRequest, runMap} from '../lib/map/index.js'
 
-const STRATEGY_FLAGS: readonly CopyStrategy[] = ['auto', 'memcpy', 'stream-store', 'stream-load', 'exact64']
-
-/**
- * What an operation did (`op` in the --json result). Offsets and sizes are
- * bytes; widths are bits; values are 0x hex strings zero-padded to the width
- * (exact for 64-bit); `gbps` is 10^9 bytes/s of the copies alone; `strategy`
- * is the copy loop used; `flush` the cache-line instruction that pushed WB
- * writes to the device (null when none was needed).
- */
-export type MapOpResult =
-  | {kind: 'read'; offset: number; width: number; count: number; values: string[]}
-  | {kind: 'write'; offset: number; width: number; count: number; values: string[]; readback: string[] | null; flush: FlushInstruction | null}
-  | {kind: 'dump'; offset: number; size: number; width: number; hex: string}
-  | {kind: 'fill'; offset: number; size: number; pattern: string; strategy: UsedStrategy; seconds: number; gbps: number; flush: FlushInstruction | null}
-  | {kind: 'verify'; offset: number; size: number; pattern: string; strategy: UsedStrategy; seconds: number; gbps: number; mismatches: 0}
-  | {kind: 'copy-in'; file: string; offset: number; size: number; strategy: UsedStrategy; seconds: number; gbps: number; flush: FlushInstruction | null}
-  | {kind: 'copy-out'; file: string; offset: number; size: number; strategy: UsedStrategy; seconds: number; gbps: number}
-  | {kind: 'interactive'; steps: number}
-
-/**
- * `iopmem map --json`:
- * `{mapping: MapFacts, op: MapOpResult | null, held: seconds | null}`.
- * `op` is null when no operation was given (the facts alone); `held` is
- * how long --hold kept the mapping. A verify mismatch is not a result but
- * the error envelope (code E_VERIFY_MISMATCH, exit 8, details.first lists
- * up to 16 differing bytes).
- */
-export interface MapResult {
-  mapping: MapFacts
-  op: MapOpResult | null
-  held: number | null
-}
-
-/** The operation asked for, parsed and range-checked before anything is mapped. */
-type Plan =
-  | {kind: 'none'}
-  | {kind: 'read'; offset: number; width: 1 | 2 | 4 | 8; count: number}
-  | {kind: 'write'; offset: number; width: 1 | 2 | 4 | 8; values: bigint[]; readback: boolean}
-  | {kind: 'dump'; offset: number; size: number; width: 1 | 2 | 4 | 8}
-  | {kind: 'fill' | 'verify'; offset: number; size: number; pattern: Pattern; strategy: CopyStrategy}
-  | {kind: 'copy-in'; file: string; offset: number; size: number; strategy: CopyStrategy}
-  | {kind: 'copy-out'; file: string; offset: number; size: number; strategy: CopyStrategy}
-
-const OPERATIONS = ['read', 'write', 'dump', 'fill', 'verify', 'copy-in', 'copy-out'] as const
+const STRATEGY_FLAGS = ['auto', 'memcpy', 'stream-store', 'stream-load', 'exact64'] as const
 
 export default class MapCmd extends BaseCommand {
   static summary = 'Map device memory (a PCI BAR, a p2pmem chunk, device-dax or a DAX file) and read, write, dump, fill, verify or copy it.'
@@ -130,227 +64,30 @@ Needs root for sysfs resource files and p2pmem; failures say why in words (not r
 
   async run(): Promise<MapResult> {
     const {args, flags} = await this.parse(MapCmd)
-    // The addon is loaded only here, when something is mapped: `list` and `--help` work without it.
-    let native: Native | undefined
-    const getNative = (): Native => (native ??= loadNative())
-    const resolved = resolveTarget(
+    return runMap(
       this.host,
-      {target: args.target, bar: flags.bar, p2pmem: flags.p2pmem, mode: flags.mode as ModeRequest},
-      () => getNative(),
+      {target: args.target, bar: flags.bar, p2pmem: flags.p2pmem, mode: flags.mode as ModeRequest, hold: flags.hold, flags},
+      {
+        interactive: () => this.interactive(),
+        confirm: (question, refusal) => this.confirmOrRefuse(question, flags.yes, refusal),
+        session: async (native, mapping, facts) => {
+          const {mapSession} = await import('../ui/map-session.js')
+          const prompts = await import('@inquirer/prompts')
+          return mapSession({native, mapping, facts, prompts, log: (s) => this.log(s), colors: await this.colors()})
+        },
+        show: async (facts, op, session) => {
+          if (this.jsonEnabled()) return
+          const {mappingLine, renderFacts, renderOp} = await import('../ui/render-map.js')
+          const c = await this.colors()
+          for (const w of facts.warnings) process.stderr.write((await this.colors(process.stderr)).yellow(`warning: ${w}`) + '\n')
+          if (op === null) this.log(renderFacts(facts, c))
+          else {
+            if (!session) this.note(mappingLine(facts))
+            this.log(renderOp(op, c))
+          }
+        },
+        note: (line) => this.note(line),
+      },
     )
-    const plan = this.plan(flags, resolved)
-    const hold = flags.hold === undefined ? undefined : parseHold(flags.hold)
-    const session = plan.kind === 'none' && hold === undefined && this.interactive()
-    const destructive = plan.kind === 'write' || plan.kind === 'fill' || plan.kind === 'copy-in'
-    if (destructive) {
-      const bytes = plan.kind === 'write' ? plan.values.length * plan.width : plan.size
-      await this.confirmOrRefuse(
-        `Write ${formatBytes(bytes)} to ${describe(resolved)} at 0x${plan.offset.toString(16)}? Device memory is changed in place.`,
-        flags.yes,
-        `write to ${describe(resolved)}`,
-      )
-    }
-
-    const n = getNative()
-    releaseOnExit({signals: true})
-    const opened = openMapping(this.host, n, resolved, {writable: destructive || session})
-    const {mapping, facts} = opened
-    const flush = resolved.backend === 'devdax' || resolved.backend === 'fsdax'
-    let op: MapOpResult | null = null
-    let held: number | null = null
-    try {
-      op = session ? await this.session(n, opened.mapping, facts) : runPlan(n, mapping, plan, flush)
-      if (!this.jsonEnabled()) {
-        const {mappingLine, renderFacts, renderOp} = await import('../ui/render-map.js')
-        const c = await this.colors()
-        for (const w of facts.warnings) process.stderr.write((await this.colors(process.stderr)).yellow(`warning: ${w}`) + '\n')
-        if (op === null) this.log(renderFacts(facts, c))
-        else {
-          if (!session) this.note(mappingLine(facts))
-          this.log(renderOp(op, c))
-        }
-      }
-      if (hold !== undefined) {
-        this.note(hold === 0 ? 'holding the mapping until Ctrl-C or SIGTERM…' : `holding the mapping for ${hold} s (Ctrl-C releases it)…`)
-        const t0 = Date.now()
-        await holdFor(hold, mapping)
-        held = (Date.now() - t0) / 1000
-      }
-    } catch (error) {
-      if (error instanceof IopmemError) throw error
-      const e = error as {code?: string}
-      if (e.code === 'E_SIGBUS') throw explainMapError(this.host, resolved, error)
-      throw error
-    } finally {
-      mapping.unmap()
-    }
-    return {mapping: facts, op, held}
-  }
-
-  /** Parse and range-check the operation flags against the resolved target. */
-  private plan(flags: Record<string, unknown>, r: ResolvedTarget): Plan {
-    const f = flags as {[k: string]: string | boolean | undefined}
-    const given = OPERATIONS.filter((o) => f[o] !== undefined)
-    if (given.length > 1) {
-      throw usage(`Give one operation at a time: ${given.map((g) => `--${g}`).join(' and ')} were both given.`, 'E_OPERATIONS', [
-        '--hold may follow any one of them.',
-      ])
-    }
-    const kind = (given.length === 0 ? 'none' : given[0]) as (typeof OPERATIONS)[number] | 'none'
-    const allowed: Record<string, readonly string[]> = {
-      value: ['write'],
-      readback: ['write'],
-      width: ['read', 'write', 'dump'],
-      count: ['read'],
-      size: ['dump', 'fill', 'verify', 'copy-in', 'copy-out'],
-      offset: ['fill', 'verify', 'copy-in', 'copy-out'],
-      strategy: ['fill', 'verify', 'copy-in', 'copy-out'],
-    }
-    for (const [flag, ops] of Object.entries(allowed)) {
-      if (f[flag] !== undefined && f[flag] !== false && !ops.includes(kind)) {
-        throw usage(
-          `--${flag} goes with ${ops.map((o) => `--${o}`).join(', ')}${kind === 'none' ? ', and no operation was given' : `, not --${kind}`}.`,
-          'E_FLAG_COMBO',
-        )
-      }
-    }
-    const len = r.length
-    const str = (k: string) => f[k] as string
-    const strategy = (f.strategy as CopyStrategy | undefined) ?? 'auto'
-    switch (kind) {
-      case 'none':
-        return {kind}
-      case 'read': {
-        const width = parseWidth(f.width as string | undefined)
-        const offset = parseOffset(str('read'), '--read offset')
-        const count = f.count === undefined ? 1 : parseCount(str('count'))
-        checkRange(len, offset, count * width, width, '--read')
-        return {kind, offset, width, count}
-      }
-      case 'write': {
-        const width = parseWidth(f.width as string | undefined)
-        const offset = parseOffset(str('write'), '--write offset')
-        if (f.value === undefined) throw usage('--write needs --value V[,V…].', 'E_FLAG_COMBO')
-        const values = parseValues(str('value'), width)
-        checkRange(len, offset, values.length * width, width, '--write')
-        return {kind, offset, width, values, readback: f.readback === true}
-      }
-      case 'dump': {
-        const width = parseWidth(f.width as string | undefined)
-        const offset = parseOffset(str('dump'), '--dump offset')
-        let size: number
-        if (f.size === undefined) {
-          if (offset >= len) checkRange(len, offset, width, width, '--dump')
-          size = Math.min(256, len - offset)
-          size -= size % width
-        } else size = parseOffset(str('size'), '--size')
-        if (size === 0) throw usage('--size must be at least one access.', 'E_SIZE_RANGE')
-        checkRange(len, offset, size, width, '--dump')
-        return {kind, offset, size, width}
-      }
-      case 'fill':
-      case 'verify': {
-        const pattern = parsePattern(str(kind))
-        const offset = f.offset === undefined ? 0 : parseOffset(str('offset'), '--offset')
-        checkRange(len, offset, 1, 1, `--${kind}`)
-        const size = f.size === undefined ? len - offset : parseOffset(str('size'), '--size')
-        if (size === 0) throw usage('--size must be at least 1 byte.', 'E_SIZE_RANGE')
-        checkRange(len, offset, size, 1, `--${kind}`)
-        checkStrategy(r.mode, strategy, kind === 'fill' ? 'in' : 'out')
-        return {kind, offset, size, pattern, strategy}
-      }
-      case 'copy-in': {
-        const file = str('copy-in')
-        let st: fs.Stats
-        try {
-          st = fs.statSync(file)
-        } catch {
-          throw new IopmemError(`--copy-in ${file}: no such file.`, {code: 'E_NO_FILE', exit: Exit.NOT_FOUND, path: file})
-        }
-        if (!st.isFile()) throw usage(`--copy-in ${file} is not a regular file.`, 'E_NO_FILE')
-        const offset = f.offset === undefined ? 0 : parseOffset(str('offset'), '--offset')
-        const size = f.size === undefined ? st.size : parseOffset(str('size'), '--size')
-        if (size > st.size) throw usage(`--size ${formatBytes(size)} is more than ${file} holds (${st.size} bytes).`, 'E_SIZE_RANGE')
-        if (size === 0) throw usage(`--copy-in ${file} is empty: nothing to copy.`, 'E_SIZE_RANGE')
-        checkRange(len, offset, size, 1, '--copy-in')
-        checkStrategy(r.mode, strategy, 'in')
-        return {kind, file, offset, size, strategy}
-      }
-      case 'copy-out': {
-        const file = str('copy-out')
-        if (file === '') throw usage('--copy-out needs a file name.', 'E_NO_FILE')
-        if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw usage(`--copy-out ${file} is a directory.`, 'E_NO_FILE')
-        const offset = f.offset === undefined ? 0 : parseOffset(str('offset'), '--offset')
-        checkRange(len, offset, 1, 1, '--copy-out')
-        const size = f.size === undefined ? len - offset : parseOffset(str('size'), '--size')
-        if (size === 0) throw usage('--size must be at least 1 byte.', 'E_SIZE_RANGE')
-        checkRange(len, offset, size, 1, '--copy-out')
-        checkStrategy(r.mode, strategy, 'out')
-        return {kind, file, offset, size, strategy}
-      }
-    }
-  }
-
-  private async session(n: Native, mapping: Mapping, facts: MapFacts): Promise<MapOpResult> {
-    const {mapSession} = await import('../ui/map-session.js')
-    const prompts = await import('@inquirer/prompts')
-    const c = await this.colors()
-    const steps = await mapSession({native: n, mapping, facts, prompts, log: (s) => this.log(s), colors: c})
-    return {kind: 'interactive', steps}
-  }
-}
-
-function describe(r: ResolvedTarget): string {
-  if (r.backend === 'bar') return `${r.bar!.name} of ${r.bdf}`
-  if (r.backend === 'p2pmem') return `a p2pmem chunk of ${r.bdf}`
-  return r.path
-}
-
-function parseHold(text: string): number {
-  const t = text.trim()
-  const n = Number(t)
-  if (!/^\d+(\.\d+)?$/.test(t) || !Number.isFinite(n) || n > 7 * 24 * 3600) {
-    throw usage(`Invalid --hold ${JSON.stringify(text)}: seconds, e.g. 20 or 0.5 (0 holds until Ctrl-C or SIGTERM).`, 'E_HOLD')
-  }
-  return n
-}
-
-function runPlan(n: Native, m: Mapping, p: Plan, flush: boolean): MapOpResult | null {
-  switch (p.kind) {
-    case 'none':
-      return null
-    case 'read':
-      return {kind: 'read', offset: p.offset, width: p.width * 8, count: p.count, values: readOp(n, m, p.offset, p.width, p.count)}
-    case 'write': {
-      writeOp(n, m, p.offset, p.width, p.values)
-      const f = flush ? n.flush(m, p.offset, p.values.length * p.width) : null
-      return {
-        kind: 'write',
-        offset: p.offset,
-        width: p.width * 8,
-        count: p.values.length,
-        values: p.values.map((v) => '0x' + v.toString(16).padStart(p.width * 2, '0')),
-        readback: p.readback ? readOp(n, m, p.offset, p.width, p.values.length) : null,
-        flush: f,
-      }
-    }
-    case 'dump':
-      return {kind: 'dump', offset: p.offset, size: p.size, width: p.width * 8, hex: dumpOp(n, m, p.offset, p.size, p.width).toString('hex')}
-    case 'fill': {
-      const s = fillOp(n, m, p.offset, p.size, p.pattern, p.strategy, flush)
-      return {kind: 'fill', offset: p.offset, size: p.size, pattern: p.pattern.spec, ...s}
-    }
-    case 'verify': {
-      const s = verifyOp(n, m, p.offset, p.size, p.pattern, p.strategy)
-      return {kind: 'verify', offset: p.offset, size: p.size, pattern: p.pattern.spec, ...s}
-    }
-    case 'copy-in': {
-      const s = copyInOp(n, m, p.file, p.offset, p.size, p.strategy, flush)
-      return {kind: 'copy-in', file: p.file, offset: p.offset, size: p.size, ...s}
-    }
-    case 'copy-out': {
-      const s = copyOutOp(n, m, p.file, p.offset, p.size, p.strategy)
-      return {kind: 'copy-out', file: p.file, offset: p.offset, size: p.size, ...s}
-    }
   }
 }

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
-import {describeLoss, executeMkfsDax, FS_TYPES, type FsType, type MkfsResult, planMkfsDax} from '../lib/dax.js'
+import {describeLoss, executeMkfsDax, FS_TYPES, type FsType, type MkfsResult, planMkfsDax} from '../lib/dax/index.js'
 
 export default class MkfsDax extends BaseCommand {
   static summary = 'Make a DAX filesystem (ext4 or xfs) on device memory, and optionally mount it with -o dax.'

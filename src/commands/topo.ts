@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
-import {type TopoResult, topoFor} from '../lib/topo-select.js'
+import {type TopoResult, topoFor} from '../lib/pci/index.js'
 
 export default class Topo extends BaseCommand {
   static summary = 'Show which PCI functions can do peer-to-peer DMA with each other, and why not.'

@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
-import {type BindResult, executeUnbind, planUnbind} from '../lib/bind.js'
-import {Exit, IopmemError} from '../lib/errors.js'
+import {type BindResult, executeUnbind, planUnbind} from '../lib/bind/index.js'
+import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
 export default class Unbind extends BaseCommand {

@@ -17,7 +17,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {Exit, type ExitCode, IopmemError} from '../lib/errors.js'
+import {Exit, type ExitCode, IopmemError} from '../lib/sys/index.js'
 import type {
   CachingMode,
   FiemapOptions,

@@ -7,11 +7,9 @@
  */
 import type {ChalkInstance} from 'chalk'
 
-import {IopmemError} from '../lib/errors.js'
-import type {MapFacts} from '../lib/map.js'
-import {checkRange, dumpOp, fillOp, hexdump, parseOffset, parsePattern, parseValues, readOp, valueRows, writeOp, type OpsNative} from '../lib/map-ops.js'
-import {formatBytes} from '../lib/units.js'
-import type {Mapping, Width} from '../native/types.js'
+import {checkRange, hexdump, type MapFacts, type MapOpResult, type OpInput, type Operation, type OpsNative, parseOffset, parsePattern, parseValues, planOperation, runOperation, valueRows} from '../lib/map/index.js'
+import {formatBytes, IopmemError} from '../lib/sys/index.js'
+import type {Mapping, Width} from '../lib/map/index.js'
 import {mappingLine, renderFacts} from './render-map.js'
 
 /** The prompts the session uses (a subset of @inquirer/prompts). */
@@ -69,6 +67,9 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
         {value: 8, name: '64-bit'},
       ],
     })
+  // Every step goes through the parser and runner `iopmem map` uses; the prompts' names stand in for flags.
+  const run = <K extends MapOpResult['kind']>(kind: Operation & K, input: OpInput, op: string) =>
+    runOperation(n, m, planOperation(kind, input, facts, {at: 'offset', size: 'size', op}), flush) as Extract<MapOpResult, {kind: K}>
   const allowWrites = async (): Promise<boolean> => {
     if (writesOk) return true
     writesOk = await prompts.confirm({message: `Writes go straight to ${mappingLine(facts)} and change it in place. Allow writes in this session?`, default: false})
@@ -104,7 +105,7 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
         case 'peek': {
           const width = await askWidth()
           const off = await askOffset('Offset', width)
-          log(valueRows(off, width, readOp(n, m, off, width, 1)).join('\n'))
+          log(valueRows(off, width, run('read', {at: String(off), width: String(width * 8)}, 'offset').values).join('\n'))
           lastOffset = off
           lastWidth = width
           break
@@ -117,11 +118,8 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
           const width = await askWidth()
           const off = await askOffset('Offset', width)
           const text = await prompts.input({message: 'Value (decimal or 0x hex)', validate: (v) => check(() => parseValues(v, width))(v)})
-          const values = parseValues(text, width)
-          checkRange(len, off, values.length * width, width, 'poke')
-          writeOp(n, m, off, width, values)
-          if (flush) n.flush(m, off, values.length * width)
-          log(`${c.green('✓')} wrote ${values.map((v) => '0x' + v.toString(16).padStart(width * 2, '0')).join(' ')} at 0x${off.toString(16)}`)
+          const done = run('write', {at: String(off), width: String(width * 8), values: text}, 'poke')
+          log(`${c.green('✓')} wrote ${done.values.join(' ')} at 0x${off.toString(16)}`)
           lastOffset = off
           lastWidth = width
           break
@@ -135,7 +133,7 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
           })
           const size = parseOffset(sizeText, 'size')
           const width: Width = off % 4 === 0 && size % 4 === 0 ? 4 : 1
-          log(hexdump(dumpOp(n, m, off, size, width), off))
+          log(hexdump(Buffer.from(run('dump', {at: String(off), size: String(size), width: String(width * 8)}, 'dump').hex, 'hex'), off))
           lastOffset = off
           break
         }
@@ -145,16 +143,14 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
             break
           }
           const patText = await prompts.input({message: 'Pattern (zero, ones, 0xNN, u32:V, inc, addr, random[:SEED], …)', validate: (v) => check(() => parsePattern(v))(v)})
-          const pattern = parsePattern(patText)
           const off = await askOffset('Offset', 1)
           const sizeText = await prompts.input({
             message: 'Bytes',
             default: String(len - off),
             validate: (v) => check(() => checkRange(len, off, parseOffset(v, 'size'), 1, 'fill'))(v),
           })
-          const size = parseOffset(sizeText, 'size')
-          const s = fillOp(n, m, off, size, pattern, 'auto', flush)
-          log(`${c.green('✓')} filled ${formatBytes(size)} at 0x${off.toString(16)} with ${pattern.spec} (${s.strategy}, ${s.gbps} GB/s)`)
+          const s = run('fill', {pattern: patText, offset: String(off), size: sizeText}, 'fill')
+          log(`${c.green('✓')} filled ${formatBytes(s.size)} at 0x${off.toString(16)} with ${s.pattern} (${s.strategy}, ${s.gbps} GB/s)`)
           lastOffset = off
           break
         }

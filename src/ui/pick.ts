@@ -1,6 +1,6 @@
-import type {Host} from '../lib/host.js'
-import {hasDeviceMemory, largestMemBar, PciScanner} from '../lib/pci.js'
-import {formatBytes} from '../lib/units.js'
+import type {Host} from '../lib/sys/index.js'
+import {hasDeviceMemory, largestMemBar, PciScanner} from '../lib/pci/index.js'
+import {formatBytes} from '../lib/sys/index.js'
 
 /** On a TTY, let a person choose a function with device memory. */
 export async function pickFunction(host: Host, message: string): Promise<string> {

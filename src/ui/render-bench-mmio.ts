@@ -1,7 +1,7 @@
 import type {ChalkInstance} from 'chalk'
 
-import type {BenchMmioResult} from '../commands/bench/mmio.js'
-import {formatBytes} from '../lib/units.js'
+import type {BenchMmioResult} from '../lib/bench/index.js'
+import {formatBytes} from '../lib/sys/index.js'
 import {mappingLine} from './render-map.js'
 import {table} from './table.js'
 

@@ -1,6 +1,6 @@
 import type {ChalkInstance} from 'chalk'
 
-import type {BindResult} from '../lib/bind.js'
+import type {BindResult} from '../lib/bind/index.js'
 
 export function renderBindResult(r: BindResult, verb: 'bind' | 'unbind', c: ChalkInstance): string {
   const lines: string[] = []

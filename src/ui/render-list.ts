@@ -1,8 +1,8 @@
 import type {ChalkInstance} from 'chalk'
 
-import type {ListResult} from '../lib/list.js'
-import type {Bar, PciFunction} from '../lib/pci.js'
-import {formatBytes} from '../lib/units.js'
+import type {ListResult} from '../lib/pci/index.js'
+import type {Bar, PciFunction} from '../lib/pci/index.js'
+import {formatBytes} from '../lib/sys/index.js'
 import {table} from './table.js'
 
 function barLine(b: Bar, c: ChalkInstance): string {

@@ -1,8 +1,8 @@
 import type {ChalkInstance} from 'chalk'
 
-import {ByteSink, decWidth, hexWidth} from '../lib/bytesink.js'
-import {flagNames, type LocateResult} from '../lib/locate.js'
-import {formatBytes} from '../lib/units.js'
+import {ByteSink, decWidth, hexWidth} from '../lib/dax/index.js'
+import {flagNames, type LocateResult} from '../lib/dax/index.js'
+import {formatBytes} from '../lib/sys/index.js'
 
 const KIND: Record<string, string> = {pmem: 'fsdax pmem', iopmem: 'iopmem (PCI BAR)', nvme: 'NVMe namespace', block: 'block device'}
 

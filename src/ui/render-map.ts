@@ -1,9 +1,9 @@
 import type {ChalkInstance} from 'chalk'
 
-import type {MapFacts} from '../lib/map.js'
-import {hexdump, valueRows} from '../lib/map-ops.js'
-import type {MapOpResult, MapResult} from '../commands/map.js'
-import {formatBytes} from '../lib/units.js'
+import type {MapFacts} from '../lib/map/index.js'
+import {hexdump, valueRows} from '../lib/map/index.js'
+import type {MapOpResult, MapResult} from '../lib/map/index.js'
+import {formatBytes} from '../lib/sys/index.js'
 
 const MODE_NAME = {uc: 'uncached (UC-)', wc: 'write-combining', wb: 'write-back', wt: 'write-through'} as const
 

@@ -1,7 +1,7 @@
 import type {ChalkInstance} from 'chalk'
 
-import type {MkfsResult} from '../lib/dax.js'
-import {formatBytes} from '../lib/units.js'
+import type {MkfsResult} from '../lib/dax/index.js'
+import {formatBytes} from '../lib/sys/index.js'
 
 export function renderMkfsResult(r: MkfsResult, c: ChalkInstance): string {
   const lines: string[] = []

@@ -1,8 +1,8 @@
 /** Human output of `iopmem bench p2p`. */
 import type {ChalkInstance} from 'chalk'
 
-import type {BenchP2pResult} from '../commands/bench/p2p.js'
-import {formatBytes} from '../lib/units.js'
+import type {BenchP2pResult} from '../lib/bench/index.js'
+import {formatBytes} from '../lib/sys/index.js'
 
 const fb = (n: number | undefined) => (n === undefined ? '?' : formatBytes(n))
 const f1 = (n: number) => n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)

@@ -1,6 +1,6 @@
 import type {ChalkInstance} from 'chalk'
 
-import {type PairAnalysis, PATH_CLASS_LEGEND, type PathClass, type Topology} from '../lib/topo.js'
+import {type PairAnalysis, PATH_CLASS_LEGEND, type PathClass, type Topology} from '../lib/pci/index.js'
 import {table} from './table.js'
 
 const MARK = {yes: '✓', no: '✗', unknown: '?'} as const

@@ -11,9 +11,10 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import type {FileOps} from '../../src/lib/locate.js'
-import {EXTENT_FLAGS as X} from '../../src/lib/locate.js'
+import type {FileOps} from '../../src/lib/dax/locate.js'
+import {EXTENT_FLAGS as X} from '../../src/lib/dax/locate.js'
 import {cli, cliProcess} from '../helpers/cli.js'
+import {badInputTable} from '../helpers/bad-input.js'
 import {daxMachine, fakeFiemap, fakeFileOps, FakeRunner, installDaxDeps, installFileOps} from '../helpers/dax.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
 
@@ -131,53 +132,49 @@ const cases: Case[] = [
   {label: 'mkfs-dax two devices', args: () => ['mkfs-dax', '/dev/pmem0', '/dev/pmem1', '--yes'], exit: 2, message: /Unexpected argument/},
 ]
 
-describe(`bad input for mkfs-dax and locate (${cases.length} cases): clear message, meaningful exit code, nothing changed, nothing run`, () => {
-  it('has at least 30 cases', () => expect(cases.length).to.be.at.least(30))
-
-  for (const c of cases) {
-    it(`${c.label} → exit ${c.exit}`, async () => {
-      const fx = await daxMachine()
-      const runner = new FakeRunner()
-      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-bad-'))
-      const p: Paths = {
-        file: path.join(tmp, 'file'),
-        empty: path.join(tmp, 'empty'),
-        dir: path.join(tmp, 'dir'),
-        fifo: path.join(tmp, 'fifo'),
-        mnt: path.join(tmp, 'mnt'),
-      }
-      fs.writeFileSync(p.file, Buffer.alloc(4096, 1))
-      fs.writeFileSync(p.empty, '')
-      fs.mkdirSync(p.dir)
-      for (const n of ['a', 'b', 'c']) fs.writeFileSync(path.join(p.dir, n), '')
-      fs.mkdirSync(p.mnt)
-      execFileSync('mkfifo', [p.fifo])
-      try {
-        c.setup?.(fx, runner, p)
-        await installDaxDeps({runner, statxDax: async () => true, pageSize: async () => 4096})
-        await installFileOps(c.ops?.())
-        const before = fx.hash()
-        const args = c.args(p)
-        const run = (a: string[]) => (c.spawn ? Promise.resolve(cliProcess(a, fx, c.env)) : cli(a, fx, {uid: c.uid}))
-        const r = await run(args)
-        expect(r.exit, r.stderr + r.stdout).to.equal(c.exit)
-        expect(r.stderr).to.match(/^Error: /)
-        expect(r.stderr).to.match(c.message)
-        expect(fx.hash(), 'fixture tree changed').to.equal(before)
-        const j = await run([...args, '--json'])
-        expect(j.exit).to.equal(c.exit)
-        expect(j.json?.error?.message, j.stdout).to.match(c.message)
-        if (c.code) expect(j.json.error.code).to.equal(c.code)
+badInputTable({
+  title: `bad input for mkfs-dax and locate (${cases.length} cases): clear message, meaningful exit code, nothing changed, nothing run`,
+  cases,
+  atLeast: 30,
+  label: (c) => c.label,
+  async arrange(c) {
+    const fx = await daxMachine()
+    const runner = new FakeRunner()
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-bad-'))
+    const p: Paths = {
+      file: path.join(tmp, 'file'),
+      empty: path.join(tmp, 'empty'),
+      dir: path.join(tmp, 'dir'),
+      fifo: path.join(tmp, 'fifo'),
+      mnt: path.join(tmp, 'mnt'),
+    }
+    const cleanup = async () => {
+      await installDaxDeps({})
+      await installFileOps(undefined)
+      fx.cleanup()
+      fs.rmSync(tmp, {recursive: true, force: true})
+    }
+    fs.writeFileSync(p.file, Buffer.alloc(4096, 1))
+    fs.writeFileSync(p.empty, '')
+    fs.mkdirSync(p.dir)
+    for (const n of ['a', 'b', 'c']) fs.writeFileSync(path.join(p.dir, n), '')
+    fs.mkdirSync(p.mnt)
+    execFileSync('mkfifo', [p.fifo])
+    c.setup?.(fx, runner, p)
+    await installDaxDeps({runner, statxDax: async () => true, pageSize: async () => 4096})
+    await installFileOps(c.ops?.())
+    const before = fx.hash()
+    return {
+      args: c.args(p),
+      run: (a) => (c.spawn ? cliProcess(a, fx, c.env) : cli(a, fx, {uid: c.uid})),
+      check(phase) {
+        if (phase === 'plain') return expect(fx.hash(), 'fixture tree changed').to.equal(before)
         expect(fx.hash(), 'fixture tree changed (--json)').to.equal(before)
         expect(runner.writes(), 'a writing program ran').to.deep.equal([])
         if (!c.probes) expect(runner.calls, 'a program ran').to.deep.equal([])
         expect(fs.readdirSync(p.mnt), 'the mount point was touched').to.deep.equal([])
-      } finally {
-        await installDaxDeps({})
-        await installFileOps(undefined)
-        fx.cleanup()
-        fs.rmSync(tmp, {recursive: true, force: true})
-      }
-    })
-  }
+      },
+      cleanup,
+    }
+  },
 })

@@ -10,6 +10,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {cli, cliProcess} from '../helpers/cli.js'
+import {argsLabel, badInputTable} from '../helpers/bad-input.js'
 import {FakeDriverCore} from '../helpers/fake-driver-core.js'
 import {BDF, standardMachine} from '../helpers/machines.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
@@ -90,47 +91,41 @@ const cases: Case[] = [
   {args: ['driver', 'status', '--bogus'], exit: 2, message: /Nonexistent flag/},
 ]
 
-describe(`bad input for the iopmem driver (${cases.length} cases): clear message, meaningful exit code, nothing changed`, () => {
-  const saved: Record<string, string | undefined> = {}
-  const env = {IOPMEM_MODULES_ROOT: EMPTY, IOPMEM_KERNEL_RELEASE: '6.12.117', XDG_CACHE_HOME: path.join(TMP, 'cache')}
-  before(() => {
+const saved: Record<string, string | undefined> = {}
+const env = {IOPMEM_MODULES_ROOT: EMPTY, IOPMEM_KERNEL_RELEASE: '6.12.117', XDG_CACHE_HOME: path.join(TMP, 'cache')}
+
+badInputTable({
+  title: `bad input for the iopmem driver (${cases.length} cases): clear message, meaningful exit code, nothing changed`,
+  cases,
+  atLeast: 20,
+  before() {
     for (const [k, v] of Object.entries(env)) {
       saved[k] = process.env[k]
       process.env[k] = v
     }
-  })
-  after(() => {
+  },
+  after() {
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k]
       else process.env[k] = v
     }
     fs.rmSync(TMP, {recursive: true, force: true})
-  })
-
-  it('has at least 20 cases', () => expect(cases.length).to.be.at.least(20))
-
-  for (const c of cases) {
-    const label = c.args.map((a) => JSON.stringify(a)).join(' ') + (c.uid ? ` as uid ${c.uid}` : '') + (c.setup ? ' (with setup)' : '')
-    it(`${label} → exit ${c.exit}`, async () => {
-      const fx = standardMachine()
-      const core = new FakeDriverCore(fx)
-      try {
-        c.setup?.(fx)
-        const before = fx.hash()
-        const run = (args: string[]) => (c.spawn ? Promise.resolve(cliProcess(args, fx, env)) : cli(args, fx, {writer: core, uid: c.uid}))
-        const r = await run(c.args)
-        expect(r.exit, r.stderr).to.equal(c.exit)
-        expect(r.stderr).to.match(/^Error: /)
-        expect(r.stderr).to.match(c.message)
+  },
+  label: (c) => argsLabel(c.args) + (c.uid ? ` as uid ${c.uid}` : '') + (c.setup ? ' (with setup)' : ''),
+  arrange(c) {
+    const fx = standardMachine()
+    const core = new FakeDriverCore(fx)
+    c.setup?.(fx)
+    const before = fx.hash()
+    return {
+      args: c.args,
+      run: (args) => (c.spawn ? cliProcess(args, fx, env) : cli(args, fx, {writer: core, uid: c.uid})),
+      check(phase) {
+        if (phase !== 'plain') return
         expect(fx.hash(), 'fixture tree changed').to.equal(before)
         expect(core.log, 'nothing written').to.deep.equal([])
-        const j = await run([...c.args, '--json'])
-        expect(j.exit).to.equal(c.exit)
-        expect(j.json?.error?.message, j.stdout).to.match(c.message)
-        if (c.code) expect(j.json.error.code).to.equal(c.code)
-      } finally {
-        fx.cleanup()
-      }
-    })
-  }
+      },
+      cleanup: () => fx.cleanup(),
+    }
+  },
 })

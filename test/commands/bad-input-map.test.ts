@@ -9,6 +9,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {cli, cliProcess} from '../helpers/cli.js'
+import {argsLabel, badInputTable} from '../helpers/bad-input.js'
 import {BDF, MiB, standardMachine} from '../helpers/machines.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
 
@@ -133,33 +134,25 @@ const cases: Case[] = [
   {args: ['bench', 'mmio', IVS, '--read-only', '--offset', '64M'], exit: 2, message: /--offset 0x4000000 is past the end/},
 ]
 
-describe(`bad input for map and bench mmio (${cases.length} cases): clear message, meaningful exit code, nothing changed`, () => {
-  it('has at least 30 cases', () => expect(cases.length).to.be.at.least(30))
-
-  for (const c of cases) {
-    const label = typeof c.args === 'function' ? `${c.message.source.slice(0, 60)} (computed args)` : c.args.map((a) => JSON.stringify(a)).join(' ') + (c.setup ? ' (with setup)' : '')
-    it(`${label} → exit ${c.exit}`, async () => {
-      const fx = standardMachine()
-      try {
-        c.setup?.(fx)
-        const args = typeof c.args === 'function' ? c.args(fx) : c.args
-        const before = fx.hash()
-        const bar2 = fs.readFileSync(path.join(fx.fnDir(IVS), 'resource2_wc'))
-        const run = (a: string[]) => (c.spawn ? Promise.resolve(cliProcess(a, fx)) : cli(a, fx))
-        const r = await run(args)
-        expect(r.exit, r.stderr + r.stdout).to.equal(c.exit)
-        expect(r.stderr).to.match(/^Error: /)
-        expect(r.stderr).to.match(c.message)
-        expect(fx.hash(), 'fixture tree changed').to.equal(before)
-        expect(fs.readFileSync(path.join(fx.fnDir(IVS), 'resource2_wc')).equals(bar2), 'BAR2 bytes changed').to.equal(true)
-        const j = await run([...args, '--json'])
-        expect(j.exit).to.equal(c.exit)
-        expect(j.json?.error?.message, j.stdout + j.stderr).to.match(c.message)
-        if (c.code) expect(j.json.error.code).to.equal(c.code)
-        expect(fx.hash(), 'fixture tree changed (--json)').to.equal(before)
-      } finally {
-        fx.cleanup()
-      }
-    })
-  }
+badInputTable({
+  title: `bad input for map and bench mmio (${cases.length} cases): clear message, meaningful exit code, nothing changed`,
+  cases,
+  atLeast: 30,
+  label: (c) => (typeof c.args === 'function' ? `${c.message.source.slice(0, 60)} (computed args)` : argsLabel(c.args) + (c.setup ? ' (with setup)' : '')),
+  arrange(c) {
+    const fx = standardMachine()
+    c.setup?.(fx)
+    const args = typeof c.args === 'function' ? c.args(fx) : c.args
+    const before = fx.hash()
+    const bar2 = fs.readFileSync(path.join(fx.fnDir(IVS), 'resource2_wc'))
+    return {
+      args,
+      run: (a) => (c.spawn ? cliProcess(a, fx) : cli(a, fx)),
+      check(phase) {
+        expect(fx.hash(), phase === 'json' ? 'fixture tree changed (--json)' : 'fixture tree changed').to.equal(before)
+        if (phase === 'plain') expect(fs.readFileSync(path.join(fx.fnDir(IVS), 'resource2_wc')).equals(bar2), 'BAR2 bytes changed').to.equal(true)
+      },
+      cleanup: () => fx.cleanup(),
+    }
+  },
 })

@@ -11,6 +11,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {cli, cliProcess} from '../helpers/cli.js'
+import {badInputTable} from '../helpers/bad-input.js'
 import {BDF, standardMachine} from '../helpers/machines.js'
 import {SysfsFixture} from '../helpers/sysfs-fixture.js'
 
@@ -83,45 +84,43 @@ const cases: Case[] = [
   {label: 'without the native addon', args: (p) => files(p), exit: 7, message: /the iopmem native addon is not available/, code: 'E_NATIVE_MISSING', spawn: true, env: {IOPMEM_NATIVE: '/nonexistent/iopmem.node'}},
 ]
 
-describe(`bad input for bench p2p (${cases.length} cases): clear message, meaningful exit code, nothing written`, () => {
-  it('has at least 30 cases', () => expect(cases.length).to.be.at.least(30))
-
-  for (const c of cases) {
-    it(`${c.label} → exit ${c.exit}`, async () => {
-      const fx = c.bare ? new SysfsFixture() : standardMachine()
-      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-p2p-bad-'))
-      const p: Paths = {
-        src: path.join(tmp, 'src'),
-        dst: path.join(tmp, 'dst'),
-        empty: path.join(tmp, 'empty'),
-        dir: path.join(tmp, 'dir'),
-        fifo: path.join(tmp, 'fifo'),
-        tmp,
-      }
-      fs.writeFileSync(p.src, Buffer.alloc(1 << 20, 7))
-      fs.writeFileSync(p.dst, Buffer.alloc(1 << 20, 9))
-      fs.writeFileSync(p.empty, '')
-      fs.mkdirSync(p.dir)
-      execFileSync('mkfifo', [p.fifo])
-      try {
-        const before = fx.hash()
-        const args = c.args(p)
-        const run = (a: string[]) => (c.spawn ? Promise.resolve(cliProcess(a, fx, c.env)) : cli(a, fx))
-        const r = await run(args)
-        expect(r.exit, r.stderr + r.stdout).to.equal(c.exit)
-        expect(r.stderr).to.match(/Error: /)
-        expect(r.stderr).to.match(c.message)
-        const j = await run([...args, '--json'])
-        expect(j.exit).to.equal(c.exit)
-        expect(j.json?.error?.message, j.stdout).to.match(c.message)
-        if (c.code) expect(j.json.error.code).to.equal(c.code)
+badInputTable({
+  title: `bad input for bench p2p (${cases.length} cases): clear message, meaningful exit code, nothing written`,
+  cases,
+  atLeast: 30,
+  errorAnywhere: true,
+  label: (c) => c.label,
+  arrange(c) {
+    const fx = c.bare ? new SysfsFixture() : standardMachine()
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-p2p-bad-'))
+    const p: Paths = {
+      src: path.join(tmp, 'src'),
+      dst: path.join(tmp, 'dst'),
+      empty: path.join(tmp, 'empty'),
+      dir: path.join(tmp, 'dir'),
+      fifo: path.join(tmp, 'fifo'),
+      tmp,
+    }
+    const cleanup = () => {
+      fs.rmSync(tmp, {recursive: true, force: true})
+      fx.cleanup()
+    }
+    fs.writeFileSync(p.src, Buffer.alloc(1 << 20, 7))
+    fs.writeFileSync(p.dst, Buffer.alloc(1 << 20, 9))
+    fs.writeFileSync(p.empty, '')
+    fs.mkdirSync(p.dir)
+    execFileSync('mkfifo', [p.fifo])
+    const before = fx.hash()
+    return {
+      args: c.args(p),
+      run: (a) => (c.spawn ? cliProcess(a, fx, c.env) : cli(a, fx)),
+      check(phase) {
+        if (phase !== 'json') return
         expect(fx.hash(), 'fixture tree changed').to.equal(before)
         expect(fs.readFileSync(p.dst).every((b) => b === 9), 'the destination was written').to.equal(true)
         expect(fs.existsSync(path.join(tmp, 'x.svg')) || fs.existsSync(path.join(tmp, 'x.png')), 'a chart was written').to.equal(false)
-      } finally {
-        fs.rmSync(tmp, {recursive: true, force: true})
-        fx.cleanup()
-      }
-    })
-  }
+      },
+      cleanup,
+    }
+  },
 })

@@ -9,6 +9,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {cliProcess} from '../helpers/cli.js'
+import {argsLabel, badInputTable} from '../helpers/bad-input.js'
 
 const KERNEL = path.resolve(import.meta.dirname, '../../vm/kernel/bzImage')
 
@@ -58,22 +59,20 @@ const cases: Case[] = [
   {args: ['sandbox', 'build-kernel', '--json'], exit: 2, message: /Nonexistent flag: --json/},
 ]
 
-describe(`bad input to sandbox (${cases.length} cases): clear message, exit code, nothing left behind`, () => {
-  it('has at least 20 cases', () => expect(cases.length).to.be.at.least(20))
-
-  for (const c of cases) {
-    const label = c.args.map((a) => JSON.stringify(a)).join(' ') + (c.env ? ` with ${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(' ')}` : '')
-    it(`${label} → exit ${c.exit}`, () => {
-      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-sbx-'))
-      try {
-        const r = cliProcess(c.args, undefined, {TMPDIR: tmp, ...c.env})
-        expect(r.exit, r.stdout + r.stderr).to.equal(c.exit)
-        expect(r.stderr).to.match(/Error: /)
-        expect(r.stderr).to.match(c.message)
-        expect(fs.readdirSync(tmp), 'state left behind').to.deep.equal([])
-      } finally {
-        fs.rmSync(tmp, {recursive: true, force: true})
-      }
-    })
-  }
+badInputTable({
+  title: `bad input to sandbox (${cases.length} cases): clear message, exit code, nothing left behind`,
+  cases,
+  atLeast: 20,
+  errorAnywhere: true,
+  json: false,
+  label: (c) => argsLabel(c.args) + (c.env ? ` with ${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''),
+  arrange(c) {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-sbx-'))
+    return {
+      args: c.args,
+      run: (args) => cliProcess(args, undefined, {TMPDIR: tmp, ...c.env}),
+      check: () => expect(fs.readdirSync(tmp), 'state left behind').to.deep.equal([]),
+      cleanup: () => fs.rmSync(tmp, {recursive: true, force: true}),
+    }
+  },
 })

@@ -7,6 +7,7 @@ import {expect} from 'chai'
 import * as fs from 'node:fs'
 
 import {cli, cliProcess} from '../helpers/cli.js'
+import {argsLabel, badInputTable} from '../helpers/bad-input.js'
 import {FakeDriverCore} from '../helpers/fake-driver-core.js'
 import {BDF, standardMachine} from '../helpers/machines.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
@@ -117,32 +118,21 @@ const cases: Case[] = [
   },
 ]
 
-describe(`bad input (${cases.length} cases): clear message, meaningful exit code, nothing changed`, () => {
-  it('has at least 40 cases', () => expect(cases.length).to.be.at.least(40))
-
-  for (const c of cases) {
-    const label = c.args.map((a) => JSON.stringify(a)).join(' ') + (c.uid ? ` as uid ${c.uid}` : '') + (c.setup ? ' (with setup)' : '')
-    it(`${label} → exit ${c.exit}`, async () => {
-      const fx = standardMachine()
-      const core = new FakeDriverCore(fx)
-      try {
-        c.setup?.(fx, core)
-        const before = fx.hash()
-        const run = (args: string[]) => (c.spawn ? Promise.resolve(cliProcess(args, fx)) : cli(args, fx, {writer: core, uid: c.uid}))
-        const r = await run(c.args)
-        expect(r.exit, r.stderr).to.equal(c.exit)
-        expect(r.stderr).to.match(/^Error: /)
-        expect(r.stderr).to.match(c.message)
-        expect(fx.hash(), 'fixture tree changed').to.equal(before)
-        // The same case under --json: the error envelope, the same exit code.
-        const j = await run([...c.args, '--json'])
-        expect(j.exit).to.equal(c.exit)
-        expect(j.json?.error?.message, j.stdout).to.match(c.message)
-        if (c.code) expect(j.json.error.code).to.equal(c.code)
-        expect(fx.hash(), 'fixture tree changed (--json)').to.equal(before)
-      } finally {
-        fx.cleanup()
-      }
-    })
-  }
+badInputTable({
+  title: `bad input (${cases.length} cases): clear message, meaningful exit code, nothing changed`,
+  cases,
+  atLeast: 40,
+  label: (c) => argsLabel(c.args) + (c.uid ? ` as uid ${c.uid}` : '') + (c.setup ? ' (with setup)' : ''),
+  arrange(c) {
+    const fx = standardMachine()
+    const core = new FakeDriverCore(fx)
+    c.setup?.(fx, core)
+    const before = fx.hash()
+    return {
+      args: c.args,
+      run: (args) => (c.spawn ? cliProcess(args, fx) : cli(args, fx, {writer: core, uid: c.uid})),
+      check: (phase) => expect(fx.hash(), phase === 'json' ? 'fixture tree changed (--json)' : 'fixture tree changed').to.equal(before),
+      cleanup: () => fx.cleanup(),
+    }
+  },
 })

@@ -14,7 +14,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import {pathToFileURL} from 'node:url'
 
-import type {BenchP2pResult} from '../../src/commands/bench/p2p.js'
+import type {BenchP2pResult} from '../../src/lib/bench/index.js'
 import {cli, cliProcess, ROOT} from '../helpers/cli.js'
 import {standardMachine} from '../helpers/machines.js'
 
@@ -428,5 +428,33 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
         fx.cleanup()
       }
     })
+
+    // One detector (wipefs/libblkid) for mkfs-dax and bench p2p: an unmounted LUKS volume or a bare MBR is refused too.
+    for (const [what, sign, words] of [
+      ['a LUKS header', (b: Buffer) => b.write('LUKS\xba\xbe\x00\x01', 0, 'latin1'), /holds a LUKS encrypted volume \(crypto_LUKS at offset 0x0 of /],
+      ['an MBR (0x55AA)', (b: Buffer) => b.writeUInt16LE(0xaa55, 510), /holds an MBR \(dos\) partition table \(dos at offset 0x1fe of /],
+    ] as const) {
+      it(`an unmounted destination (a fixture device node) with ${what}: refused (exit 5, E_IN_USE); --force goes on`, async () => {
+        const fx = standardMachine()
+        try {
+          const node = path.join(fx.dev, 'nvme0n1')
+          const signed = Buffer.alloc(64 * KiB)
+          sign(signed)
+          fs.writeFileSync(node, signed)
+          const args = ['bench', 'p2p', '--src', src, '--dst', node, '--mode', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json']
+          const r = await cli(args, fx)
+          expect(r.exit, r.stdout).to.equal(5)
+          expect(r.json.error.code).to.equal('E_IN_USE')
+          expect(r.json.error.details.reasons).to.have.length(1)
+          expect(r.json.error.details.reasons[0]).to.match(words)
+          expect(fs.readFileSync(node).equals(signed), 'the destination was written').to.equal(true)
+          const f = await cli([...args, '--force'], fx)
+          expect(f.exit, f.stderr + f.stdout).to.equal(0)
+          expect(fs.readFileSync(node).subarray(0, 4 * KiB).equals(data.subarray(0, 4 * KiB)), 'forced copy').to.equal(true)
+        } finally {
+          fx.cleanup()
+        }
+      })
+    }
   })
 })

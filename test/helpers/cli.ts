@@ -8,7 +8,7 @@ import {spawnSync} from 'node:child_process'
 import * as path from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 
-import type {Host, SysfsWriter} from '../../src/lib/host.js'
+import type {Host, SysfsWriter} from '../../src/lib/sys/host.js'
 import type {SysfsFixture} from './sysfs-fixture.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -23,7 +23,7 @@ interface DistHostModule {
 }
 
 async function distHost(): Promise<DistHostModule> {
-  return (await import(pathToFileURL(path.join(ROOT, 'dist/lib/host.js')).href)) as DistHostModule
+  return (await import(pathToFileURL(path.join(ROOT, 'dist/lib/sys/host.js')).href)) as DistHostModule
 }
 
 export interface CliResult {

@@ -8,9 +8,9 @@
 import * as path from 'node:path'
 import {pathToFileURL} from 'node:url'
 
-import type {DaxDeps, Signature} from '../../src/lib/dax.js'
-import type {ExecResult, Runner} from '../../src/lib/exec.js'
-import type {FileOps, FileStat} from '../../src/lib/locate.js'
+import type {DaxDeps, Signature} from '../../src/lib/dax/index.js'
+import type {ExecResult, Runner} from '../../src/lib/sys/exec.js'
+import type {FileOps, FileStat} from '../../src/lib/dax/locate.js'
 import type {FiemapResult} from '../../src/native/types.js'
 import {ROOT} from './cli.js'
 
@@ -56,7 +56,7 @@ export class FakeRunner implements Runner {
   async run(program: string, args: string[]): Promise<ExecResult> {
     this.calls.push({program, args})
     if (this.missing.has(program)) {
-      const {programMissing} = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/exec.js')).href)) as typeof import('../../src/lib/exec.js')
+      const {programMissing} = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/sys/exec.js')).href)) as typeof import('../../src/lib/sys/exec.js')
       throw programMissing(program)
     }
     const f = this.failures.get(program)
@@ -127,18 +127,18 @@ export function fakeFileOps(stat: Partial<FileStat> & {devMajor: number; devMino
   }
 }
 
-type DistDax = typeof import('../../src/lib/dax.js')
-type DistLocate = typeof import('../../src/lib/locate.js')
+type DistDax = typeof import('../../src/lib/dax/mkfs.js')
+type DistLocate = typeof import('../../src/lib/dax/locate.js')
 
 /** Install fakes into dist's dax module (what cli() runs); call with {} to restore. */
 export async function installDaxDeps(deps: Partial<DaxDeps>): Promise<void> {
-  const mod = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/dax.js')).href)) as DistDax
+  const mod = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/dax/mkfs.js')).href)) as DistDax
   mod.setDaxDeps(deps)
 }
 
 /** Install fake statx/FIEMAP into dist's locate module; undefined restores the addon. */
 export async function installFileOps(ops: FileOps | undefined): Promise<void> {
-  const mod = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/locate.js')).href)) as DistLocate
+  const mod = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/dax/locate.js')).href)) as DistLocate
   mod.setFileOps(ops)
 }
 

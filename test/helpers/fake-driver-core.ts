@@ -18,7 +18,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import type {SysfsWriter} from '../../src/lib/host.js'
+import type {SysfsWriter} from '../../src/lib/sys/host.js'
 import type {SysfsFixture} from './sysfs-fixture.js'
 
 export interface WriteRecord {

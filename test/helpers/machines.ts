@@ -13,7 +13,7 @@
  *        ├─ 03:00.0 NVMe with a 64 MiB CMB (BAR2) published as p2pmem (nvme0, nvme0n1)
  *        └─ 04:00.0 NVMe (nvme1, nvme1n1 with nvme1n1p1)
  */
-import {PcieType} from '../../src/lib/pciconfig.js'
+import {PcieType} from '../../src/lib/pci/config-space.js'
 import {SysfsFixture} from './sysfs-fixture.js'
 
 export const MiB = 1024 * 1024

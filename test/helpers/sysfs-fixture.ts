@@ -9,7 +9,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {Host} from '../../src/lib/host.js'
+import {Host} from '../../src/lib/sys/host.js'
 
 export interface BarSpec {
   index: number
@@ -149,7 +149,7 @@ export class SysfsFixture {
     return {IOPMEM_SYSFS_ROOT: this.sys, IOPMEM_DEV_ROOT: this.dev, IOPMEM_PROC_ROOT: this.proc}
   }
 
-  host(opts: {writer?: import('../../src/lib/host.js').SysfsWriter; uid?: number} = {}): Host {
+  host(opts: {writer?: import('../../src/lib/sys/host.js').SysfsWriter; uid?: number} = {}): Host {
     return new Host({roots: {sysfs: this.sys, dev: this.dev, proc: this.proc}, writer: opts.writer, uid: opts.uid ?? 0})
   }
 

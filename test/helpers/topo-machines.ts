@@ -1,5 +1,5 @@
 /**
- * Fixture machines for the P2P topology analysis (src/lib/topo.ts).
+ * Fixture machines for the P2P topology analysis (src/lib/pci/topo.ts).
  *
  * topoMachine(): standardMachine() plus
  *   ├─ 00:04.1 second function of the ivshmem device, directly on the root bus
@@ -21,7 +21,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {PCI_ACS_CR, PCI_ACS_RR, PcieType} from '../../src/lib/pciconfig.js'
+import {PCI_ACS_CR, PCI_ACS_RR, PcieType} from '../../src/lib/pci/config-space.js'
 import {standardMachine, BDF} from './machines.js'
 import {SysfsFixture, type FnSpec} from './sysfs-fixture.js'
 

@@ -9,7 +9,7 @@ import {readFileSync} from 'node:fs'
 import {setFlagsFromString} from 'node:v8'
 import {runInNewContext} from 'node:vm'
 
-import {holdFor} from '../../src/lib/hold.js'
+import {holdFor} from '../../src/lib/map/hold.js'
 import {native} from './helpers.js'
 
 setFlagsFromString('--expose-gc')

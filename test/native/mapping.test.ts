@@ -8,7 +8,7 @@ import {spawnSync} from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {IopmemError} from '../../src/lib/errors.js'
+import {IopmemError} from '../../src/lib/sys/errors.js'
 import {NativeErrnoError, type Mapping} from '../../src/native/index.js'
 import {ROOT, devShm, native, throwsCode, tmpDir} from './helpers.js'
 

@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
-import {formatBdf, isBdfName, normalizeBdf, parseBdf, tryParseBdf} from '../../src/lib/bdf.js'
-import {IopmemError} from '../../src/lib/errors.js'
+import {formatBdf, isBdfName, normalizeBdf, parseBdf, tryParseBdf} from '../../src/lib/pci/bdf.js'
+import {IopmemError} from '../../src/lib/sys/errors.js'
 
 describe('BDF parsing', () => {
   const good: Array<[string, string]> = [

@@ -10,8 +10,8 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {mkfsArgv, parseBlkidExport, probeSignatures} from '../../src/lib/dax.js'
-import {processRunner} from '../../src/lib/exec.js'
+import {mkfsArgv, parseBlkidExport, probeSignatures} from '../../src/lib/dax/index.js'
+import {processRunner} from '../../src/lib/sys/exec.js'
 
 const MiB = 1024 * 1024
 

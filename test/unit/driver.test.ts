@@ -9,7 +9,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {executeBind, planBind, planUnbind} from '../../src/lib/bind.js'
+import {executeBind, planBind, planUnbind} from '../../src/lib/bind/bind.js'
 import {
   buildModule,
   configLine,
@@ -26,9 +26,9 @@ import {
   validateCache,
   validateMode,
   validateParams,
-} from '../../src/lib/driver.js'
-import {IopmemError} from '../../src/lib/errors.js'
-import {PciScanner} from '../../src/lib/pci.js'
+} from '../../src/lib/bind/driver.js'
+import {IopmemError} from '../../src/lib/sys/errors.js'
+import {PciScanner} from '../../src/lib/pci/sysfs.js'
 import {FakeDriverCore} from '../helpers/fake-driver-core.js'
 import {BDF, MiB, standardMachine} from '../helpers/machines.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'

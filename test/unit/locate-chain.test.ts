@@ -9,7 +9,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {EXTENT_FLAGS as X, flagNames, locate, type LocateResult, setFileOps} from '../../src/lib/locate.js'
+import {EXTENT_FLAGS as X, flagNames, locate, type LocateResult, setFileOps} from '../../src/lib/dax/locate.js'
 import {renderLocate} from '../../src/ui/render-locate.js'
 import {daxMachine, fakeFiemap, fakeFileOps, PFN_BASE, PFN_DATA, PMEM_BASE} from '../helpers/dax.js'
 import {BDF, MiB} from '../helpers/machines.js'

@@ -6,7 +6,7 @@
  */
 import {expect} from 'chai'
 
-import {EXTENT_FLAGS as X, formatExtents, joinParts, type Part, type ScanContext, scanExtents} from '../../src/lib/locate-core.js'
+import {EXTENT_FLAGS as X, formatExtents, joinParts, type Part, type ScanContext, scanExtents} from '../../src/lib/dax/locate-core.js'
 import {fakeFiemap} from '../helpers/dax.js'
 
 type Ext = [number, number, number, number]

@@ -12,7 +12,7 @@ import {execFileSync} from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {locate, type LocateResult, setFileOps} from '../../src/lib/locate.js'
+import {locate, type LocateResult, setFileOps} from '../../src/lib/dax/locate.js'
 import {loadNative} from '../../src/native/index.js'
 import {PMEM_BASE} from '../helpers/dax.js'
 import {MiB} from '../helpers/machines.js'

@@ -4,7 +4,7 @@
  */
 import {expect} from 'chai'
 
-import {IopmemError} from '../../src/lib/errors.js'
+import {IopmemError} from '../../src/lib/sys/errors.js'
 import {
   checkRange,
   checkStrategy,
@@ -18,7 +18,7 @@ import {
   valueRows,
   verifyOp,
   writeOp,
-} from '../../src/lib/map-ops.js'
+} from '../../src/lib/map/ops.js'
 import {loadNative} from '../../src/native/index.js'
 
 function code(fn: () => unknown): string {

@@ -6,7 +6,7 @@
 import {expect} from 'chai'
 import {Chalk} from 'chalk'
 
-import type {MapFacts} from '../../src/lib/map.js'
+import type {MapFacts} from '../../src/lib/map/target.js'
 import {loadNative} from '../../src/native/index.js'
 import {mapSession, type SessionPrompts} from '../../src/ui/map-session.js'
 

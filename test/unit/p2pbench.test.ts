@@ -2,8 +2,8 @@ import {expect} from 'chai'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {daxViaNotes, type ViaInfo} from '../../src/lib/p2pbench.js'
-import type {PairAnalysis} from '../../src/lib/topo.js'
+import {daxViaNotes, type ViaInfo} from '../../src/lib/bench/p2p.js'
+import type {PairAnalysis} from '../../src/lib/pci/topo.js'
 
 const pair = (p2p: PairAnalysis['p2p'], reason: string): PairAnalysis =>
   ({provider: '0000:00:06.0', client: '0000:02:00.0', p2p, distance: 3, reasons: [reason]}) as unknown as PairAnalysis
@@ -30,7 +30,7 @@ describe('bench p2p: a DAX file as --via', () => {
 
 describe('bench p2p plan: notes about --via', () => {
   it('--mode both uses the --via provider and does not call it unused; --mode bounce says it is unused', async () => {
-    const {planP2p} = await import('../../src/lib/p2pbench.js')
+    const {planP2p} = await import('../../src/lib/bench/p2p.js')
     const {loadNative} = await import('../../src/native/index.js')
     const {standardMachine} = await import('../helpers/machines.js')
     const fx = standardMachine()
@@ -53,7 +53,7 @@ describe('bench p2p plan: notes about --via', () => {
 
 describe('bench p2p: an I/O that fails mid-copy', () => {
   it('says which copy, where and how far it got, keeps code and exit, and points at the kernel log', async () => {
-    const {copyError} = await import('../../src/lib/p2pbench.js')
+    const {copyError} = await import('../../src/lib/bench/p2p.js')
     const {NativeErrnoError} = await import('../../src/native/index.js')
     const raw = Object.assign(new NativeErrnoError(5, 'io_uring read', '/dev/nvme0n1', 'Input/output error'), {offset: 12 * 1024 * 1024, partial: {bytes: 8 * 1024 * 1024}})
     const e = copyError(raw, 'p2p', {path: '/sys/bus/pci/devices/0000:03:00.0/p2pmem/allocate'} as never) as InstanceType<typeof NativeErrnoError>

@@ -1,9 +1,9 @@
 import {expect} from 'chai'
 
-import {ConfigSpace, PcieType} from '../../src/lib/pciconfig.js'
-import {largestMemBar, parseResourceFile, PciScanner} from '../../src/lib/pci.js'
-import {PciIds} from '../../src/lib/pciids.js'
-import {mountDaxMode, parseMountinfo} from '../../src/lib/mounts.js'
+import {ConfigSpace, PcieType} from '../../src/lib/pci/config-space.js'
+import {largestMemBar, parseResourceFile, PciScanner} from '../../src/lib/pci/sysfs.js'
+import {PciIds} from '../../src/lib/pci/ids.js'
+import {mountDaxMode, parseMountinfo} from '../../src/lib/sys/mounts.js'
 import {BDF, MiB, standardMachine} from '../helpers/machines.js'
 import {SysfsFixture} from '../helpers/sysfs-fixture.js'
 
@@ -143,7 +143,7 @@ describe('mountinfo', () => {
 
 describe('Host.read of procfs seq_files', () => {
   it('reads /proc/self/maps whole, past the page or so procfs hands out per read', async () => {
-    const {Host} = await import('../../src/lib/host.js')
+    const {Host} = await import('../../src/lib/sys/host.js')
     const keep = Array.from({length: 64}, () => Buffer.allocUnsafeSlow(1 << 20)) // more mappings
     const text = new Host().read('/proc/self/maps')!
     expect(keep.length).to.equal(64)

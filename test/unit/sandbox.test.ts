@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
-import {IopmemError} from '../../src/lib/errors.js'
-import {explainSandboxError, sandboxOptions} from '../../src/lib/sandbox.js'
+import {IopmemError} from '../../src/lib/sys/errors.js'
+import {explainSandboxError, sandboxOptions} from '../../src/lib/vm/sandbox.js'
 
 describe('sandbox options', () => {
   it('defaults: both topology, 64 MiB CMB and ivshmem, 2 GiB RAM, 180 s boot, 600 s command', () => {

@@ -1,8 +1,8 @@
 import {expect} from 'chai'
 
-import {PciScanner} from '../../src/lib/pci.js'
-import {PCI_ACS_EC, PCI_ACS_RR} from '../../src/lib/pciconfig.js'
-import {analyzePair, analyzeTopology, kernelAcsList, PATH_CLASS_LEGEND, readCpuInfo, type PathClass} from '../../src/lib/topo.js'
+import {PciScanner} from '../../src/lib/pci/sysfs.js'
+import {PCI_ACS_EC, PCI_ACS_RR} from '../../src/lib/pci/config-space.js'
+import {analyzePair, analyzeTopology, kernelAcsList, PATH_CLASS_LEGEND, readCpuInfo, type PathClass} from '../../src/lib/pci/topo.js'
 import {SysfsFixture} from '../helpers/sysfs-fixture.js'
 import {ACS_REDIRECT, E5, SKX, TOPO, setAcs, skylakeMachine, topoMachine, xeonE5Machine} from '../helpers/topo-machines.js'
 

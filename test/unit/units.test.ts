@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {formatBytes, parseSize} from '../../src/lib/units.js'
+import {formatBytes, parseSize} from '../../src/lib/sys/units.js'
 
 describe('sizes', () => {
   it('formats in binary units', () => {

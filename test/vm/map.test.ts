@@ -11,7 +11,7 @@ import {randomBytes} from 'node:crypto'
 import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {parsePattern} from '../../src/lib/map-ops.js'
+import {parsePattern} from '../../src/lib/map/ops.js'
 import {bootGuest, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
 
 const KiB = 1024
@@ -166,7 +166,7 @@ describe('guest: iopmem map on Linux (ivshmem BAR2 checked on the host, NVMe CMB
       }
       console.log(`      PAT entry of the holder: ${listed || '(none)'}`)
       if (!listed.includes('uncached-minus')) {
-        // Seen once in CI, when map --hold 0 lost its mapping to the GC (src/lib/hold.ts).
+        // Seen once in CI, when map --hold 0 lost its mapping to the GC (src/lib/map/hold.ts).
         // Should it recur, say everything the guest knows about the holder's mapping.
         const why = await vm.sh(
           'echo "holder output:"; cat /tmp/pat-hold.out; p=$(cat /tmp/pat-hold.pid); echo "holder $p alive: $(kill -0 $p 2>&1 && echo yes)";' +

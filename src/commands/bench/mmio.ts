@@ -1,37 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
-import {type BandwidthCell, benchStrategies, defaultSizes, type LatencyCell, runMmioBench} from '../../lib/bench-mmio.js'
-import {usage} from '../../lib/errors.js'
-import {type MapFacts, MODE_REQUESTS, type ModeRequest, openMapping, resolveTarget} from '../../lib/map.js'
-import {parseSize} from '../../lib/units.js'
-import {loadNative, releaseOnExit} from '../../native/index.js'
-import type {CpuFeatures, IsaName, Native, UsedStrategy} from '../../native/types.js'
-
-const ISAS = ['best', 'sse2', 'sse4.1', 'avx', 'avx2', 'avx512f'] as const
-const STRATS: readonly UsedStrategy[] = ['memcpy', 'stream-store', 'stream-load', 'exact64']
-
-/**
- * `iopmem bench mmio --json`. Bandwidth is 10^9 bytes/s of the copies alone
- * (`in`: CPU → device, copyTo; `out`: device → CPU, copyFrom), one cell per
- * size × direction × strategy; latency is ns per single volatile access,
- * with `overheadNs` the same loop on anonymous RAM (the addon's share).
- */
-export interface BenchMmioResult {
-  mapping: MapFacts
-  /** The copy loops in use (cpuid and --isa). */
-  cpu: Pick<CpuFeatures, 'isa' | 'streamStore' | 'streamLoad' | 'flush'>
-  /** Minimum seconds per bandwidth cell (--time). */
-  secondsPerCell: number
-  /** Where the copies start in the mapping. */
-  offset: number
-  sizes: number[]
-  /** Only reads were measured (--read-only). */
-  readOnly: boolean
-  bandwidth: BandwidthCell[]
-  latency: LatencyCell[]
-  notes: string[]
-}
+import {type BenchMmioResult, ISAS, runBenchMmio} from '../../lib/bench/index.js'
+import {MODE_REQUESTS, type ModeRequest} from '../../lib/map/index.js'
 
 export default class BenchMmio extends BaseCommand {
   static summary = 'CPU ↔ device-memory bandwidth and latency of a mapping, per mode and copy strategy (gdrcopy copybw/copylat for any BAR).'
@@ -68,64 +39,26 @@ GB/s are 10^9 bytes per second. The bench writes into the mapping: it asks first
 
   async run(): Promise<BenchMmioResult> {
     const {args, flags} = await this.parse(BenchMmio)
-    let native: Native | undefined
-    const getNative = (): Native => (native ??= loadNative())
-    const r = resolveTarget(
+    const result = await runBenchMmio(
       this.host,
-      {target: args.target, bar: flags.bar, p2pmem: flags.p2pmem, mode: flags.mode as ModeRequest, allowPageCache: true},
-      () => getNative(),
+      {
+        target: args.target,
+        bar: flags.bar,
+        p2pmem: flags.p2pmem,
+        mode: flags.mode as ModeRequest,
+        sizes: flags.sizes,
+        offset: flags.offset,
+        time: flags.time,
+        strategy: flags.strategy,
+        readOnly: flags['read-only'] === true,
+        isa: flags.isa as (typeof ISAS)[number],
+      },
+      {confirm: (question, refusal) => this.confirmOrRefuse(question, flags.yes, refusal), progress: () => this.progress()},
     )
-    const offset = flags.offset === undefined ? 0 : parseSize(flags.offset, '--offset')
-    if (offset >= r.length) throw usage(`--offset 0x${offset.toString(16)} is past the end of the mapping (${r.length} bytes).`, 'E_RANGE')
-    const room = r.length - offset
-    const sizes = flags.sizes === undefined ? defaultSizes(room) : parseSizes(flags.sizes, room)
-    const seconds = flags.time === undefined ? 0.2 : parseSeconds(flags.time)
-    const only = flags.strategy === undefined ? undefined : parseStrategies(flags.strategy)
-    const strat = benchStrategies(r.mode, only)
-    const readOnly = flags['read-only'] === true
-    if (strat.out.length === 0 && (readOnly || strat.in.length === 0)) {
-      throw usage(`--strategy ${flags.strategy} leaves nothing to measure${readOnly ? ' with --read-only (reads use stream-load, exact64 or memcpy)' : ''}.`, 'E_STRATEGY')
-    }
-    if (!readOnly) {
-      await this.confirmOrRefuse(
-        `The bench overwrites ${sizes.length > 0 ? Math.max(...sizes) : 0} bytes of ${r.path} from offset 0x${offset.toString(16)}. Go on?`,
-        flags.yes,
-        `write to ${r.path} (bench)`,
-      )
-    }
-
-    const n = getNative()
-    releaseOnExit({signals: true})
-    const isa = n.setIsaLimit(flags.isa as IsaName | 'best')
-    const {mapping, facts} = openMapping(this.host, n, r, {writable: !readOnly})
-    const notes: string[] = []
-    if (flags.isa !== 'best' && isa !== flags.isa) notes.push(`--isa ${flags.isa} is beyond this CPU: ${isa} is used.`)
-    if (r.backend === 'file') notes.push('A page-cache file: these are RAM figures, a baseline for the copy engine, not device memory.')
-    let run
-    const progress = await this.progress()
-    try {
-      run = runMmioBench(n, mapping, {sizes, offset, seconds, strategies: only, readOnly, onCell: progress.update})
-    } finally {
-      progress.stop()
-      mapping.unmap()
-      n.setIsaLimit('best')
-    }
-    const cpu = n.cpuFeatures()
-    const result: BenchMmioResult = {
-      mapping: facts,
-      cpu: {isa: cpu.isa === isa ? cpu.isa : isa, streamStore: cpu.streamStore, streamLoad: cpu.streamLoad, flush: cpu.flush},
-      secondsPerCell: seconds,
-      offset,
-      sizes,
-      readOnly,
-      bandwidth: run.bandwidth,
-      latency: run.latency,
-      notes,
-    }
     if (!this.jsonEnabled()) {
       const {renderBenchMmio} = await import('../../ui/render-bench-mmio.js')
       const c = await this.colors()
-      for (const w of facts.warnings) process.stderr.write((await this.colors(process.stderr)).yellow(`warning: ${w}`) + '\n')
+      for (const w of result.mapping.warnings) process.stderr.write((await this.colors(process.stderr)).yellow(`warning: ${w}`) + '\n')
       this.log(renderBenchMmio(result, c))
     }
     return result
@@ -150,28 +83,4 @@ GB/s are 10^9 bytes per second. The bench writes into the mapping: it asks first
       },
     }
   }
-}
-
-function parseSizes(text: string, room: number): number[] {
-  const parts = text.split(',').map((p) => p.trim())
-  if (parts.some((p) => p === '')) throw usage(`Invalid --sizes ${JSON.stringify(text)}: comma-separated sizes, e.g. 4K,64K,1M.`, 'E_SIZE_SYNTAX')
-  return parts.map((p) => {
-    const s = parseSize(p, '--sizes entry', {min: 1})
-    if (s > room) throw usage(`--sizes ${p} does not fit the mapping from the offset (${room} bytes there).`, 'E_RANGE')
-    return s
-  })
-}
-
-function parseSeconds(text: string): number {
-  const n = Number(text)
-  if (!/^\d+(\.\d+)?$/.test(text.trim()) || !(n > 0) || n > 60) throw usage(`Invalid --time ${JSON.stringify(text)}: seconds per cell, more than 0 and at most 60.`, 'E_TIME')
-  return n
-}
-
-function parseStrategies(text: string): UsedStrategy[] {
-  const out = text.split(',').map((s) => s.trim())
-  for (const s of out) {
-    if (!STRATS.includes(s as UsedStrategy)) throw usage(`Invalid --strategy ${JSON.stringify(s)}: one of ${STRATS.join(', ')}.`, 'E_STRATEGY')
-  }
-  return out as UsedStrategy[]
 }

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
-import {type BuildResult, buildModule, driverEnv} from '../../lib/driver.js'
+import {type BuildResult, buildModule, driverEnv} from '../../lib/bind/index.js'
 
 export default class DriverBuild extends BaseCommand {
   static summary = 'Build the iopmem kernel module against a kernel build tree.'

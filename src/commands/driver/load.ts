@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
-import {driverEnv, type LoadResult, loadModule} from '../../lib/driver.js'
+import {driverEnv, type LoadResult, loadModule} from '../../lib/bind/index.js'
 
 export default class DriverLoad extends BaseCommand {
   static summary = 'Load the iopmem kernel module.'

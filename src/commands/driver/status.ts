@@ -1,5 +1,5 @@
 import {BaseCommand} from '../../base-command.js'
-import {driverEnv, type DriverStatus, driverStatus, renderStatus} from '../../lib/driver.js'
+import {driverEnv, type DriverStatus, driverStatus, renderStatus} from '../../lib/bind/index.js'
 
 export default class DriverStatusCommand extends BaseCommand {
   static summary = 'Show the iopmem driver: loaded or not, version, parameters, bound devices.'

@@ -1,5 +1,5 @@
 import {BaseCommand} from '../../base-command.js'
-import {driverEnv, unloadModule, type UnloadResult} from '../../lib/driver.js'
+import {driverEnv, unloadModule, type UnloadResult} from '../../lib/bind/index.js'
 
 export default class DriverUnload extends BaseCommand {
   static summary = 'Unload the iopmem kernel module.'

@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {BaseCommand} from '../../base-command.js'
-import {Exit, IopmemError} from '../../lib/errors.js'
+import {Exit, IopmemError} from '../../lib/sys/index.js'
 
 export default class SandboxBuildKernel extends BaseCommand {
   static summary = "Rebuild the sandbox's guest kernel (vm/kernel/) byte for byte: Linux 6.12 with PCI P2PDMA (about 15 minutes on 2 cores)."

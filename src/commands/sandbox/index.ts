@@ -2,33 +2,20 @@ import {Flags} from '@oclif/core'
 import * as readline from 'node:readline'
 
 import {BaseCommand} from '../../base-command.js'
-import {Exit, IopmemError} from '../../lib/errors.js'
-import {explainSandboxError, sandboxOptions, TOPOLOGIES} from '../../lib/sandbox.js'
-
-/** `iopmem sandbox --json` (without a command): the machine that was built. */
-export interface SandboxDescription {
-  kernel: string
-  release: string
-  /** 'bundled' (the repository's vm/kernel, SHA-256 checked), 'env' (IOPMEM_VM_KERNEL) or 'option' (--kernel). */
-  kernelSource: string
-  kernelSha256: string | null
-  /** The guest's kernel command line. */
-  commandLine: string
-  topology: string
-  stateDir: string
-  /** QEMU's intel-iommu: on or off, and the guest's IOMMU groups (number, type, members). */
-  iommu: {enabled: boolean; groups: Array<{group: number; type: string; devices: string[]}>}
-  /** Whether QEMU traces NVMe data pointers, so `bench p2p` can say where its data went. */
-  dmaTrace: boolean
-  devices: {
-    nvme: Array<{role: string; bdf: string; namespace: string; placement: string; cmbMiB: number}>
-    ivshmem: {bdf: string; sizeMiB: number}
-    pmem?: {device: string; physAddr: string; sizeMiB: number}
-    nic?: {bdf: string; interface: string; mac: string; model: string; addresses: string[]}
-  }
-  /** `iopmem topo --json` run inside the guest. */
-  topo: unknown
-}
+import {Exit, IopmemError} from '../../lib/sys/index.js'
+import {
+  bootSandbox,
+  describeSandbox,
+  explainSandboxError,
+  type Guest,
+  oldKernelNote,
+  runInSandbox,
+  runShellLine,
+  type SandboxDescription,
+  sandboxOptions,
+  shellBanner,
+  TOPOLOGIES,
+} from '../../lib/vm/index.js'
 
 export default class Sandbox extends BaseCommand {
   static summary = 'Boot a real Linux kernel with emulated P2P hardware and run iopmem in it.'
@@ -83,140 +70,38 @@ The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then the repository's own
         suggestions: ['e.g. `iopmem sandbox -- topo`'],
       })
     }
-
-    const vmlib = await import('../../lib/vm/index.js')
     const stopProgress = this.progress(`Booting the sandbox (Linux under QEMU/TCG, topology ${opts.topology})`)
-    let vm: Awaited<ReturnType<typeof vmlib.bootGuest>>
+    let vm: Guest
     try {
-      vm = await vmlib.bootGuest({
-        kernel: opts.kernel,
-        topology: opts.topology,
-        cmbMiB: opts.cmbMiB,
-        ivshmemMiB: opts.ivshmemMiB,
-        memory: opts.memoryMiB,
-        nvmeCount: opts.nvmeCount,
-        pmem: opts.pmemMiB > 0,
-        pmemMiB: opts.pmemMiB > 0 ? opts.pmemMiB : undefined,
-        iommu: opts.iommu,
-        nic: opts.nic,
-        extraAppend: opts.append,
-        timeoutMs: opts.bootTimeoutMs,
-        commandTimeoutMs: opts.commandTimeoutMs,
-        keep: opts.keep,
-        stateDir: opts.stateDir,
-      })
-    } catch (error) {
-      throw explainSandboxError(error)
+      vm = await bootSandbox(opts)
     } finally {
       stopProgress()
     }
-    if (!vm.release.startsWith('6.') || Number(vm.release.split('.')[1]) < 2) {
-      this.note(`note: guest kernel ${vm.release} predates p2pmem/allocate (Linux 6.2): P2P checks will fail.`)
-    }
+    const old = oldKernelNote(vm)
+    if (old) this.note(old)
+    const io = {stdout: (c: Buffer) => process.stdout.write(c), stderr: (c: Buffer) => process.stderr.write(c), note: (l: string) => this.note(l)}
     try {
       if (inner.length > 0) {
-        const uptime = await vm.run(['cat', '/proc/uptime'], {timeoutMs: 30_000}).catch(() => undefined)
-        const since = Number.parseFloat(uptime?.stdout ?? '') || 0
-        const r = await vm.run(['node', 'bin/run.js', ...inner], {
-          timeoutMs: opts.commandTimeoutMs,
-          onStdout: (c) => process.stdout.write(c),
-          onStderr: (c) => process.stderr.write(c),
-        })
-        if (r.timedOut) this.note(`iopmem sandbox: the command was killed after ${opts.commandTimeoutMs / 1000} s (--timeout).`)
-        if (r.code !== 0 && !r.timedOut) await this.kernelLogTail(vm, since)
-        if (opts.keep) this.note(`iopmem sandbox: state kept in ${vm.stateDir}`)
+        const code = await runInSandbox(vm, inner, opts, io)
         await vm.shutdown()
-        if (r.code !== 0) this.exit(r.code)
+        if (code !== 0) this.exit(code)
         return
       }
-      if (this.jsonEnabled()) return await this.describe(vm, opts.topology)
-      await this.shell(vm)
+      if (this.jsonEnabled()) return await describeSandbox(vm, opts.topology)
+      process.stderr.write(shellBanner(vm))
+      const rl = readline.createInterface({input: process.stdin, output: process.stderr, prompt: 'sandbox# '})
+      rl.prompt()
+      for await (const line of rl) {
+        if (line.trim() !== '') {
+          const code = await runShellLine(vm, line, io)
+          if (code !== 0) process.stderr.write(`[exit ${code}]\n`)
+        }
+        rl.prompt()
+      }
     } catch (error) {
       throw explainSandboxError(error)
     } finally {
       await vm.shutdown()
-    }
-  }
-
-  /**
-   * After a failed command: the warnings and errors the guest kernel logged while it
-   * ran (a device's own account of an EIO, a WARN, an oops), the last 15 of them.
-   */
-  private async kernelLogTail(vm: import('../../lib/vm/index.js').Guest, since: number): Promise<void> {
-    const log = await vm.run(['dmesg', '--level=emerg,alert,crit,err,warn'], {timeoutMs: 30_000}).catch(() => undefined)
-    if (log?.code !== 0) return
-    const lines: string[] = []
-    for (const line of log.stdout.split('\n')) {
-      const m = /^\[\s*(\d+\.\d+)\]\s?(.*)$/.exec(line)
-      if (m && Number(m[1]) >= since) lines.push(m[2])
-    }
-    if (lines.length > 0)
-      this.note(`iopmem sandbox: the guest kernel logged while the command ran:\n${lines.slice(-15).map((l) => `  ${l}`).join('\n')}`)
-  }
-
-  private async describe(vm: import('../../lib/vm/index.js').Guest, topology: string): Promise<SandboxDescription> {
-    const d = vm.devices
-    const bdfs = [...d.nvme.map((n) => n.bdf), ...(d.nic ? [d.nic.bdf] : [])]
-    const t = await vm.run(['node', 'bin/run.js', 'topo', ...bdfs, '--json'])
-    let topo: unknown = null
-    try {
-      topo = JSON.parse(t.stdout)
-    } catch {
-      topo = {error: t.stderr.trim() || `topo exited ${t.code}`}
-    }
-    // One line per IOMMU group: "N TYPE BDF...", and the NIC's addresses (link-local only).
-    const g = await vm.sh(
-      'for g in /sys/kernel/iommu_groups/*; do [ -d "$g" ] || continue; echo "${g##*/} $(cat $g/type) $(ls $g/devices | tr "\\n" " ")"; done',
-    )
-    const groups = g.stdout
-      .split('\n')
-      .map((l) => l.trim().split(/\s+/))
-      .filter((f) => f.length >= 2 && /^\d+$/.test(f[0]))
-      .map(([n, type, ...devices]) => ({group: Number(n), type, devices}))
-      .sort((a, b) => a.group - b.group)
-    let addresses: string[] = []
-    if (d.nic) {
-      const a = await vm.run(['ip', '-o', 'addr', 'show', 'dev', d.nic.interface])
-      addresses = [...a.stdout.matchAll(/\binet6? (\S+)/g)].map((m) => m[1])
-    }
-    return {
-      kernel: vm.kernel.path,
-      release: vm.release,
-      kernelSource: vm.kernel.source,
-      kernelSha256: vm.kernel.sha256 ?? null,
-      commandLine: vm.append,
-      topology,
-      stateDir: vm.stateDir,
-      iommu: {enabled: vm.iommu, groups},
-      dmaTrace: vm.dma !== undefined,
-      devices: {
-        nvme: d.nvme.map((n) => ({role: n.role, bdf: n.bdf, namespace: n.namespace, placement: n.placement, cmbMiB: n.cmbMiB})),
-        ivshmem: {bdf: d.ivshmem.bdf, sizeMiB: d.ivshmem.size / (1024 * 1024)},
-        ...(d.pmem ? {pmem: {device: d.pmem.device, physAddr: '0x' + d.pmem.physAddr.toString(16), sizeMiB: d.pmem.size / (1024 * 1024)}} : {}),
-        ...(d.nic ? {nic: {...d.nic, addresses}} : {}),
-      },
-      topo,
-    }
-  }
-
-  /** A line shell: each line runs in the guest with `iopmem` defined; Ctrl-D leaves. */
-  private async shell(vm: any): Promise<void> {
-    const d = vm.devices
-    process.stderr.write(
-      `Sandbox guest: Linux ${vm.release}. NVMe: ${d.nvme.map((n: any) => `${n.role} ${n.bdf} ${n.namespace}`).join(', ')}; ivshmem ${d.ivshmem.bdf}.\n` +
-        'Each line runs in the guest (sh; `iopmem` is this checkout). Ctrl-D leaves and removes the guest.\n',
-    )
-    const rl = readline.createInterface({input: process.stdin, output: process.stderr, prompt: 'sandbox# '})
-    rl.prompt()
-    for await (const line of rl) {
-      if (line.trim() !== '') {
-        const r = await vm.sh(`iopmem() { node ${vm.repoRoot}/bin/run.js "$@"; }; ${line}`, {
-          onStdout: (c: Buffer) => process.stdout.write(c),
-          onStderr: (c: Buffer) => process.stderr.write(c),
-        })
-        if (r.code !== 0) process.stderr.write(`[exit ${r.code}]\n`)
-      }
-      rl.prompt()
     }
   }
 

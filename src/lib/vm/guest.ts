@@ -1,3 +1,4 @@
+/** One harness guest: boot it, run commands in it, collect its output and shut it down. */
 import {type ChildProcess, spawn} from 'node:child_process'
 import {
   accessSync,

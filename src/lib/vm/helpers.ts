@@ -1,3 +1,4 @@
+/** Small C helpers compiled for the guest with the host cc (cached by their source hash). */
 import {execFile} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync} from 'node:fs'

@@ -1,3 +1,4 @@
+/** The guest's initramfs: busybox, the helpers and an init script, packed as cpio. */
 import {createHash} from 'node:crypto'
 import {existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'

@@ -1,0 +1,454 @@
+/** The iopmem kernel module from user space: building, loading, unloading it and reading or setting what it serves. */
+import {spawnSync} from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {isBdfName} from '../pci/index.js'
+import {Exit, IopmemError, usage} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import type {PciFunction} from '../pci/index.js'
+import {formatBytes} from '../sys/index.js'
+
+/**
+ * The iopmem kernel driver (native/kmod/iopmem.c) seen from user space:
+ * building it against a kernel build tree, loading and unloading it, its
+ * status from sysfs, and the per-device settings `iopmem bind` hands it.
+ *
+ * The driver claims no PCI IDs. Settings reach it through
+ * /sys/bus/pci/drivers/iopmem/config, one line per device written before the
+ * bind: "0000:03:00.0 mode=blockdax bar=2 cache=wb". A bound device shows
+ * what it got in /sys/bus/pci/devices/BDF/iopmem/{mode,bar,cache,node,phys,size};
+ * a refused probe leaves its reason in drivers/iopmem/last_error.
+ *
+ * External programs (make, insmod, modprobe, rmmod) run with argument arrays,
+ * never through a shell. IOPMEM_MAKE, IOPMEM_INSMOD, IOPMEM_MODPROBE and
+ * IOPMEM_RMMOD replace them (the tests point them at recorders);
+ * IOPMEM_MODULES_ROOT replaces /lib/modules and IOPMEM_KERNEL_RELEASE the
+ * running kernel's release.
+ */
+
+export const DRIVER = 'iopmem'
+export const MODES = ['blockdax', 'devdax', 'p2pmem'] as const
+export type Mode = (typeof MODES)[number]
+export const CACHE_MODES = ['wb', 'wc', 'uc', 'wt'] as const
+export type CacheMode = (typeof CACHE_MODES)[number]
+/** memremap_pages works in 2 MiB subsections: a BAR must be at least that, and aligned to it. */
+export const BAR_ALIGN = 2 * 1024 * 1024
+
+export interface DeviceSettings {
+  mode: Mode
+  bar: number
+  cache: CacheMode
+}
+
+export function validateMode(s: string): Mode {
+  if ((MODES as readonly string[]).includes(s)) return s as Mode
+  throw usage(`Invalid mode ${JSON.stringify(s.slice(0, 40))}: the iopmem driver's modes are ${MODES.join(', ')}.`, 'E_BAD_MODE', [
+    'blockdax: /dev/iopmemN, a DAX block device; devdax: /dev/daxX.Y; p2pmem: a P2PDMA provider.',
+  ])
+}
+
+export function validateCache(s: string): CacheMode {
+  if ((CACHE_MODES as readonly string[]).includes(s)) return s as CacheMode
+  throw usage(`Invalid cache mode ${JSON.stringify(s.slice(0, 40))}: one of ${CACHE_MODES.join(', ')}.`, 'E_BAD_CACHE')
+}
+
+export function validateBarIndex(s: string | number): number {
+  const text = String(s)
+  if (!/^[0-5]$/.test(text)) {
+    throw usage(`Invalid BAR ${JSON.stringify(text.slice(0, 40))}: a BAR index is 0-5.`, 'E_BAD_BAR', ['`iopmem list BDF` shows the function\'s BARs.'])
+  }
+  return Number(text)
+}
+
+/**
+ * Settings for one device, checked against its BARs before the kernel sees
+ * them, so that a BAR that cannot serve is refused with the reason.
+ */
+export function resolveSettings(fn: PciFunction, opts: {mode?: string; bar?: string | number; cache?: string}): DeviceSettings {
+  const mode = validateMode(opts.mode ?? 'blockdax')
+  const cache = validateCache(opts.cache ?? 'wb')
+  if (mode !== 'blockdax' && cache !== 'wb') {
+    throw usage(
+      `--cache ${cache} is only for --mode blockdax: ${mode === 'devdax' ? 'device-dax maps the BAR write-back' : "p2pmem keeps the kernel's own mapping"}.`,
+      'E_BAD_CACHE',
+    )
+  }
+  let bar: number
+  if (opts.bar === undefined) {
+    const mems = fn.bars.filter((b) => b.index < 6 && b.type === 'mem' && b.size > 0).sort((a, b) => b.size - a.size)
+    if (mems.length === 0) {
+      throw new IopmemError(`${fn.bdf} has no memory BAR: the iopmem driver needs one.`, {code: 'E_BAD_BAR', exit: Exit.UNSUPPORTED})
+    }
+    bar = mems[0].index
+  } else bar = validateBarIndex(opts.bar)
+  const b = fn.bars.find((x) => x.index === bar)
+  const refuse = (why: string): never => {
+    throw new IopmemError(`BAR ${bar} of ${fn.bdf} cannot be used: ${why}.`, {
+      code: 'E_BAD_BAR',
+      exit: Exit.UNSUPPORTED,
+      suggestions: ['`iopmem list ' + fn.bdf + '` shows its BARs; pick one with --bar.'],
+    })
+  }
+  if (!b || b.size === 0) refuse('it is not implemented')
+  if (b!.type !== 'mem') refuse('it is an I/O port BAR, not memory')
+  if (b!.size < BAR_ALIGN) refuse(`it is too small (${formatBytes(b!.size)}; the driver needs at least 2 MiB)`)
+  if (BigInt(b!.start) % BigInt(BAR_ALIGN) !== 0n || b!.size % BAR_ALIGN !== 0) {
+    refuse(`it is not 2 MiB aligned (${b!.start}, ${formatBytes(b!.size)}), which memremap_pages needs`)
+  }
+  return {mode, bar, cache}
+}
+
+export function configLine(bdf: string, s: DeviceSettings): string {
+  return `${bdf} mode=${s.mode} bar=${s.bar} cache=${s.cache}\n`
+}
+
+// ---- programs ---------------------------------------------------------------
+
+export interface RunResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+export type Runner = (program: string, args: string[], opts?: {cwd?: string}) => RunResult
+
+export const spawnRunner: Runner = (program, args, opts = {}) => {
+  const r = spawnSync(program, args, {cwd: opts.cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024})
+  if (r.error) {
+    const e = r.error as NodeJS.ErrnoException
+    return {code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${program}: ${e.message}`}
+  }
+  return {code: r.status ?? 128, stdout: r.stdout ?? '', stderr: r.stderr ?? ''}
+}
+
+export interface DriverEnv {
+  host: Host
+  run: Runner
+  /** Programs (IOPMEM_MAKE, …) and roots (IOPMEM_MODULES_ROOT, IOPMEM_KERNEL_RELEASE). */
+  env: NodeJS.ProcessEnv
+}
+
+export function driverEnv(host: Host, env: NodeJS.ProcessEnv = process.env, run: Runner = spawnRunner): DriverEnv {
+  return {host, run, env}
+}
+
+function program(d: DriverEnv, name: 'make' | 'insmod' | 'modprobe' | 'rmmod'): string {
+  const override = d.env[`IOPMEM_${name.toUpperCase()}`]
+  if (override) return override
+  // Against a fixture tree (IOPMEM_SYSFS_ROOT…), never touch the real kernel's modules.
+  if (name !== 'make' && d.run === spawnRunner && !d.host.isLive) {
+    throw new IopmemError(`Not running ${name}: the sysfs/dev/proc roots are not the live kernel's (set IOPMEM_${name.toUpperCase()} to a stand-in).`, {
+      code: 'E_NOT_LIVE',
+      exit: Exit.UNSUPPORTED,
+    })
+  }
+  return name
+}
+
+export function kernelRelease(d: DriverEnv): string {
+  return d.env.IOPMEM_KERNEL_RELEASE || os.release()
+}
+
+/** The module's sources: native/kmod in this package. */
+export function kmodSourceDir(): string {
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/kmod')
+}
+
+export function defaultOutDir(release: string, env: NodeJS.ProcessEnv = process.env): string {
+  const cache = env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache')
+  return path.join(cache, 'iopmem', 'kmod', release)
+}
+
+/** A kernel build tree: a Makefile and the kernel's Module.symvers (full source or extmod tree). */
+export function findBuildTree(d: DriverEnv, kdir?: string): {dir: string; release: string | null} {
+  if (kdir !== undefined) {
+    if (kdir === '' || /[\n\0]/.test(kdir)) throw usage(`Invalid --kdir ${JSON.stringify(kdir)}.`, 'E_BAD_KDIR')
+    const dir = path.resolve(kdir)
+    let st: fs.Stats | undefined
+    try {
+      st = fs.statSync(dir)
+    } catch {
+      st = undefined
+    }
+    if (!st) throw new IopmemError(`--kdir ${dir} does not exist.`, {code: 'E_BAD_KDIR', exit: Exit.NOT_FOUND})
+    if (!st.isDirectory()) throw new IopmemError(`--kdir ${dir} is not a directory.`, {code: 'E_BAD_KDIR', exit: Exit.USAGE})
+    checkTree(dir)
+    return {dir, release: treeRelease(dir)}
+  }
+  const release = kernelRelease(d)
+  const root = d.env.IOPMEM_MODULES_ROOT || '/lib/modules'
+  const dir = path.join(root, release, 'build')
+  if (!fs.existsSync(path.join(dir, 'Makefile'))) {
+    throw new IopmemError(`No kernel build tree for the running kernel ${release}: ${dir} is missing; install linux-headers-${release}.`, {
+      code: 'E_NO_HEADERS',
+      exit: Exit.NOT_FOUND,
+      suggestions: [
+        `Install the headers: \`apt install linux-headers-${release}\` (Debian/Ubuntu), \`dnf install kernel-devel-${release}\` (Fedora/RHEL).`,
+        'Or point --kdir at a kernel build tree (a built source tree, or one from `make scripts/package/install-extmod-build`).',
+      ],
+    })
+  }
+  checkTree(dir)
+  return {dir: fs.realpathSync(dir), release: treeRelease(dir) ?? release}
+}
+
+function checkTree(dir: string): void {
+  const missing = ['Makefile', 'Module.symvers'].filter((f) => !fs.existsSync(path.join(dir, f)))
+  if (missing.length > 0) {
+    throw new IopmemError(`${dir} is not a kernel build tree: it has no ${missing.join(' and no ')}.`, {
+      code: 'E_BAD_KDIR',
+      exit: Exit.NOT_FOUND,
+      suggestions: ['A build tree is /lib/modules/RELEASE/build (the linux-headers package) or a kernel source tree after `make modules_prepare` and a full build.'],
+    })
+  }
+}
+
+function treeRelease(dir: string): string | null {
+  try {
+    return fs.readFileSync(path.join(dir, 'include/config/kernel.release'), 'utf8').trim() || null
+  } catch {
+    return null
+  }
+}
+
+/** vermagic of a built module (the release it was built for is its first word). */
+export function moduleVermagic(ko: string): string | null {
+  let buf: Buffer
+  try {
+    buf = fs.readFileSync(ko)
+  } catch {
+    return null
+  }
+  const i = buf.indexOf('vermagic=')
+  if (i < 0) return null
+  const end = buf.indexOf(0, i)
+  return buf.subarray(i + 9, end < 0 ? undefined : end).toString('latin1')
+}
+
+export interface BuildResult {
+  ko: string
+  kdir: string
+  release: string | null
+  vermagic: string | null
+  werror: boolean
+  log: string
+}
+
+/** Copy the sources to `out` and run `make -C KDIR M=OUT modules` there. */
+export function buildModule(d: DriverEnv, opts: {kdir?: string; out?: string; werror?: boolean} = {}): BuildResult {
+  const tree = findBuildTree(d, opts.kdir)
+  const release = tree.release ?? kernelRelease(d)
+  const out = path.resolve(opts.out ?? defaultOutDir(release, d.env))
+  const src = kmodSourceDir()
+  fs.mkdirSync(out, {recursive: true})
+  for (const f of ['iopmem.c', 'Kbuild']) fs.copyFileSync(path.join(src, f), path.join(out, f))
+  const args = ['-C', tree.dir, `M=${out}`, ...(opts.werror ? ['IOPMEM_WERROR=1'] : []), 'modules']
+  const r = d.run(program(d, 'make'), args)
+  const log = (r.stdout + r.stderr).trim()
+  const ko = path.join(out, 'iopmem.ko')
+  if (r.code !== 0 || !fs.existsSync(ko)) {
+    const missingTool = r.code === 127 ? ' (make is not installed: `apt install build-essential`)' : ''
+    throw new IopmemError(`Building the iopmem module against ${tree.dir} failed${missingTool}.\n${log.split('\n').slice(-15).join('\n')}`, {
+      code: 'E_BUILD_FAILED',
+      exit: Exit.FAILURE,
+      details: {args, exit: r.code},
+      suggestions: ['A gcc of the version the kernel was built with is needed (see /proc/version).'],
+    })
+  }
+  return {ko, kdir: tree.dir, release, vermagic: moduleVermagic(ko), werror: Boolean(opts.werror), log}
+}
+
+// ---- load / unload ----------------------------------------------------------
+
+export function isLoaded(host: Host): boolean {
+  return host.exists(host.sys('module', DRIVER))
+}
+
+export function boundDevices(host: Host): string[] {
+  return host.list(host.sys('bus/pci/drivers', DRIVER)).filter((n) => isBdfName(n)).sort()
+}
+
+const PARAM_RE = /^(mode|bar|cache)=(.+)$/
+
+export function validateParams(params: string[]): string[] {
+  for (const p of params) {
+    const m = PARAM_RE.exec(p)
+    if (!m) throw usage(`Invalid module parameter ${JSON.stringify(p.slice(0, 60))}: use mode=M, bar=N or cache=C.`, 'E_BAD_PARAM')
+    if (m[1] === 'mode') validateMode(m[2])
+    else if (m[1] === 'cache') validateCache(m[2])
+    else if (m[2] !== '-1') validateBarIndex(m[2])
+  }
+  return params
+}
+
+export interface LoadResult {
+  loaded: boolean
+  changed: boolean
+  how: 'already' | 'insmod' | 'modprobe'
+  ko?: string
+  params: string[]
+}
+
+function requireRoot(host: Host, what: string): void {
+  if (!host.isRoot()) {
+    throw new IopmemError(`${what} needs root.`, {code: 'E_NOT_ROOT', exit: Exit.PERMISSION, suggestions: ['Run it with sudo.']})
+  }
+}
+
+/**
+ * Load the module: `--ko FILE`, else the module `driver build` made for this
+ * kernel, else `modprobe iopmem` (an installed one). Checks the vermagic
+ * first, so a module for another kernel is refused with the reason.
+ */
+export function loadModule(d: DriverEnv, opts: {ko?: string; params?: string[]} = {}): LoadResult {
+  const params = validateParams(opts.params ?? [])
+  if (isLoaded(d.host)) return {loaded: true, changed: false, how: 'already', params: []}
+  requireRoot(d.host, 'Loading the iopmem module')
+  const release = kernelRelease(d)
+  let ko = opts.ko === undefined ? undefined : path.resolve(opts.ko)
+  if (ko !== undefined && !fs.existsSync(ko)) throw new IopmemError(`No module file ${ko}.`, {code: 'E_NO_MODULE', exit: Exit.NOT_FOUND})
+  if (ko === undefined) {
+    const built = path.join(defaultOutDir(release, d.env), 'iopmem.ko')
+    if (fs.existsSync(built)) ko = built
+  }
+  if (ko !== undefined) {
+    const vm = moduleVermagic(ko)
+    if (vm === null) throw new IopmemError(`${ko} is not a kernel module (no vermagic).`, {code: 'E_BAD_MODULE', exit: Exit.USAGE})
+    const built = vm.split(' ')[0]
+    if (built !== release) {
+      throw new IopmemError(`${ko} was built for kernel ${built}, but this kernel is ${release}.`, {
+        code: 'E_WRONG_KERNEL',
+        exit: Exit.UNSUPPORTED,
+        suggestions: ['Rebuild it: `iopmem driver build`.'],
+      })
+    }
+    const r = d.run(program(d, 'insmod'), [ko, ...params])
+    if (r.code !== 0) throw loadError(r, `insmod ${ko}`)
+    return {loaded: true, changed: true, how: 'insmod', ko, params}
+  }
+  const r = d.run(program(d, 'modprobe'), [DRIVER, ...params])
+  if (r.code !== 0) {
+    throw new IopmemError(`The iopmem module is not built for ${release} and modprobe cannot find it: ${r.stderr.trim() || `exit ${r.code}`}`, {
+      code: 'E_NO_MODULE',
+      exit: Exit.NOT_FOUND,
+      suggestions: ['Build it first: `iopmem driver build` (needs the kernel headers), then `iopmem driver load`.'],
+    })
+  }
+  return {loaded: true, changed: true, how: 'modprobe', params}
+}
+
+function loadError(r: RunResult, what: string): IopmemError {
+  const msg = r.stderr.trim() || r.stdout.trim() || `exit ${r.code}`
+  const hints: string[] = ['`dmesg | tail` has the kernel\'s reason.']
+  if (/Unknown symbol|Invalid module format/i.test(msg)) hints.unshift('The module does not match this kernel: rebuild it with `iopmem driver build`.')
+  if (/Key was rejected|Required key not available/i.test(msg)) hints.unshift('Secure Boot requires signed modules: sign it (scripts/sign-file) or enroll a MOK.')
+  return new IopmemError(`${what} failed: ${msg}`, {code: 'E_LOAD_FAILED', exit: Exit.KERNEL, suggestions: hints})
+}
+
+export interface UnloadResult {
+  changed: boolean
+}
+
+export function unloadModule(d: DriverEnv): UnloadResult {
+  if (!isLoaded(d.host)) return {changed: false}
+  const bound = boundDevices(d.host)
+  if (bound.length > 0) {
+    throw new IopmemError(`Refusing to unload iopmem: ${bound.length === 1 ? 'a device is' : `${bound.length} devices are`} bound to it (${bound.join(', ')}).`, {
+      code: 'E_IN_USE',
+      exit: Exit.REFUSED,
+      suggestions: bound.map((b) => `iopmem unbind ${b}`),
+      details: {bound},
+    })
+  }
+  requireRoot(d.host, 'Unloading the iopmem module')
+  const r = d.run(program(d, 'rmmod'), [DRIVER])
+  if (r.code !== 0) {
+    throw new IopmemError(`rmmod iopmem failed: ${r.stderr.trim() || `exit ${r.code}`}`, {
+      code: 'E_UNLOAD_FAILED',
+      exit: Exit.KERNEL,
+      suggestions: ['A filesystem still mounted on a removed /dev/iopmemN holds the module: unmount it.'],
+    })
+  }
+  return {changed: true}
+}
+
+// ---- status -----------------------------------------------------------------
+
+export interface BoundDevice {
+  bdf: string
+  mode: string | null
+  bar: number | null
+  cache: string | null
+  /** iopmem0, dax64.0 or p2pmem. */
+  node: string | null
+  /** /dev/iopmem0, /dev/dax64.0, or the p2pmem sysfs directory. */
+  path: string | null
+  phys: string | null
+  size: number | null
+}
+
+export interface DriverStatus {
+  loaded: boolean
+  version: string | null
+  release: string
+  parameters: Record<string, string>
+  config: string[]
+  lastError: string | null
+  devices: BoundDevice[]
+  /** The module `driver build` made for this kernel, if any. */
+  built: {ko: string; vermagic: string | null} | null
+}
+
+export function deviceInfo(host: Host, bdf: string): BoundDevice {
+  const dir = host.sys('bus/pci/devices', bdf, DRIVER)
+  const r = (f: string) => host.readTrim(path.join(dir, f)) ?? null
+  const mode = r('mode')
+  const node = r('node') || null
+  const bar = r('bar')
+  const size = r('size')
+  let p: string | null = null
+  if (node && mode === 'p2pmem') p = host.display(host.sys('bus/pci/devices', bdf, 'p2pmem'))
+  else if (node) p = '/dev/' + node
+  return {bdf, mode, bar: bar === null ? null : Number(bar), cache: r('cache'), node, path: p, phys: r('phys'), size: size === null ? null : Number(size)}
+}
+
+export function driverStatus(d: DriverEnv): DriverStatus {
+  const h = d.host
+  const release = kernelRelease(d)
+  const parameters: Record<string, string> = {}
+  for (const p of h.list(h.sys('module', DRIVER, 'parameters'))) parameters[p] = h.readTrim(h.sys('module', DRIVER, 'parameters', p)) ?? ''
+  const drv = (f: string) => h.readTrim(h.sys('bus/pci/drivers', DRIVER, f))
+  const ko = path.join(defaultOutDir(release, d.env), 'iopmem.ko')
+  return {
+    loaded: isLoaded(h),
+    version: h.readTrim(h.sys('module', DRIVER, 'version')) ?? null,
+    release,
+    parameters,
+    config: (drv('config') ?? '').split('\n').filter(Boolean),
+    lastError: drv('last_error') || null,
+    devices: boundDevices(h).map((b) => deviceInfo(h, b)),
+    built: fs.existsSync(ko) ? {ko, vermagic: moduleVermagic(ko)} : null,
+  }
+}
+
+export function renderStatus(s: DriverStatus): string {
+  const lines: string[] = []
+  lines.push(`iopmem driver: ${s.loaded ? `loaded, version ${s.version ?? '?'}` : 'not loaded'} (kernel ${s.release})`)
+  if (s.built) lines.push(`built module: ${s.built.ko}${s.built.vermagic ? ` (${s.built.vermagic.split(' ')[0]})` : ''}`)
+  // fail_probe is the driver's test hook: shown only when set, and then loudly.
+  const shown = Object.entries(s.parameters).filter(([k, v]) => k !== 'fail_probe' || v !== '')
+  if (shown.length > 0) lines.push(`parameters: ${shown.map(([k, v]) => `${k}=${v}`).join(' ')}`)
+  if (s.parameters.fail_probe) lines.push(`warning: fail_probe=${s.parameters.fail_probe} is set: every probe fails at that step (a test hook; \`echo > /sys/module/iopmem/parameters/fail_probe\` clears it)`)
+  if (s.loaded) {
+    if (s.devices.length === 0) lines.push('no devices bound')
+    for (const dev of s.devices) {
+      const size = dev.size === null ? '' : ` ${formatBytes(dev.size)}`
+      lines.push(`  ${dev.bdf}  ${dev.mode ?? '?'}  BAR${dev.bar ?? '?'}${size} at ${dev.phys ?? '?'}  cache ${dev.cache ?? '?'}  ${dev.path ?? ''}`)
+    }
+    if (s.lastError) lines.push(`last refused probe: ${s.lastError}`)
+  } else lines.push(s.built ? 'load it: `iopmem driver load`' : 'build it: `iopmem driver build`, then `iopmem driver load`')
+  return lines.join('\n')
+}

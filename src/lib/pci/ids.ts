@@ -1,0 +1,138 @@
+/** Vendor and device names from the pci.ids database. */
+import * as fs from 'node:fs'
+
+/**
+ * Names from the pci.ids database (Debian package `pci.ids`), looked up by
+ * scanning the text on demand rather than parsing the whole 1.3 MB file:
+ * `list` asks for a handful of names, so indexOf over the file beats
+ * building maps.
+ */
+const CANDIDATES = ['/usr/share/misc/pci.ids', '/usr/share/hwdata/pci.ids', '/usr/share/pci.ids']
+
+const CLASS_FALLBACK: Record<number, string> = {
+  0x01: 'Mass storage controller',
+  0x02: 'Network controller',
+  0x03: 'Display controller',
+  0x04: 'Multimedia controller',
+  0x05: 'Memory controller',
+  0x06: 'Bridge',
+  0x07: 'Communication controller',
+  0x08: 'Generic system peripheral',
+  0x0b: 'Processor',
+  0x0c: 'Serial bus controller',
+  0x12: 'Processing accelerators',
+  0xff: 'Unassigned class',
+}
+
+export class PciIds {
+  private text: string | undefined
+  private classStart = -1
+  private readonly memo = new Map<string, string | undefined>()
+
+  constructor(readonly file: string | undefined) {}
+
+  static open(env: NodeJS.ProcessEnv = process.env): PciIds {
+    if (env.IOPMEM_PCI_IDS !== undefined) return new PciIds(env.IOPMEM_PCI_IDS || undefined)
+    return new PciIds(CANDIDATES.find((f) => fs.existsSync(f)))
+  }
+
+  private load(): string {
+    if (this.text === undefined) {
+      try {
+        this.text = this.file ? fs.readFileSync(this.file, 'latin1') : ''
+      } catch {
+        this.text = ''
+      }
+      this.classStart = this.text.indexOf('\nC ')
+    }
+    return this.text
+  }
+
+  private vendorAt(vendor: number): number {
+    const t = this.load()
+    const key = '\n' + hex4(vendor) + '  '
+    const end = this.classStart < 0 ? t.length : this.classStart
+    const i = t.indexOf(key)
+    return i >= 0 && i < end ? i + 1 : -1
+  }
+
+  private cached(key: string, f: () => string | undefined): string | undefined {
+    if (!this.memo.has(key)) this.memo.set(key, f())
+    return this.memo.get(key)
+  }
+
+  vendor(vendor: number): string | undefined {
+    return this.cached(`v${vendor}`, () => this.lookupVendor(vendor))
+  }
+
+  device(vendor: number, device: number): string | undefined {
+    return this.cached(`d${vendor}:${device}`, () => this.lookupDevice(vendor, device))
+  }
+
+  /** Name of a 24-bit class code: the most specific of class/subclass/prog-if known. */
+  className(classCode: number): string {
+    return this.cached(`c${classCode}`, () => this.lookupClass(classCode))!
+  }
+
+  private lookupVendor(vendor: number): string | undefined {
+    const i = this.vendorAt(vendor)
+    if (i < 0) return undefined
+    return lineRest(this.load(), i + 6)
+  }
+
+  private lookupDevice(vendor: number, device: number): string | undefined {
+    const t = this.load()
+    const i = this.vendorAt(vendor)
+    if (i < 0) return undefined
+    // The vendor's block runs until the next line that does not start with a tab.
+    let pos = t.indexOf('\n', i)
+    const key = '\t' + hex4(device) + '  '
+    // Comment lines (#…) may sit inside a vendor's block.
+    while (pos >= 0 && pos + 1 < t.length && (t[pos + 1] === '\t' || t[pos + 1] === '#')) {
+      if (t.startsWith(key, pos + 1)) return lineRest(t, pos + 1 + key.length)
+      pos = t.indexOf('\n', pos + 1)
+    }
+    return undefined
+  }
+
+  private lookupClass(classCode: number): string {
+    const base = (classCode >> 16) & 0xff
+    const sub = (classCode >> 8) & 0xff
+    const progIf = classCode & 0xff
+    const t = this.load()
+    if (this.classStart >= 0) {
+      const ci = t.indexOf('\nC ' + hex2(base) + '  ', this.classStart)
+      if (ci >= 0) {
+        let name = lineRest(t, ci + 7)
+        let pos = t.indexOf('\n', ci + 1)
+        while (pos >= 0 && t[pos + 1] === '\t') {
+          if (t.startsWith('\t' + hex2(sub) + '  ', pos + 1)) {
+            name = lineRest(t, pos + 5)
+            let p2 = t.indexOf('\n', pos + 1)
+            while (progIf !== 0 && p2 >= 0 && t.startsWith('\t\t', p2 + 1)) {
+              if (t.startsWith('\t\t' + hex2(progIf) + '  ', p2 + 1)) return `${name} (${lineRest(t, p2 + 7)})`
+              p2 = t.indexOf('\n', p2 + 1)
+            }
+            return name
+          }
+          pos = t.indexOf('\n', pos + 1)
+        }
+        return name
+      }
+    }
+    return CLASS_FALLBACK[base] ?? `Class ${hex2(base)}${hex2(sub)}`
+  }
+}
+
+function hex4(n: number): string {
+  return n.toString(16).padStart(4, '0')
+}
+
+function hex2(n: number): string {
+  return n.toString(16).padStart(2, '0')
+}
+
+function lineRest(t: string, from: number): string {
+  const e = t.indexOf('\n', from)
+  return t.slice(from, e < 0 ? undefined : e).trim()
+}

@@ -1,0 +1,393 @@
+/** PCI functions as sysfs shows them: BARs, drivers, p2pmem pools, NUMA node and the parent chain. */
+import * as path from 'node:path'
+
+import {isBdfName, normalizeBdf} from './bdf.js'
+import {Exit, IopmemError} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import {ConfigSpace, PCIE_TYPE_NAMES} from './config-space.js'
+import {PciIds} from './ids.js'
+
+/** struct resource flags, include/linux/ioport.h */
+export const IORESOURCE = {
+  IO: 0x100,
+  MEM: 0x200,
+  PREFETCH: 0x2000,
+  READONLY: 0x4000,
+  SIZEALIGN: 0x40000,
+  MEM_64: 0x100000,
+  DISABLED: 0x10000000,
+  UNSET: 0x20000000,
+  BUSY: 0x80000000,
+} as const
+
+export interface Bar {
+  /** Resource index: 0-5 the BARs, 6 the expansion ROM, 7-12 the SR-IOV VF BARs. */
+  index: number
+  /** BAR0..BAR5, ROM, VF-BAR0..VF-BAR5 */
+  name: string
+  type: 'mem' | 'io'
+  /** CPU physical start address, hex (0x…). */
+  start: string
+  /** CPU physical end address (inclusive), hex. */
+  end: string
+  size: number
+  flags: string
+  is64: boolean
+  prefetchable: boolean
+  readonly: boolean
+  disabled: boolean
+  unset: boolean
+  /** `resourceN` exists: user space can mmap it (uncached). */
+  mappable: boolean
+  /** `resourceN_wc` exists: write-combining mapping is possible. */
+  wc: boolean
+}
+
+export interface P2pmem {
+  size: number
+  available: number
+  published: boolean
+}
+
+export interface Partition {
+  name: string
+  dev: string
+  /** First sector (512 bytes) within the disk. */
+  start: number
+  size: number
+}
+
+export interface BlockDevice {
+  name: string
+  /** major:minor */
+  dev: string
+  /** Bytes. */
+  size: number
+  kind: 'nvme' | 'pmem' | 'iopmem' | 'other'
+  /** queue/dax says the disk can do DAX. */
+  dax: boolean
+  logicalBlockSize?: number
+  partitions: Partition[]
+  /** Devices stacked on top (device-mapper, md), from holders/ of the disk and its partitions. */
+  holders: string[]
+}
+
+export interface LinkInfo {
+  currentSpeed?: string
+  currentWidth?: number
+  maxSpeed?: string
+  maxWidth?: number
+}
+
+export interface PciFunction {
+  bdf: string
+  domain: number
+  bus: number
+  device: number
+  function: number
+  vendorId: string
+  deviceId: string
+  subsystemVendorId?: string
+  subsystemDeviceId?: string
+  revision?: string
+  classCode: string
+  vendorName?: string
+  deviceName?: string
+  className: string
+  driver: string | null
+  driverOverride: string | null
+  iommuGroup: number | null
+  numaNode: number | null
+  enabled?: boolean
+  link: LinkInfo | null
+  bars: Bar[]
+  p2pmem: P2pmem | null
+  blockDevices: BlockDevice[]
+  /** device-dax instances (daxX.Y) that sit on this function. */
+  daxDevices: string[]
+  /** BDF of the bridge above (pci_upstream_bridge), null on a root bus. */
+  upstream: string | null
+  /** The host bridge (root bus) this function hangs from, e.g. pci0000:00. */
+  hostBridge: string
+  isBridge: boolean
+  /** PCIe port type from config space (root-port, switch-upstream, …), when readable. */
+  pcieType?: string
+  /** The sysfs device directory (under the host's sysfs root). */
+  sysfsPath: string
+}
+
+export function barName(index: number): string {
+  if (index < 6) return `BAR${index}`
+  if (index === 6) return 'ROM'
+  return `VF-BAR${index - 7}`
+}
+
+const hex = (n: number, w: number) => '0x' + n.toString(16).padStart(w, '0')
+
+/** Parse a sysfs `resource` file: `0x%016llx 0x%016llx 0x%016llx` per line. */
+export function parseResourceFile(text: string): Array<{index: number; start: bigint; end: bigint; flags: bigint}> {
+  const out: Array<{index: number; start: bigint; end: bigint; flags: bigint}> = []
+  const lines = text.split('\n').filter((l) => l.trim() !== '')
+  for (const [index, line] of lines.entries()) {
+    const parts = line.trim().split(/\s+/)
+    if (parts.length !== 3 || !parts.every((p) => /^0x[0-9a-f]+$/i.test(p))) continue
+    out.push({index, start: BigInt(parts[0]), end: BigInt(parts[1]), flags: BigInt(parts[2])})
+  }
+  return out
+}
+
+export interface ScanOptions {
+  /** Look up names in pci.ids (default true). */
+  names?: boolean
+  /** Read block and dax devices (default true). */
+  storage?: boolean
+}
+
+export class PciScanner {
+  private ids: PciIds | undefined
+  private blockIndex: Map<string, string[]> | undefined
+  private daxIndex: Map<string, string[]> | undefined
+
+  constructor(
+    readonly host: Host,
+    readonly opts: ScanOptions = {},
+  ) {}
+
+  /** BDFs of every function visible in sysfs, sorted. */
+  listBdfs(): string[] {
+    return this.host.list(this.host.sys('bus/pci/devices')).filter((n) => isBdfName(n))
+  }
+
+  /** True when this machine (or container) shows no PCI bus at all. */
+  pciVisible(): boolean {
+    return this.host.exists(this.host.sys('bus/pci/devices'))
+  }
+
+  scanAll(): PciFunction[] {
+    return this.listBdfs().map((b) => this.read(b))
+  }
+
+  /** Read one function; throws E_NO_DEVICE (exit 3) when it is not there. */
+  get(bdfText: string): PciFunction {
+    const bdf = normalizeBdf(bdfText)
+    if (!this.host.exists(this.host.sys('bus/pci/devices', bdf))) {
+      throw new IopmemError(`No PCI function ${bdf} on this machine.`, {
+        code: 'E_NO_DEVICE',
+        exit: Exit.NOT_FOUND,
+        suggestions: ['Run `iopmem list --all` to see the functions that are present.'],
+        details: {bdf},
+      })
+    }
+    return this.read(bdf)
+  }
+
+  /** The function's sysfs directory, resolved through the bus link. */
+  devicePath(bdf: string): string {
+    const link = this.host.sys('bus/pci/devices', bdf)
+    return this.host.resolveLink(link) ?? this.host.realpath(link) ?? link
+  }
+
+  read(bdf: string): PciFunction {
+    const h = this.host
+    const dir = this.devicePath(bdf)
+    const entries = new Set(h.list(dir))
+    const [domain, bus, devfn] = bdf.split(':')
+    const [dev, fn] = devfn.split('.')
+    const num = (f: string) => h.readInt(path.join(dir, f), 16)
+    const vendor = num('vendor') ?? 0xffff
+    const device = num('device') ?? 0xffff
+    const classCode = num('class') ?? 0
+    const parent = path.basename(path.dirname(dir))
+    const hostBridge = this.hostBridgeOf(dir)
+    const config = this.config(bdf)
+    const headerType = config?.headerType
+    const isBridge = headerType === 1 || classCode >> 8 === 0x0604
+    const pcieTypeNum = config?.pcieType
+    const override = h.readTrim(path.join(dir, 'driver_override'))
+    const iommu = entries.has('iommu_group') ? h.linkName(path.join(dir, 'iommu_group')) : undefined
+    const numa = h.readInt(path.join(dir, 'numa_node'))
+    const enable = h.readTrim(path.join(dir, 'enable'))
+    const names = this.opts.names !== false
+
+    const fnInfo: PciFunction = {
+      bdf,
+      domain: Number.parseInt(domain, 16),
+      bus: Number.parseInt(bus, 16),
+      device: Number.parseInt(dev, 16),
+      function: Number.parseInt(fn, 10),
+      vendorId: hex(vendor, 4),
+      deviceId: hex(device, 4),
+      subsystemVendorId: optHex(num('subsystem_vendor'), 4),
+      subsystemDeviceId: optHex(num('subsystem_device'), 4),
+      revision: optHex(num('revision'), 2),
+      classCode: hex(classCode, 6),
+      vendorName: names ? this.pciIds().vendor(vendor) : undefined,
+      deviceName: names ? this.pciIds().device(vendor, device) : undefined,
+      className: names ? this.pciIds().className(classCode) : hex(classCode, 6),
+      driver: entries.has('driver') ? h.linkName(path.join(dir, 'driver')) ?? null : null,
+      driverOverride: override === undefined || override === '(null)' || override === '' ? null : override,
+      iommuGroup: iommu === undefined ? null : Number.parseInt(iommu, 10),
+      numaNode: numa === undefined || numa < 0 ? null : numa,
+      enabled: enable === undefined ? undefined : enable !== '0',
+      link: entries.has('current_link_speed') || entries.has('max_link_speed') ? this.link(dir) : null,
+      bars: this.bars(dir, entries),
+      p2pmem: entries.has('p2pmem') ? this.p2pmem(dir) : null,
+      blockDevices: this.opts.storage === false ? [] : this.blockDevices(dir),
+      daxDevices: this.opts.storage === false ? [] : this.daxDevices(dir),
+      upstream: isBdfName(parent) ? parent : null,
+      hostBridge,
+      isBridge,
+      pcieType: pcieTypeNum === undefined ? undefined : PCIE_TYPE_NAMES[pcieTypeNum] ?? `type-${pcieTypeNum}`,
+      sysfsPath: dir,
+    }
+    return fnInfo
+  }
+
+  /** Config space as far as we may read it (64 bytes unprivileged, 256/4096 as root). */
+  config(bdf: string): ConfigSpace | undefined {
+    const bytes = this.host.readBytes(this.host.sys('bus/pci/devices', bdf, 'config'), 4096)
+    return bytes && bytes.length > 0 ? new ConfigSpace(bytes) : undefined
+  }
+
+  hostBridgeOf(dir: string): string {
+    const rel = path.relative(this.host.sys('devices'), dir).split(path.sep)
+    const hb = rel.find((p) => p.startsWith('pci'))
+    return hb ?? rel[0] ?? 'unknown'
+  }
+
+  private pciIds(): PciIds {
+    this.ids ??= PciIds.open()
+    return this.ids
+  }
+
+  private link(dir: string): LinkInfo | null {
+    const h = this.host
+    const speed = h.readTrim(path.join(dir, 'current_link_speed'))
+    const maxSpeed = h.readTrim(path.join(dir, 'max_link_speed'))
+    const width = h.readInt(path.join(dir, 'current_link_width'))
+    const maxWidth = h.readInt(path.join(dir, 'max_link_width'))
+    if (speed === undefined && maxSpeed === undefined && width === undefined && maxWidth === undefined) return null
+    return {currentSpeed: speed, currentWidth: width, maxSpeed, maxWidth}
+  }
+
+  private bars(dir: string, entries: Set<string>): Bar[] {
+    const text = this.host.read(path.join(dir, 'resource'))
+    if (text === undefined) return []
+    const bars: Bar[] = []
+    for (const r of parseResourceFile(text)) {
+      if (r.index > 12) break // bridge windows follow on bridges
+      const flags = Number(r.flags & 0xffffffffn)
+      if (r.start === 0n && r.end === 0n && flags === 0) continue
+      const isMem = (flags & IORESOURCE.MEM) !== 0
+      const isIo = (flags & IORESOURCE.IO) !== 0
+      if (!isMem && !isIo) continue
+      const size = r.end >= r.start && (r.start !== 0n || r.end !== 0n) ? Number(r.end - r.start + 1n) : 0
+      bars.push({
+        index: r.index,
+        name: barName(r.index),
+        type: isMem ? 'mem' : 'io',
+        start: '0x' + r.start.toString(16).padStart(16, '0'),
+        end: '0x' + r.end.toString(16).padStart(16, '0'),
+        size,
+        flags: '0x' + flags.toString(16).padStart(8, '0'),
+        is64: (flags & IORESOURCE.MEM_64) !== 0,
+        prefetchable: (flags & IORESOURCE.PREFETCH) !== 0,
+        readonly: (flags & IORESOURCE.READONLY) !== 0,
+        disabled: (flags & IORESOURCE.DISABLED) !== 0,
+        unset: (flags & IORESOURCE.UNSET) !== 0,
+        mappable: r.index < 6 && entries.has(`resource${r.index}`),
+        wc: r.index < 6 && entries.has(`resource${r.index}_wc`),
+      })
+    }
+    return bars
+  }
+
+  private p2pmem(dir: string): P2pmem | null {
+    const p = path.join(dir, 'p2pmem')
+    const size = this.host.readInt(path.join(p, 'size'))
+    if (size === undefined) return null
+    return {
+      size,
+      available: this.host.readInt(path.join(p, 'available')) ?? 0,
+      published: this.host.readTrim(path.join(p, 'published')) === '1',
+    }
+  }
+
+  /** Map each PCI function directory to the class entries (block, dax) that resolve beneath it. */
+  private classIndex(cls: string): Map<string, string[]> {
+    const idx = new Map<string, string[]>()
+    const root = this.host.sys('class', cls)
+    for (const name of this.host.list(root)) {
+      const real = this.host.resolveLink(path.join(root, name))
+      if (!real) continue
+      const fnDir = nearestPciAncestor(real)
+      if (!fnDir) continue
+      const arr = idx.get(fnDir) ?? []
+      arr.push(real)
+      idx.set(fnDir, arr)
+    }
+    return idx
+  }
+
+  private blockDevices(dir: string): BlockDevice[] {
+    this.blockIndex ??= this.classIndex('block')
+    const entries = this.blockIndex.get(dir) ?? []
+    const disks = entries.filter((p) => !this.host.exists(path.join(p, 'partition')))
+    return disks.map((p) => this.readDisk(p, entries))
+  }
+
+  readDisk(diskPath: string, siblings: string[] = []): BlockDevice {
+    const h = this.host
+    const name = path.basename(diskPath)
+    const partitions: Partition[] = siblings
+      .filter((p) => path.dirname(p) === diskPath && h.exists(path.join(p, 'partition')))
+      .map((p) => ({
+        name: path.basename(p),
+        dev: h.readTrim(path.join(p, 'dev')) ?? '',
+        start: h.readInt(path.join(p, 'start')) ?? 0,
+        size: (h.readInt(path.join(p, 'size')) ?? 0) * 512,
+      }))
+    const holders = [diskPath, ...partitions.map((p) => path.join(diskPath, p.name))].flatMap((p) => h.list(path.join(p, 'holders')))
+    return {
+      name,
+      dev: h.readTrim(path.join(diskPath, 'dev')) ?? '',
+      size: (h.readInt(path.join(diskPath, 'size')) ?? 0) * 512,
+      kind: /^nvme\d+n\d+$/.test(name) ? 'nvme' : /^pmem\d+/.test(name) ? 'pmem' : /^iopmem\d+/.test(name) ? 'iopmem' : 'other',
+      dax: h.readTrim(path.join(diskPath, 'queue/dax')) === '1',
+      logicalBlockSize: h.readInt(path.join(diskPath, 'queue/logical_block_size')),
+      partitions,
+      holders,
+    }
+  }
+
+  private daxDevices(dir: string): string[] {
+    this.daxIndex ??= this.classIndex('dax')
+    return (this.daxIndex.get(dir) ?? []).map((p) => path.basename(p))
+  }
+}
+
+/** The deepest directory in a sysfs device path that is a PCI function. */
+export function nearestPciAncestor(p: string): string | undefined {
+  let cur = p
+  while (cur !== path.dirname(cur)) {
+    if (isBdfName(path.basename(cur))) return cur
+    cur = path.dirname(cur)
+  }
+  return undefined
+}
+
+function optHex(n: number | undefined, w: number): string | undefined {
+  return n === undefined ? undefined : hex(n, w)
+}
+
+/** Functions worth showing by default: memory BARs, p2pmem, or storage on them. */
+export function hasDeviceMemory(f: PciFunction): boolean {
+  return f.p2pmem !== null || f.bars.some((b) => b.type === 'mem' && b.size > 0 && b.index < 6) || f.blockDevices.length > 0
+}
+
+/** The largest memory BAR (index 0-5), or undefined. */
+export function largestMemBar(f: PciFunction): Bar | undefined {
+  return f.bars
+    .filter((b) => b.type === 'mem' && b.index < 6 && b.size > 0)
+    .reduce<Bar | undefined>((best, b) => (best === undefined || b.size > best.size ? b : best), undefined)
+}

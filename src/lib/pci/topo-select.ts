@@ -1,0 +1,37 @@
+/** `iopmem topo`: which functions to analyse (those given, or every one with device memory) and the topology between them. */
+import {normalizeBdf} from './bdf.js'
+import {Exit, IopmemError} from '../sys/index.js'
+import type {Host} from '../sys/index.js'
+import {hasDeviceMemory, PciScanner} from './sysfs.js'
+import {analyzeTopology, PATH_CLASS_LEGEND, type Topology} from './topo.js'
+
+export interface TopoResult extends Topology {
+  legend: typeof PATH_CLASS_LEGEND
+}
+
+/** The P2P matrix for the named functions, or by default every non-bridge function with memory BARs, p2pmem or storage. */
+export function topoFor(host: Host, named: string[]): TopoResult {
+  const scanner = new PciScanner(host, {names: false})
+  let bdfs = [...new Set(named.map((b) => normalizeBdf(b)))]
+  if (bdfs.length === 0) {
+    const all = scanner.listBdfs()
+    if (all.length === 0) {
+      throw new IopmemError('No PCI devices are visible, so there is no topology to show.', {
+        code: 'E_NO_PCI',
+        exit: Exit.UNSUPPORTED,
+        suggestions: ['In a container, mount the host /sys; or try `iopmem sandbox`.'],
+      })
+    }
+    bdfs = all.map((b) => scanner.read(b)).filter((f) => hasDeviceMemory(f) && !f.isBridge).map((f) => f.bdf)
+  } else {
+    for (const b of bdfs) scanner.get(b) // E_NO_DEVICE for a missing one
+  }
+  if (bdfs.length < 2) {
+    throw new IopmemError(`A P2P matrix needs at least two functions; ${bdfs.length === 0 ? 'none has' : `only ${bdfs[0]} has`} device memory here.`, {
+      code: 'E_TOO_FEW',
+      exit: named.length > 0 ? Exit.USAGE : Exit.UNSUPPORTED,
+      suggestions: ['Name the functions: `iopmem topo 0000:03:00.0 0000:04:00.0` (`iopmem list --all` shows them).'],
+    })
+  }
+  return {...analyzeTopology(scanner, bdfs), legend: PATH_CLASS_LEGEND}
+}
