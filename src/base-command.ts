@@ -1,7 +1,6 @@
 import {Command, Errors, Flags} from '@oclif/core'
 
-import {Exit, IopmemError, isSystemError} from './lib/errors.js'
-import {getHost, type Host} from './lib/host.js'
+import {Exit, getHost, type Host, IopmemError, isSystemError} from './lib/sys/index.js'
 import type {ChalkInstance} from 'chalk'
 
 /**

@@ -1,6 +1,6 @@
 import type {Hook, Interfaces} from '@oclif/core'
 
-import {Exit, IopmemError} from '../lib/errors.js'
+import {Exit, IopmemError} from '../lib/sys/index.js'
 
 type Config = Interfaces.Config
 
