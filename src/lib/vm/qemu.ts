@@ -113,7 +113,7 @@ export function qemuArgs(plan: QemuPlan): string[] {
     '-object',
     `memory-backend-file,id=ram0,size=${plan.memoryMiB}M,mem-path=${qemuEscape(plan.ramFile)},share=on`,
     '-machine',
-    // kernel-irqchip=split is what intel-iommu's interrupt remapping asks for (TCG accepts it).
+    // intel-iommu's interrupt remapping needs kernel-irqchip=split under KVM; TCG ignores it.
     plan.iommu ? 'q35,memory-backend=ram0,kernel-irqchip=split' : 'q35,memory-backend=ram0',
     '-display',
     'none',
@@ -134,7 +134,8 @@ export function qemuArgs(plan: QemuPlan): string[] {
     a.push('-D', plan.dmaTraceFile)
     for (const e of DMA_TRACE_EVENTS) a.push('-trace', `enable=${e}`)
   }
-  // The IOMMU comes before every PCI device, so all of them sit behind it.
+  // Every PCI device's DMA goes through the IOMMU whatever the order (QEMU attaches them when
+  // the machine is done); it is listed first as QEMU's documentation does.
   if (plan.iommu) a.push('-device', 'intel-iommu,intremap=on')
 
   const onSwitch = plan.nvme.filter((n) => n.placement === 'switch').length
