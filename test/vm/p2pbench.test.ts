@@ -232,11 +232,13 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
 
   it('a destination holding a filesystem is refused unless --force', async () => {
     const {cmb, rc} = vm.devices
-    await vm.sh(`printf XFSB | dd of=${rc!.namespace} bs=512 count=1 conv=notrunc,fsync 2>/dev/null`)
+    // A real filesystem: the one signature detector is libblkid (wipefs), which checks a whole
+    // superblock, not a bare magic (a lone "XFSB" in sector 0 is no XFS to it).
+    await vm.sh(`mkfs.ext4 -q -F ${rc!.namespace} && sync`, {check: true, timeoutMs: 120_000})
     const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--mode', 'bounce', '--size', '1M', '--yes', '--json'])
-    expect(r.code).to.equal(5)
+    expect(r.code, r.stdout + r.stderr).to.equal(5)
     expect(json(r).error.code).to.equal('E_IN_USE')
-    expect(json(r).error.message).to.contain('XFS')
+    expect(json(r).error.message).to.contain('ext4')
     const f = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--mode', 'bounce', '--size', '1M', '--yes', '--force', '--json', '--verify'])
     expect(f.code, f.stderr).to.equal(0)
     expect(json(f).results[0].verify.ok).to.equal(true)
