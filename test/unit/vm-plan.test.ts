@@ -11,6 +11,7 @@ import * as path from 'node:path'
 
 import {
   dmaCheckpoint,
+  Guest,
   DmaServer,
   DmaTraceCounter,
   KernelNotFoundError,
@@ -194,5 +195,29 @@ describe('the bundled kernel: vm/kernel/bzImage, checked against SHA256SUMS', ()
     expect(resolveKernel(p, {IOPMEM_VM_KERNEL: '/nonexistent'}, root)).to.deep.include({source: 'option', release: '6.1.0-test'})
     expect(resolveKernel(undefined, {IOPMEM_VM_KERNEL: p}, root)).to.deep.include({source: 'env', release: '6.1.0-test'})
     expect(() => resolveKernel(undefined, {IOPMEM_VM_KERNEL: '/nonexistent/bz'}, root)).to.throw(KernelNotFoundError, /IOPMEM_VM_KERNEL names \/nonexistent\/bz/)
+  })
+})
+
+describe('guest RAM layout (q35)', () => {
+  const guest = (mib: number) => new Guest('/nonexistent', false, false, {} as never, 'switch', '/', mib, 1000, '')
+  it('below 2.75 GiB all RAM sits under 4 GiB', () => {
+    const g = guest(1792)
+    expect(g.isRam(0)).to.equal(true)
+    expect(g.isRam(1792 * 1024 * 1024 - 1)).to.equal(true)
+    expect(g.isRam(1792 * 1024 * 1024)).to.equal(false)
+    expect(g.isRam(0x1_0000_0000)).to.equal(false)
+    expect(g.isRam(-1)).to.equal(false)
+    expect(g.physToRamOffset(0x1234)).to.equal(0x1234)
+  })
+  it('from 2.75 GiB RAM splits at 2 GiB and continues at 4 GiB, one file', () => {
+    const g = guest(4096)
+    expect(g.isRam(0x7fff_ffff)).to.equal(true)
+    expect(g.isRam(0x8000_0000)).to.equal(false) // the PCI hole
+    expect(g.isRam(0xfebf_0000n)).to.equal(false)
+    expect(g.isRam(0x1_0000_0000n)).to.equal(true)
+    expect(g.isRam(0x1_7fff_ffff)).to.equal(true)
+    expect(g.isRam(0x1_8000_0000)).to.equal(false)
+    expect(g.physToRamOffset(0x1_0000_0000)).to.equal(0x8000_0000)
+    expect(() => g.physToRamOffset(0x9000_0000)).to.throw(RangeError, /not guest RAM/)
   })
 })
