@@ -1,4 +1,6 @@
-import {Command, Errors, Flags} from '@oclif/core'
+import {Command} from '@oclif/core/command'
+import * as Errors from '@oclif/core/errors'
+import * as Flags from '@oclif/core/flags'
 
 import {Exit, getHost, type Host, IopmemError, isSystemError} from './lib/sys/index.js'
 import type {ChalkInstance} from 'chalk'
@@ -164,7 +166,7 @@ export async function reportUncaught(error: unknown, argv: string[], root: strin
   let e: IopmemError
   const missing = /^Command (\S+) not found\.$/.exec(error.message)
   if (missing && args[0] === 'help') {
-    const {Config} = await import('@oclif/core')
+    const {Config} = await import('@oclif/core/config')
     const {unknownCommand} = await import('./hooks/command-not-found.js')
     e = unknownCommand(await Config.load(root), missing[1].split(':'), [])
   } else {

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../../base-command.js'
 import {type BenchP2pResult, type P2pMode, runBenchP2p, verifyFailure} from '../../lib/bench/index.js'

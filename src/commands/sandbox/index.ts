@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import * as readline from 'node:readline'
 
 import {BaseCommand} from '../../base-command.js'
