@@ -37,6 +37,15 @@ export const PCIE_TYPE_NAMES: Record<number, string> = {
   0xa: 'rc-event-collector',
 }
 
+/** The IDs a function's header carries. */
+export interface FunctionIds {
+  vendor: number
+  device: number
+  revision?: number
+  subsystemVendor?: number
+  subsystemDevice?: number
+}
+
 export class ConfigSpace {
   constructor(readonly bytes: Buffer) {}
 
@@ -59,6 +68,18 @@ export class ConfigSpace {
   get headerType(): number | undefined {
     const h = this.u8(0x0e)
     return h === undefined ? undefined : h & 0x7f
+  }
+
+  /** Vendor, device, revision and subsystem IDs of a type-0 header; undefined for other headers or fewer than 48 bytes. */
+  get typeZeroIds(): FunctionIds | undefined {
+    if (this.headerType !== 0 || this.bytes.length < 0x30) return undefined
+    return {
+      vendor: this.bytes.readUInt16LE(0x00),
+      device: this.bytes.readUInt16LE(0x02),
+      revision: this.bytes.readUInt8(0x08),
+      subsystemVendor: this.bytes.readUInt16LE(0x2c),
+      subsystemDevice: this.bytes.readUInt16LE(0x2e),
+    }
   }
 
   /** Offset of a standard capability, 0 when absent, undefined when not readable. */
