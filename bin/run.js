@@ -5,7 +5,9 @@ import module from 'node:module'
 // start-up); Node 20 has no such cache and skips this.
 module.enableCompileCache?.()
 
-const {run, flush, handle} = await import('@oclif/core')
+// oclif's parts, not its index: '@oclif/core' loads every module it has (help,
+// ux, the parser's helpers, semver for an engine check) before a command runs.
+const [{run}, {flush}] = await Promise.all([import('@oclif/core/run'), import('@oclif/core/flush')])
 
 // oclif's execute(), with one change: an error no BaseCommand caught (a plugin
 // command's: `iopmem help lst --json`) is reported like ours when oclif raised
@@ -22,6 +24,8 @@ try {
   } catch {
     exit = undefined
   }
-  if (exit === undefined) await handle(error)
-  else process.exitCode = exit
+  if (exit === undefined) {
+    const {handle} = await import('@oclif/core/handle')
+    await handle(error)
+  } else process.exitCode = exit
 }

@@ -1,4 +1,6 @@
-import {Command, Errors, Flags} from '@oclif/core'
+import {Command} from '@oclif/core/command'
+import * as Errors from '@oclif/core/errors'
+import * as Flags from '@oclif/core/flags'
 
 import {Exit, getHost, type Host, IopmemError, isSystemError} from './lib/sys/index.js'
 import type {ChalkInstance} from 'chalk'
@@ -86,6 +88,35 @@ export abstract class BaseCommand extends Command {
   }
 }
 
+/** The named fields of an object (flags that a lib option takes under the same name). */
+export function pick<T extends object, K extends keyof T>(from: T, keys: readonly K[]): Pick<T, K> {
+  const out = {} as Pick<T, K>
+  for (const k of keys) out[k] = from[k]
+  return out
+}
+
+/**
+ * A command's examples, written as they are typed: one a line, the arguments
+ * after the command (none: the line starts with the `#`), then `#` and what it
+ * does (`sudo` in front where root is needed). Each becomes `<%= config.bin %> <%= command.id %> ARGS` for oclif,
+ * which fills in the binary and the command's name.
+ */
+export function examples(lines: string): Command.Example[] {
+  return lines
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '')
+    .map((line) => {
+      const parts = /^(.*?)(?:^| )# (.*)$/.exec(line)
+      if (!parts) throw new Error(`example without a description: ${line}`)
+      const typed = parts[1].trim()
+      const sudo = typed === 'sudo' || typed.startsWith('sudo ')
+      const args = (sudo ? typed.slice(4) : typed).trim()
+      const command = `${sudo ? 'sudo ' : ''}<%= config.bin %> <%= command.id %>${args ? ' ' + args : ''}`
+      return {command, description: parts[2].trim()}
+    })
+}
+
 /**
  * Any error as an IopmemError: oclif's parse errors become bad input (E_USAGE)
  * with the whole message, system errors keep their errno, the rest are bugs.
@@ -164,7 +195,7 @@ export async function reportUncaught(error: unknown, argv: string[], root: strin
   let e: IopmemError
   const missing = /^Command (\S+) not found\.$/.exec(error.message)
   if (missing && args[0] === 'help') {
-    const {Config} = await import('@oclif/core')
+    const {Config} = await import('@oclif/core/config')
     const {unknownCommand} = await import('./hooks/command-not-found.js')
     e = unknownCommand(await Config.load(root), missing[1].split(':'), [])
   } else {

@@ -1,6 +1,7 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
-import {BaseCommand} from '../base-command.js'
+import {BaseCommand, examples} from '../base-command.js'
 import {type ListResult, listFunctions} from '../lib/pci/index.js'
 
 export default class List extends BaseCommand {
@@ -9,11 +10,11 @@ export default class List extends BaseCommand {
 
 By default only functions with memory BARs, p2pmem or storage are shown (bridges excluded); --all shows every function. Reads sysfs only: no root needed. Set IOPMEM_SYSFS_ROOT to read another tree.`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %>', description: 'Functions with device memory'},
-    {command: '<%= config.bin %> <%= command.id %> --all', description: 'Every PCI function, bridges included'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --json', description: 'One function, as JSON for scripts'},
-  ]
+  static examples = examples(`
+                        # Functions with device memory
+    --all               # Every PCI function, bridges included
+    0000:03:00.0 --json # One function, as JSON for scripts
+  `)
 
   static strict = false
   static args = {

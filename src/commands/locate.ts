@@ -1,6 +1,7 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
-import {BaseCommand} from '../base-command.js'
+import {BaseCommand, examples} from '../base-command.js'
 import {locate, LocateResult} from '../lib/dax/index.js'
 import {parseSize} from '../lib/sys/index.js'
 
@@ -17,11 +18,11 @@ Safety: a file on device memory that is not DAX (statx STATX_ATTR_DAX) is refuse
 
 Reading pmem addresses needs root (the kernel shows namespace resources to root only).`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %> /mnt/dax/data.bin', description: 'Every extent of a file on a DAX filesystem'},
-    {command: '<%= config.bin %> <%= command.id %> /mnt/dax/data.bin --offset 1M --length 64K --json', description: 'The addresses of 64 KiB from 1 MiB in, for a script'},
-    {command: '<%= config.bin %> <%= command.id %> /mnt/nvme/data.bin', description: 'LBAs of a file on an NVMe namespace'},
-  ]
+  static examples = examples(`
+    /mnt/dax/data.bin                                 # Every extent of a file on a DAX filesystem
+    /mnt/dax/data.bin --offset 1M --length 64K --json # The addresses of 64 KiB from 1 MiB in, for a script
+    /mnt/nvme/data.bin                                # LBAs of a file on an NVMe namespace
+  `)
 
   static args = {
     file: Args.string({description: 'A regular file (on a DAX filesystem for addresses)', required: true}),

@@ -1,6 +1,7 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
-import {BaseCommand} from '../base-command.js'
+import {BaseCommand, examples} from '../base-command.js'
 import {type MapResult, MODE_REQUESTS, type ModeRequest, runMap} from '../lib/map/index.js'
 
 const STRATEGY_FLAGS = ['auto', 'memcpy', 'stream-store', 'stream-load', 'exact64'] as const
@@ -26,15 +27,15 @@ With no operation: on a terminal, an interactive session (peek, poke, dump, fill
 
 Needs root for sysfs resource files and p2pmem; failures say why in words (not root, Secure Boot lockdown, a driver's claim under strict devmem, a PAT conflict, a disabled BAR, p2pmem exhausted).`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --bar 0 --read 0x1c --width 32', description: 'Read a 32-bit register (NVMe CSTS), as pcimem would'},
-    {command: '<%= config.bin %> <%= command.id %> 00:04.0 --bar 2 --mode wc --fill u32:0xdeadbeef --size 1M --yes', description: 'Fill 1 MiB of a prefetchable BAR through a write-combining mapping'},
-    {command: '<%= config.bin %> <%= command.id %> 00:04.0 --bar 2 --verify u32:0xdeadbeef --size 1M', description: 'Check it (exit 8 on a mismatch)'},
-    {command: '<%= config.bin %> <%= command.id %> 00:04.0 --dump 0x1000 --size 128 --width 8', description: 'Hexdump 128 bytes with byte reads'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --p2pmem 2M --hold 60', description: "Hold a 2 MiB chunk of an NVMe CMB's p2pmem for a minute"},
-    {command: '<%= config.bin %> <%= command.id %> /dev/dax0.0 --copy-in image.bin --offset 2M --yes', description: 'Copy a file into device-dax (write-back, flushed)'},
-    {command: '<%= config.bin %> <%= command.id %> 00:04.0 --json', description: 'The mapping facts (mode obtained, why, physical address) for a script'},
-  ]
+  static examples = examples(`
+    0000:03:00.0 --bar 0 --read 0x1c --width 32                     # Read a 32-bit register (NVMe CSTS), as pcimem would
+    00:04.0 --bar 2 --mode wc --fill u32:0xdeadbeef --size 1M --yes # Fill 1 MiB of a prefetchable BAR through a write-combining mapping
+    00:04.0 --bar 2 --verify u32:0xdeadbeef --size 1M               # Check it (exit 8 on a mismatch)
+    00:04.0 --dump 0x1000 --size 128 --width 8                      # Hexdump 128 bytes with byte reads
+    0000:03:00.0 --p2pmem 2M --hold 60                              # Hold a 2 MiB chunk of an NVMe CMB's p2pmem for a minute
+    /dev/dax0.0 --copy-in image.bin --offset 2M --yes               # Copy a file into device-dax (write-back, flushed)
+    00:04.0 --json                                                  # The mapping facts (mode obtained, why, physical address) for a script
+  `)
 
   static args = {
     target: Args.string({description: 'A PCI function ([domain:]bus:device.function), /dev/daxX.Y, or a file on a DAX filesystem', required: true, ignoreStdin: true}),

@@ -1,6 +1,7 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
-import {BaseCommand} from '../base-command.js'
+import {BaseCommand, examples} from '../base-command.js'
 import {describeLoss, executeMkfsDax, FS_TYPES, type FsType, type MkfsResult, planMkfsDax} from '../lib/dax/index.js'
 
 export default class MkfsDax extends BaseCommand {
@@ -17,11 +18,11 @@ With --mount DIR (an existing empty directory) it mounts with -o dax and proves 
 
 Asks before writing on a terminal; without one, pass --yes. Needs root and the e2fsprogs / xfsprogs / util-linux / mount packages.`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %> /dev/pmem0 --mount /mnt/dax', description: 'ext4 on fsdax pmem, mounted with DAX'},
-    {command: '<%= config.bin %> <%= command.id %> /dev/iopmem0 --fs xfs --mount /mnt/bar --yes', description: 'xfs on a PCI BAR (iopmem driver), from a script'},
-    {command: '<%= config.bin %> <%= command.id %> /dev/pmem0p1 --force --yes --json', description: 'Overwrite an old filesystem on a partition'},
-  ]
+  static examples = examples(`
+    /dev/pmem0 --mount /mnt/dax                  # ext4 on fsdax pmem, mounted with DAX
+    /dev/iopmem0 --fs xfs --mount /mnt/bar --yes # xfs on a PCI BAR (iopmem driver), from a script
+    /dev/pmem0p1 --force --yes --json            # Overwrite an old filesystem on a partition
+  `)
 
   static args = {
     device: Args.string({description: 'DAX-capable block device, e.g. /dev/pmem0, /dev/iopmem0, /dev/pmem0p1', required: true}),

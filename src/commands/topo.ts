@@ -1,6 +1,6 @@
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 
-import {BaseCommand} from '../base-command.js'
+import {BaseCommand, examples} from '../base-command.js'
 import {type TopoResult, topoFor} from '../lib/pci/index.js'
 
 export default class Topo extends BaseCommand {
@@ -9,11 +9,11 @@ export default class Topo extends BaseCommand {
 
 Default functions: those with memory BARs, p2pmem or block devices. ACS control lives in extended config space, which only root can read: without root, verdicts that depend on it are "unknown", and the note says so.`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %>', description: 'Matrix of every function with device memory'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 0000:04:00.0', description: 'One pair'},
-    {command: 'sudo <%= config.bin %> <%= command.id %> --json', description: 'Including ACS checks, as JSON'},
-  ]
+  static examples = examples(`
+                              # Matrix of every function with device memory
+    0000:03:00.0 0000:04:00.0 # One pair
+    sudo --json               # Including ACS checks, as JSON
+  `)
 
   static strict = false
   static args = {

@@ -73,9 +73,8 @@ const O_RDONLY = 0
 const O_RDWR = 2
 const FIEMAP_FLAG_SYNC = 0x1
 const FIEMAP_FLAG_XATTR = 0x2
-const AT_FDCWD = -100
-const AT_SYMLINK_NOFOLLOW = 0x100
-const AT_EMPTY_PATH = 0x1000
+/** statx(2)'s dirfd and flags (AT_*). */
+const AT = {FDCWD: -100, SYMLINK_NOFOLLOW: 0x100, EMPTY_PATH: 0x1000} as const
 const STATX_DEFAULT_MASK = 0x07ff | 0x0800 | 0x1000 | STATX_DIOALIGN // basic | btime | mnt_id | dioalign
 const S_IFMT = 0o170000
 const S_IFREG = 0o100000
@@ -277,8 +276,8 @@ function wrap(raw: RawBinding, file: string): Native {
     const mask = options.mask ?? STATX_DEFAULT_MASK
     const r =
       typeof target === 'number'
-        ? raw.statx(target, '', AT_EMPTY_PATH, mask)
-        : raw.statx(AT_FDCWD, target, options.followSymlinks === false ? AT_SYMLINK_NOFOLLOW : 0, mask)
+        ? raw.statx(target, '', AT.EMPTY_PATH, mask)
+        : raw.statx(AT.FDCWD, target, options.followSymlinks === false ? AT.SYMLINK_NOFOLLOW : 0, mask)
     const st = obj(r, 'statx', label(target))
     return {...st, dax: (st.attributes & STATX_ATTR_DAX) !== 0}
   }

@@ -275,26 +275,33 @@ export interface NativeConstants {
 }
 
 /**
+ * The single loads and stores, on a mapping named by `M`: the Mapping itself
+ * (NativeAccess) or its slot (the binding underneath, RawBinding).
+ */
+export interface ScalarAccess<M> {
+  /** One volatile 8-bit load at `offset`. */
+  read8(m: M, offset: number): number
+  /** One volatile 16-bit load; `offset` 2-byte aligned (else E_ALIGN). */
+  read16(m: M, offset: number): number
+  /** One volatile 32-bit load; `offset` 4-byte aligned. */
+  read32(m: M, offset: number): number
+  /** One volatile 64-bit load; `offset` 8-byte aligned. */
+  read64(m: M, offset: number): bigint
+  /** One volatile 8-bit store of `value` (integer 0..0xff). */
+  write8(m: M, offset: number, value: number): void
+  /** One volatile 16-bit store; `offset` 2-byte aligned, `value` 0..0xffff. */
+  write16(m: M, offset: number, value: number): void
+  /** One volatile 32-bit store; `offset` 4-byte aligned, `value` 0..0xffffffff. */
+  write32(m: M, offset: number, value: number): void
+  /** One volatile 64-bit store; `offset` 8-byte aligned; a BigInt (or a safe-integer Number). */
+  write64(m: M, offset: number, value: bigint | number): void
+}
+
+/**
  * The accessors on a Mapping. Each is a one-line JS function passing
  * `m.slot` to the native one (an inline-cached property load: a few ns).
  */
-export interface NativeAccess {
-  /** One volatile 8-bit load at `offset`. */
-  read8(m: Mapping, offset: number): number
-  /** One volatile 16-bit load; `offset` 2-byte aligned (else E_ALIGN). */
-  read16(m: Mapping, offset: number): number
-  /** One volatile 32-bit load; `offset` 4-byte aligned. */
-  read32(m: Mapping, offset: number): number
-  /** One volatile 64-bit load; `offset` 8-byte aligned. */
-  read64(m: Mapping, offset: number): bigint
-  /** One volatile 8-bit store of `value` (integer 0..0xff). */
-  write8(m: Mapping, offset: number, value: number): void
-  /** One volatile 16-bit store; `offset` 2-byte aligned, `value` 0..0xffff. */
-  write16(m: Mapping, offset: number, value: number): void
-  /** One volatile 32-bit store; `offset` 4-byte aligned, `value` 0..0xffffffff. */
-  write32(m: Mapping, offset: number, value: number): void
-  /** One volatile 64-bit store; `offset` 8-byte aligned; a BigInt (or a safe-integer Number). */
-  write64(m: Mapping, offset: number, value: bigint | number): void
+export interface NativeAccess extends ScalarAccess<Mapping> {
   /** `count` volatile loads of `width` bytes from `offset`, into a new typed array. */
   readValues(m: Mapping, offset: number, width: 1, count: number): Uint8Array
   readValues(m: Mapping, offset: number, width: 2, count: number): Uint16Array
@@ -424,8 +431,8 @@ export interface IoRunResult {
 /** Raw answer of the addon's ioRun (an `error` instead of a throw). */
 export type RawIoRunResult = Partial<IoRunResult> & {error?: {errno: number; syscall: string; offset?: number; path?: string}}
 
-/** The .node file's exports (see the module comment for the -errno rule). */
-export interface RawBinding {
+/** The .node file's exports (see the module comment for the -errno rule); read8…write64 as NativeAccess's, with the mapping's slot. */
+export interface RawBinding extends ScalarAccess<number> {
   /** Bumped when this surface changes incompatibly; the loader checks it. */
   abiVersion: number
   /** 16 hex digits of sha256 over native/src/* and binding.gyp at build time (native/source-hash.cjs). */
@@ -438,22 +445,6 @@ export interface RawBinding {
   mmap(fd: number, offset: number | bigint, length: number | bigint, writable: boolean, flags: number, mode: CachingMode, path: string): Mapping | number
   /** Private anonymous WB memory (MAP_HUGETLB / MADV_HUGEPAGE on request) → Mapping, or -errno. */
   mapAnonymous(length: number, hugetlb?: boolean, thp?: boolean): Mapping | number
-  /** As NativeAccess.read8, with the mapping's slot. */
-  read8(slot: number, offset: number): number
-  /** As NativeAccess.read16, with the mapping's slot. */
-  read16(slot: number, offset: number): number
-  /** As NativeAccess.read32, with the mapping's slot. */
-  read32(slot: number, offset: number): number
-  /** As NativeAccess.read64, with the mapping's slot. */
-  read64(slot: number, offset: number): bigint
-  /** As NativeAccess.write8, with the mapping's slot. */
-  write8(slot: number, offset: number, value: number): void
-  /** As NativeAccess.write16, with the mapping's slot. */
-  write16(slot: number, offset: number, value: number): void
-  /** As NativeAccess.write32, with the mapping's slot. */
-  write32(slot: number, offset: number, value: number): void
-  /** As NativeAccess.write64, with the mapping's slot. */
-  write64(slot: number, offset: number, value: bigint | number): void
   /** As NativeAccess.readValues, with the mapping's slot. */
   readValues(slot: number, offset: number, width: Width, count: number): Uint8Array | Uint16Array | Uint32Array | BigUint64Array
   /** As NativeAccess.writeValues, with the mapping's slot. */

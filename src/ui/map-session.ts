@@ -30,6 +30,9 @@ export interface SessionContext {
 
 type Action = 'peek' | 'poke' | 'dump' | 'fill' | 'facts' | 'quit'
 
+/** The session's menu, in order: each action and what it does. */
+const ACTIONS: Record<Action, string> = {peek: 'read one value', poke: 'write one value', dump: 'hexdump a range', fill: 'fill a range with a pattern', facts: 'show the mapping', quit: ''}
+
 /** Run the session; returns the number of steps carried out. */
 export async function mapSession(ctx: SessionContext): Promise<number> {
   const {native: n, mapping: m, facts, prompts, log, colors: c} = ctx
@@ -70,10 +73,11 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
   // Every step goes through the parser and runner `iopmem map` uses; the prompts' names stand in for flags.
   const run = <K extends MapOpResult['kind']>(kind: Operation & K, input: OpInput, op: string) =>
     runOperation(n, m, planOperation(kind, input, facts, {at: 'offset', size: 'size', op}), flush) as Extract<MapOpResult, {kind: K}>
-  const allowWrites = async (): Promise<boolean> => {
-    if (writesOk) return true
-    writesOk = await prompts.confirm({message: `Writes go straight to ${mappingLine(facts)} and change it in place. Allow writes in this session?`, default: false})
-    return writesOk
+  /** Asks once a session whether writes may go to the device; true (and says so) when they may not. */
+  const writesRefused = async (): Promise<boolean> => {
+    writesOk ||= await prompts.confirm({message: `Writes go straight to ${mappingLine(facts)} and change it in place. Allow writes in this session?`, default: false})
+    if (!writesOk) log(c.dim('writes not allowed; nothing written'))
+    return !writesOk
   }
 
   log(c.dim(mappingLine(facts)))
@@ -83,14 +87,7 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
     try {
       action = await prompts.select<Action>({
         message: 'map>',
-        choices: [
-          {value: 'peek', name: 'peek   read one value'},
-          {value: 'poke', name: 'poke   write one value'},
-          {value: 'dump', name: 'dump   hexdump a range'},
-          {value: 'fill', name: 'fill   fill a range with a pattern'},
-          {value: 'facts', name: 'facts  show the mapping'},
-          {value: 'quit', name: 'quit'},
-        ],
+        choices: Object.entries(ACTIONS).map(([value, what]) => ({value: value as Action, name: what ? `${value.padEnd(6)} ${what}` : value})),
       })
     } catch (error) {
       if (isPromptExit(error)) return steps
@@ -111,10 +108,7 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
           break
         }
         case 'poke': {
-          if (!(await allowWrites())) {
-            log(c.dim('writes not allowed; nothing written'))
-            break
-          }
+          if (await writesRefused()) break
           const width = await askWidth()
           const off = await askOffset('Offset', width)
           const text = await prompts.input({message: 'Value (decimal or 0x hex)', validate: (v) => check(() => parseValues(v, width))(v)})
@@ -138,10 +132,7 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
           break
         }
         case 'fill': {
-          if (!(await allowWrites())) {
-            log(c.dim('writes not allowed; nothing written'))
-            break
-          }
+          if (await writesRefused()) break
           const patText = await prompts.input({message: 'Pattern (zero, ones, 0xNN, u32:V, inc, addr, random[:SEED], …)', validate: (v) => check(() => parsePattern(v))(v)})
           const off = await askOffset('Offset', 1)
           const sizeText = await prompts.input({

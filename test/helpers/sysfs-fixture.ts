@@ -372,6 +372,11 @@ export class SysfsFixture {
     b.writeUInt8((spec.class >> 16) & 0xff, 11)
     const bridge = spec.secondaryBus !== undefined
     b.writeUInt8(bridge ? 1 : 0, 0x0e)
+    if (!bridge) {
+      // A type-0 header's subsystem IDs, as the sysfs files above say them.
+      b.writeUInt16LE(spec.subsystemVendor ?? spec.vendor, 0x2c)
+      b.writeUInt16LE(spec.subsystemDevice ?? 0, 0x2e)
+    }
     for (const bar of spec.bars ?? []) {
       if (bar.index > (bridge ? 1 : 5)) continue
       const start = BigInt(bar.start)

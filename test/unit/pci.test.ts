@@ -1,4 +1,6 @@
 import {expect} from 'chai'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 
 import {ConfigSpace, PcieType} from '../../src/lib/pci/config-space.js'
 import {largestMemBar, parseResourceFile, PciScanner} from '../../src/lib/pci/sysfs.js'
@@ -40,6 +42,31 @@ describe('PCI model from sysfs', () => {
       const f = new PciScanner(f2.host()).get('05:00.0')
       expect(f.bars[0]).to.include({unset: true, size: 1 << 20})
       expect(f.bars[1]).to.include({disabled: true, prefetchable: true})
+    } finally {
+      f2.cleanup()
+    }
+  })
+
+  it('reads the IDs as the kernel gives them: from the config header, from sysfs for a VF or a bridge', () => {
+    const f2 = new SysfsFixture()
+    try {
+      f2.add({bdf: '0000:05:00.0', vendor: 0x1af4, device: 0x1110, class: 0x050000, revision: 2, subsystemVendor: 0x1af4, subsystemDevice: 0x1100})
+      f2.add({bdf: '0000:05:00.1', vendor: 0x8086, device: 0x154c, class: 0x020000, revision: 1, subsystemVendor: 0x8086, subsystemDevice: 0x0001})
+      f2.add({bdf: '0000:06:00.0', vendor: 0x10b5, device: 0x8747, class: 0x060400, secondaryBus: 7, subsystemVendor: 0x10b5, subsystemDevice: 0x8747})
+      // A VF's vendor and device registers read 0xffff; the kernel takes its IDs from the PF.
+      const vf = f2.fnDir('0000:05:00.1')
+      const cfg = fs.readFileSync(path.join(vf, 'config'))
+      cfg.writeUInt32LE(0xffffffff, 0)
+      fs.writeFileSync(path.join(vf, 'config'), cfg)
+      fs.symlinkSync('../0000:05:00.0', path.join(vf, 'physfn'))
+      const s2 = new PciScanner(f2.host())
+      const ids = (bdf: string) => {
+        const f = s2.get(bdf)
+        return [f.vendorId, f.deviceId, f.revision, f.subsystemVendorId, f.subsystemDeviceId]
+      }
+      expect(ids('05:00.0')).to.deep.equal(['0x1af4', '0x1110', '0x02', '0x1af4', '0x1100'])
+      expect(ids('05:00.1')).to.deep.equal(['0x8086', '0x154c', '0x01', '0x8086', '0x0001'])
+      expect(ids('06:00.0')).to.deep.equal(['0x10b5', '0x8747', '0x01', '0x10b5', '0x8747'])
     } finally {
       f2.cleanup()
     }

@@ -1,6 +1,7 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
-import {BaseCommand} from '../../base-command.js'
+import {BaseCommand, examples, pick} from '../../base-command.js'
 import {type BenchMmioResult, ISAS, runBenchMmio} from '../../lib/bench/index.js'
 import {MODE_REQUESTS, type ModeRequest} from '../../lib/map/index.js'
 
@@ -13,12 +14,12 @@ export default class BenchMmio extends BaseCommand {
 
 GB/s are 10^9 bytes per second. The bench writes into the mapping: it asks first on a terminal and needs --yes without one; --read-only measures reads alone and changes nothing. Progress goes to stderr when a run takes over a second on a terminal.`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %> 00:04.0 --bar 2 --mode wc --yes', description: 'A prefetchable BAR, write-combining'},
-    {command: '<%= config.bin %> <%= command.id %> 00:04.0 --bar 2 --mode uc --read-only', description: 'Reads only, uncached (nothing written)'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --p2pmem 4M --sizes 4K,64K,1M --yes --json', description: 'A p2pmem chunk of an NVMe CMB, for a script'},
-    {command: '<%= config.bin %> <%= command.id %> /dev/shm/scratch --yes --isa sse2', description: 'The copy engine on RAM, SSE2 loops only'},
-  ]
+  static examples = examples(`
+    00:04.0 --bar 2 --mode wc --yes                         # A prefetchable BAR, write-combining
+    00:04.0 --bar 2 --mode uc --read-only                   # Reads only, uncached (nothing written)
+    0000:03:00.0 --p2pmem 4M --sizes 4K,64K,1M --yes --json # A p2pmem chunk of an NVMe CMB, for a script
+    /dev/shm/scratch --yes --isa sse2                       # The copy engine on RAM, SSE2 loops only
+  `)
 
   static args = {
     target: Args.string({description: 'A PCI function ([domain:]bus:device.function), /dev/daxX.Y, or a file', required: true, ignoreStdin: true}),
@@ -43,13 +44,8 @@ GB/s are 10^9 bytes per second. The bench writes into the mapping: it asks first
       this.host,
       {
         target: args.target,
-        bar: flags.bar,
-        p2pmem: flags.p2pmem,
+        ...pick(flags, ['bar', 'p2pmem', 'sizes', 'offset', 'time', 'strategy']),
         mode: flags.mode as ModeRequest,
-        sizes: flags.sizes,
-        offset: flags.offset,
-        time: flags.time,
-        strategy: flags.strategy,
         readOnly: flags['read-only'] === true,
         isa: flags.isa as (typeof ISAS)[number],
       },

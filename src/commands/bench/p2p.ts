@@ -1,6 +1,6 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
-import {BaseCommand} from '../../base-command.js'
+import {BaseCommand, examples, pick} from '../../base-command.js'
 import {type BenchP2pResult, type P2pMode, runBenchP2p, verifyFailure} from '../../lib/bench/index.js'
 import {Exit, formatBytes, IopmemError} from '../../lib/sys/index.js'
 
@@ -13,11 +13,11 @@ export default class BenchP2p extends BaseCommand {
 
 With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--dst-offset + --size), so both copies can be checked. Reports GB/s (10^9 B/s), IOPS, latency percentiles, CPU time, and the DRAM bandwidth a STREAM-like probe gets while the copy runs (against the probe alone). Without --src/--dst/--via it picks NVMe namespaces and the p2pmem provider nearest them (topo) and says why. It refuses a destination that is mounted, holds a filesystem or is open or mapped in another process (unless --force), and a pair the kernel refuses — showing the kernel's EREMOTEIO.`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %> --yes', description: 'Defaults: two NVMe namespaces and the nearest p2pmem'},
-    {command: '<%= config.bin %> <%= command.id %> --src /dev/nvme0n1 --dst /dev/nvme1n1 --via 0000:03:00.0 --mode both --verify --yes', description: 'Both paths, verified'},
-    {command: '<%= config.bin %> <%= command.id %> --src /tmp/a --dst /tmp/b --mode bounce --sweep --plot sweep.svg --yes', description: 'The engine on files, a block-size sweep to SVG'},
-  ]
+  static examples = examples(`
+    --yes                                                                               # Defaults: two NVMe namespaces and the nearest p2pmem
+    --src /dev/nvme0n1 --dst /dev/nvme1n1 --via 0000:03:00.0 --mode both --verify --yes # Both paths, verified
+    --src /tmp/a --dst /tmp/b --mode bounce --sweep --plot sweep.svg --yes              # The engine on files, a block-size sweep to SVG
+  `)
 
   static flags = {
     src: Flags.string({description: 'Source block device or file (default: an NVMe namespace).'}),
@@ -45,21 +45,13 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
     const result = await runBenchP2p(
       this.host,
       {
-        src: flags.src,
-        dst: flags.dst,
-        via: flags.via,
+        ...pick(flags, ['src', 'dst', 'via', 'size', 'bs', 'qd', 'jobs', 'sweep', 'plot']),
         mode: flags.mode as P2pMode,
-        size: flags.size,
-        bs: flags.bs,
-        qd: flags.qd,
-        jobs: flags.jobs,
         srcOffset: flags['src-offset'],
         dstOffset: flags['dst-offset'],
         verify: flags.verify === true,
         force: flags.force === true,
         engine: flags.engine as 'auto' | 'io_uring' | 'psync',
-        sweep: flags.sweep,
-        plot: flags.plot,
         probe: flags['no-probe'] !== true,
       },
       {

@@ -1,11 +1,13 @@
-import {BaseCommand} from '../../base-command.js'
+import {BaseCommand, examples} from '../../base-command.js'
 import {driverEnv, type DriverStatus, driverStatus, renderStatus} from '../../lib/bind/index.js'
 
 export default class DriverStatusCommand extends BaseCommand {
   static summary = 'Show the iopmem driver: loaded or not, version, parameters, bound devices.'
   static description = 'Reads sysfs only (no root needed): /sys/module/iopmem and /sys/bus/pci/drivers/iopmem, and for each bound device its iopmem/{mode,bar,cache,node,phys,size}.'
 
-  static examples = [{command: '<%= config.bin %> <%= command.id %> --json', description: 'For scripts'}]
+  static examples = examples(`
+    --json # For scripts
+  `)
 
   async run(): Promise<DriverStatus> {
     await this.parse(DriverStatusCommand)

@@ -1,20 +1,20 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import {spawn} from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {BaseCommand} from '../../base-command.js'
+import {BaseCommand, examples} from '../../base-command.js'
 import {Exit, IopmemError} from '../../lib/sys/index.js'
 
 export default class SandboxBuildKernel extends BaseCommand {
   static summary = "Rebuild the sandbox's guest kernel (vm/kernel/) byte for byte: Linux 6.12 with PCI P2PDMA (about 15 minutes on 2 cores)."
   static description = `Runs scripts/build-kernel.sh: Debian's linux-source-6.12 at the version pinned in vm/kernel/SOURCE, with x86_64_defconfig, kvm_guest.config and vm/kernel/guest.config (P2PDMA, ZONE_DEVICE, DAX, NVMe and the NVMe-oF target, soft-RoCE and soft-iWARP, intel-iommu, kmemleak, signed modules; all built in). The repository already carries the result (vm/kernel/bzImage, config, extmod.tar.xz and SHA256SUMS), so you need this only to check it or to change the configuration: --verify builds into a scratch directory and compares with the committed sums; without it the results replace vm/kernel/. The build's own output is the progress.`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %> --verify', description: 'Rebuild and check it is byte for byte the committed kernel'},
-    {command: '<%= config.bin %> <%= command.id %> --check', description: 'Only check the prerequisites'},
-    {command: '<%= config.bin %> <%= command.id %> --jobs 4', description: 'Rebuild vm/kernel/ with 4 jobs'},
-  ]
+  static examples = examples(`
+    --verify # Rebuild and check it is byte for byte the committed kernel
+    --check  # Only check the prerequisites
+    --jobs 4 # Rebuild vm/kernel/ with 4 jobs
+  `)
 
   static enableJsonFlag = false
 

@@ -1,7 +1,7 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import * as readline from 'node:readline'
 
-import {BaseCommand} from '../../base-command.js'
+import {BaseCommand, examples} from '../../base-command.js'
 import {Exit, IopmemError} from '../../lib/sys/index.js'
 import {
   bootSandbox,
@@ -29,16 +29,16 @@ Inside the sandbox QEMU traces every NVMe data pointer, so \`bench p2p\` reports
 
 The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then the repository's own vm/kernel/bzImage, checked against vm/kernel/SHA256SUMS (\`iopmem sandbox build-kernel\` rebuilds it byte for byte). QEMU and the state directory (NVMe images, guest RAM file) are removed on exit, on Ctrl-C and when the guest hangs (--boot-timeout, --timeout); --keep keeps the state directory.`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %> -- topo', description: 'The P2P matrix of the emulated machine'},
-    {command: '<%= config.bin %> <%= command.id %> -- list --json', description: 'A command with its own flags, after --'},
-    {command: '<%= config.bin %> <%= command.id %> --topology root -- topo', description: 'Both NVMe on the root complex: P2P refused'},
-    {command: '<%= config.bin %> <%= command.id %> --json', description: 'Describe the machine'},
-    {command: '<%= config.bin %> <%= command.id %> --iommu --json', description: 'With an IOMMU: groups, and ACS redirect on the switch'},
-    {command: "<%= config.bin %> <%= command.id %> --iommu --append 'pci=disable_acs_redir=pci:1b36:000c' -- topo", description: 'ACS redirect taken off the switch ports'},
-    {command: '<%= config.bin %> <%= command.id %> --nic --nvme 3 -- list', description: 'A NIC and three NVMe behind the switch'},
-    {command: '<%= config.bin %> <%= command.id %>', description: 'A shell in the guest (on a terminal)'},
-  ]
+  static examples = examples(`
+    -- topo                                                        # The P2P matrix of the emulated machine
+    -- list --json                                                 # A command with its own flags, after --
+    --topology root -- topo                                        # Both NVMe on the root complex: P2P refused
+    --json                                                         # Describe the machine
+    --iommu --json                                                 # With an IOMMU: groups, and ACS redirect on the switch
+    --iommu --append 'pci=disable_acs_redir=pci:1b36:000c' -- topo # ACS redirect taken off the switch ports
+    --nic --nvme 3 -- list                                         # A NIC and three NVMe behind the switch
+                                                                   # A shell in the guest (on a terminal)
+  `)
 
   static strict = false
 

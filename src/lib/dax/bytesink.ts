@@ -175,19 +175,19 @@ export class ByteSink {
 
 /** Digits of n in decimal (for column widths). */
 export function decWidth(n: number): number {
-  let w = 1
-  while (n >= 10) {
-    n = Math.floor(n / 10)
-    w++
-  }
-  return w
+  return digits(n, 10)
 }
 
 /** Characters of n in 0x-hex (for column widths). */
 export function hexWidth(n: number): number {
-  let w = 3
-  while (n >= 16) {
-    n = Math.floor(n / 16)
+  return 2 + digits(n, 16)
+}
+
+/** Digits of a non-negative integer in this base, without building the string. */
+function digits(n: number, base: number): number {
+  let w = 1
+  while (n >= base) {
+    n = Math.floor(n / base)
     w++
   }
   return w

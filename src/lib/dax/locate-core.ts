@@ -11,30 +11,32 @@ import type {FiemapResult} from '../../native/types.js'
 /** FIEMAP_EXTENT_* (include/uapi/linux/fiemap.h): the addon glue's table (importing it does not load the addon). */
 export const EXTENT_FLAGS = FIEMAP_EXTENT
 
-/** The names locate uses for the flags, in bit order. */
-export const FLAG_NAMES: Array<[number, string]> = [
-  [EXTENT_FLAGS.LAST, 'last'],
-  [EXTENT_FLAGS.UNKNOWN, 'unknown'],
-  [EXTENT_FLAGS.DELALLOC, 'delalloc'],
-  [EXTENT_FLAGS.ENCODED, 'encoded'],
-  [EXTENT_FLAGS.DATA_ENCRYPTED, 'encrypted'],
-  [EXTENT_FLAGS.NOT_ALIGNED, 'not-aligned'],
-  [EXTENT_FLAGS.DATA_INLINE, 'inline'],
-  [EXTENT_FLAGS.DATA_TAIL, 'tail'],
-  [EXTENT_FLAGS.UNWRITTEN, 'unwritten'],
-  [EXTENT_FLAGS.MERGED, 'merged'],
-  [EXTENT_FLAGS.SHARED, 'shared'],
+/**
+ * The flags locate knows, in bit order: the name it shows, and for a flag that
+ * leaves an extent without an address a device can use, the reason it gives.
+ */
+const FLAG_TABLE: Array<{bit: number; name: string; unusable?: string}> = [
+  {bit: EXTENT_FLAGS.LAST, name: 'last'},
+  {bit: EXTENT_FLAGS.UNKNOWN, name: 'unknown', unusable: 'its location is unknown'},
+  {bit: EXTENT_FLAGS.DELALLOC, name: 'delalloc', unusable: 'it has no blocks yet (delayed allocation)'},
+  {bit: EXTENT_FLAGS.ENCODED, name: 'encoded', unusable: 'its data is encoded (compressed) on the device'},
+  {bit: EXTENT_FLAGS.DATA_ENCRYPTED, name: 'encrypted', unusable: 'its data is encrypted on the device'},
+  {bit: EXTENT_FLAGS.NOT_ALIGNED, name: 'not-aligned', unusable: 'its data is not block aligned'},
+  {bit: EXTENT_FLAGS.DATA_INLINE, name: 'inline', unusable: 'its data is inline in metadata'},
+  {bit: EXTENT_FLAGS.DATA_TAIL, name: 'tail', unusable: 'its data is packed with other files (tail)'},
+  {bit: EXTENT_FLAGS.UNWRITTEN, name: 'unwritten'},
+  {bit: EXTENT_FLAGS.MERGED, name: 'merged'},
+  {bit: EXTENT_FLAGS.SHARED, name: 'shared'},
 ]
 
+/** The names locate uses for the flags, in bit order. */
+export const FLAG_NAMES: Array<[number, string]> = FLAG_TABLE.map(({bit, name}) => [bit, name])
+
+/** Why an extent with the flag has no usable address, for each flag that leaves it without one. */
+export const WHY_UNUSABLE: Array<[number, string]> = FLAG_TABLE.flatMap(({bit, unusable}) => (unusable ? [[bit, unusable] as [number, string]] : []))
+
 /** Flags that leave an extent without an address a device can use. */
-export const UNUSABLE =
-  EXTENT_FLAGS.UNKNOWN |
-  EXTENT_FLAGS.DELALLOC |
-  EXTENT_FLAGS.ENCODED |
-  EXTENT_FLAGS.DATA_ENCRYPTED |
-  EXTENT_FLAGS.NOT_ALIGNED |
-  EXTENT_FLAGS.DATA_INLINE |
-  EXTENT_FLAGS.DATA_TAIL
+export const UNUSABLE: number = WHY_UNUSABLE.reduce((all, [bit]) => all | bit, 0)
 
 /** Flag names of an fe_flags value; unknown bits as one hex entry. */
 export function flagNames(flags: number): string[] {

@@ -7,7 +7,7 @@ import {ByteSink} from './bytesink.js'
 import {Exit, IopmemError, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {mountDaxMode, type MountEntry, readMounts} from '../sys/index.js'
-import {EXTENT_FLAGS, flagNames, type FormatParams, formatExtents, joinParts, type Part, type ScanContext, scanExtents} from './locate-core.js'
+import {flagNames, type FormatParams, formatExtents, joinParts, type Part, type ScanContext, scanExtents, WHY_UNUSABLE} from './locate-core.js'
 import {formatBytes} from '../sys/index.js'
 import type {FiemapResult} from '../../native/types.js'
 
@@ -39,16 +39,6 @@ import type {FiemapResult} from '../../native/types.js'
  */
 
 export {EXTENT_FLAGS, FLAG_NAMES, flagNames, UNUSABLE} from './locate-core.js'
-
-const WHY_UNUSABLE: Array<[number, string]> = [
-  [EXTENT_FLAGS.UNKNOWN, 'its location is unknown'],
-  [EXTENT_FLAGS.DELALLOC, 'it has no blocks yet (delayed allocation)'],
-  [EXTENT_FLAGS.ENCODED, 'its data is encoded (compressed) on the device'],
-  [EXTENT_FLAGS.DATA_ENCRYPTED, 'its data is encrypted on the device'],
-  [EXTENT_FLAGS.NOT_ALIGNED, 'its data is not block aligned'],
-  [EXTENT_FLAGS.DATA_INLINE, 'its data is inline in metadata'],
-  [EXTENT_FLAGS.DATA_TAIL, 'its data is packed with other files (tail)'],
-]
 
 export type Addressing = 'memory' | 'lba' | 'offsets'
 

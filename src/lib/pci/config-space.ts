@@ -12,29 +12,32 @@ export const PCI_ACS_RR = 0x0004
 export const PCI_ACS_CR = 0x0008
 export const PCI_ACS_EC = 0x0020
 
-/** PCIe device/port types (PCI_EXP_FLAGS_TYPE >> 4). */
-export const PcieType = {
-  ENDPOINT: 0x0,
-  LEG_END: 0x1,
-  RC_END: 0x9,
-  RC_EC: 0xa,
-  ROOT_PORT: 0x4,
-  UPSTREAM: 0x5,
-  DOWNSTREAM: 0x6,
-  PCI_BRIDGE: 0x7,
-  PCIE_BRIDGE: 0x8,
-} as const
+/** PCIe device/port types (PCI_EXP_FLAGS_TYPE >> 4), with the names iopmem shows for them. */
+const PCIE_TYPES = [
+  ['ENDPOINT', 0x0, 'endpoint'],
+  ['LEG_END', 0x1, 'legacy-endpoint'],
+  ['ROOT_PORT', 0x4, 'root-port'],
+  ['UPSTREAM', 0x5, 'switch-upstream'],
+  ['DOWNSTREAM', 0x6, 'switch-downstream'],
+  ['PCI_BRIDGE', 0x7, 'pcie-to-pci-bridge'],
+  ['PCIE_BRIDGE', 0x8, 'pci-to-pcie-bridge'],
+  ['RC_END', 0x9, 'rc-integrated-endpoint'],
+  ['RC_EC', 0xa, 'rc-event-collector'],
+] as const
 
-export const PCIE_TYPE_NAMES: Record<number, string> = {
-  0x0: 'endpoint',
-  0x1: 'legacy-endpoint',
-  0x4: 'root-port',
-  0x5: 'switch-upstream',
-  0x6: 'switch-downstream',
-  0x7: 'pcie-to-pci-bridge',
-  0x8: 'pci-to-pcie-bridge',
-  0x9: 'rc-integrated-endpoint',
-  0xa: 'rc-event-collector',
+/** The port type numbers by constant name (PcieType.ROOT_PORT is 0x4). */
+export const PcieType = Object.fromEntries(PCIE_TYPES.map(([key, type]) => [key, type])) as {readonly [K in (typeof PCIE_TYPES)[number][0]]: number}
+
+/** The name of each port type number. */
+export const PCIE_TYPE_NAMES: Record<number, string> = Object.fromEntries(PCIE_TYPES.map(([, type, name]) => [type, name]))
+
+/** The IDs a function's header carries. */
+export interface FunctionIds {
+  vendor: number
+  device: number
+  revision?: number
+  subsystemVendor?: number
+  subsystemDevice?: number
 }
 
 export class ConfigSpace {
@@ -59,6 +62,18 @@ export class ConfigSpace {
   get headerType(): number | undefined {
     const h = this.u8(0x0e)
     return h === undefined ? undefined : h & 0x7f
+  }
+
+  /** Vendor, device, revision and subsystem IDs of a type-0 header; undefined for other headers or fewer than 48 bytes. */
+  get typeZeroIds(): FunctionIds | undefined {
+    if (this.headerType !== 0 || this.bytes.length < 0x30) return undefined
+    return {
+      vendor: this.bytes.readUInt16LE(0x00),
+      device: this.bytes.readUInt16LE(0x02),
+      revision: this.bytes.readUInt8(0x08),
+      subsystemVendor: this.bytes.readUInt16LE(0x2c),
+      subsystemDevice: this.bytes.readUInt16LE(0x2e),
+    }
   }
 
   /** Offset of a standard capability, 0 when absent, undefined when not readable. */

@@ -4,7 +4,7 @@ import * as path from 'node:path'
 import {isBdfName, normalizeBdf} from './bdf.js'
 import {Exit, IopmemError} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
-import {ConfigSpace, PCIE_TYPE_NAMES} from './config-space.js'
+import {ConfigSpace, type FunctionIds, PCIE_TYPE_NAMES} from './config-space.js'
 import {PciIds} from './ids.js'
 
 /** struct resource flags, include/linux/ioport.h */
@@ -144,7 +144,7 @@ export interface ScanOptions {
 }
 
 export class PciScanner {
-  private ids: PciIds | undefined
+  private names: PciIds | undefined
   private blockIndex: Map<string, string[]> | undefined
   private daxIndex: Map<string, string[]> | undefined
 
@@ -193,21 +193,21 @@ export class PciScanner {
     const entries = new Set(h.list(dir))
     const [domain, bus, devfn] = bdf.split(':')
     const [dev, fn] = devfn.split('.')
-    const num = (f: string) => h.readInt(path.join(dir, f), 16)
-    const vendor = num('vendor') ?? 0xffff
-    const device = num('device') ?? 0xffff
-    const classCode = num('class') ?? 0
+    const file = (f: string) => path.join(dir, f)
+    const config = this.configAt(file('config'))
+    const ids = this.ids(dir, config, entries)
+    const classCode = h.readInt(file('class'), 16) ?? 0
     const parent = path.basename(path.dirname(dir))
     const hostBridge = this.hostBridgeOf(dir)
-    const config = this.config(bdf)
     const headerType = config?.headerType
     const isBridge = headerType === 1 || classCode >> 8 === 0x0604
     const pcieTypeNum = config?.pcieType
-    const override = h.readTrim(path.join(dir, 'driver_override'))
-    const iommu = entries.has('iommu_group') ? h.linkName(path.join(dir, 'iommu_group')) : undefined
-    const numa = h.readInt(path.join(dir, 'numa_node'))
-    const enable = h.readTrim(path.join(dir, 'enable'))
+    const override = entries.has('driver_override') ? h.readTrim(file('driver_override')) : undefined
+    const iommu = entries.has('iommu_group') ? h.linkName(file('iommu_group')) : undefined
+    const numa = entries.has('numa_node') ? h.readInt(file('numa_node')) : undefined
+    const enable = entries.has('enable') ? h.readTrim(file('enable')) : undefined
     const names = this.opts.names !== false
+    const {vendor, device} = ids
 
     const fnInfo: PciFunction = {
       bdf,
@@ -217,14 +217,14 @@ export class PciScanner {
       function: Number.parseInt(fn, 10),
       vendorId: hex(vendor, 4),
       deviceId: hex(device, 4),
-      subsystemVendorId: optHex(num('subsystem_vendor'), 4),
-      subsystemDeviceId: optHex(num('subsystem_device'), 4),
-      revision: optHex(num('revision'), 2),
+      subsystemVendorId: optHex(ids.subsystemVendor, 4),
+      subsystemDeviceId: optHex(ids.subsystemDevice, 4),
+      revision: optHex(ids.revision, 2),
       classCode: hex(classCode, 6),
       vendorName: names ? this.pciIds().vendor(vendor) : undefined,
       deviceName: names ? this.pciIds().device(vendor, device) : undefined,
       className: names ? this.pciIds().className(classCode) : hex(classCode, 6),
-      driver: entries.has('driver') ? h.linkName(path.join(dir, 'driver')) ?? null : null,
+      driver: entries.has('driver') ? h.linkName(file('driver')) ?? null : null,
       driverOverride: override === undefined || override === '(null)' || override === '' ? null : override,
       iommuGroup: iommu === undefined ? null : Number.parseInt(iommu, 10),
       numaNode: numa === undefined || numa < 0 ? null : numa,
@@ -245,8 +245,33 @@ export class PciScanner {
 
   /** Config space as far as we may read it (64 bytes unprivileged, 256/4096 as root). */
   config(bdf: string): ConfigSpace | undefined {
-    const bytes = this.host.readBytes(this.host.sys('bus/pci/devices', bdf, 'config'), 4096)
+    return this.configAt(this.host.sys('bus/pci/devices', bdf, 'config'))
+  }
+
+  private configAt(file: string): ConfigSpace | undefined {
+    const bytes = this.host.readBytes(file, 4096)
     return bytes && bytes.length > 0 ? new ConfigSpace(bytes) : undefined
+  }
+
+  /**
+   * Vendor, device, revision and subsystem IDs. A type-0 header holds them all in
+   * its first 64 bytes (what anyone may read of `config`), so one read serves
+   * instead of five sysfs files. The files are read instead where config space
+   * does not say what the kernel says: a bridge (its subsystem IDs live in a
+   * capability), an SR-IOV VF (its ID registers read 0xffff; the kernel takes
+   * them from the PF) and config space that is missing or short.
+   */
+  private ids(dir: string, config: ConfigSpace | undefined, entries: Set<string>): FunctionIds {
+    const fromConfig = config?.typeZeroIds
+    if (fromConfig && fromConfig.vendor !== 0xffff && !entries.has('physfn')) return fromConfig
+    const num = (f: string) => this.host.readInt(path.join(dir, f), 16)
+    return {
+      vendor: num('vendor') ?? 0xffff,
+      device: num('device') ?? 0xffff,
+      revision: num('revision'),
+      subsystemVendor: num('subsystem_vendor'),
+      subsystemDevice: num('subsystem_device'),
+    }
   }
 
   hostBridgeOf(dir: string): string {
@@ -256,8 +281,8 @@ export class PciScanner {
   }
 
   private pciIds(): PciIds {
-    this.ids ??= PciIds.open()
-    return this.ids
+    this.names ??= PciIds.open()
+    return this.names
   }
 
   private link(dir: string): LinkInfo | null {

@@ -49,6 +49,8 @@ export class Host {
   readonly roots: HostRoots
   readonly writer: SysfsWriter
   readonly uid: number
+  /** Where isSeqFile() looks (computed once: read() asks for every file). */
+  private readonly seqRoots: [string, string]
 
   constructor(opts: HostOptions = {}) {
     this.roots = {
@@ -57,6 +59,7 @@ export class Host {
       proc: path.resolve(opts.roots?.proc ?? '/proc'),
     }
     this.writer = opts.writer ?? kernelWriter
+    this.seqRoots = [this.roots.proc + path.sep, path.join(this.roots.sysfs, 'kernel', 'debug') + path.sep]
     this.uid = opts.uid ?? (process.geteuid ? process.geteuid() : -1)
   }
 
@@ -121,7 +124,7 @@ export class Host {
 
   /** Under /proc or debugfs (/sys/kernel/debug): files the kernel serves a page or so per read. */
   private isSeqFile(file: string): boolean {
-    return file.startsWith(this.roots.proc + path.sep) || file.startsWith(path.join(this.roots.sysfs, 'kernel', 'debug') + path.sep)
+    return file.startsWith(this.seqRoots[0]) || file.startsWith(this.seqRoots[1])
   }
 
   /** read() with surrounding whitespace removed. */
