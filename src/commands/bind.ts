@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../base-command.js'
 import {normalizeBdf} from '../lib/pci/index.js'
 import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, planBind, validateDriverName} from '../lib/bind/index.js'
-import {CACHE_MODES, driverEnv, loadModule, MODES, validateBarIndex, validateCache, validateMode} from '../lib/bind/index.js'
+import {CACHE_MODES, canLoadModule, driverEnv, MODES, validateBarIndex, validateCache, validateMode, withModule} from '../lib/bind/index.js'
 import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
@@ -46,13 +46,10 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     if (flags.mode !== undefined) validateMode(flags.mode)
     if (flags.cache !== undefined) validateCache(flags.cache)
     if (flags.bar !== undefined) validateBarIndex(flags.bar)
-    let moduleLoaded: BindResult['moduleLoaded']
-    if (driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && this.host.isRoot() && this.host.isLive) {
-      const loaded = loadModule(driverEnv(this.host))
-      moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
-      this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})`)
-    }
-    const plan = planBind(this.host, bdf, driver, {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache})
+    // The module is loaded only after the plan and the confirmation, and unloaded again if the bind then fails.
+    const d = driverEnv(this.host)
+    const load = driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && canLoadModule(d)
+    const plan = planBind(this.host, bdf, driver, {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache, loadIopmem: load})
     if (plan.destructive) {
       const desc = plan.fn.deviceName ?? plan.fn.className
       await this.confirmOrRefuse(
@@ -61,8 +58,11 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
         `take ${plan.fn.bdf} from ${plan.fn.driver}`,
       )
     }
-    const result = executeBind(this.host, plan)
-    if (moduleLoaded) result.moduleLoaded = moduleLoaded
+    const {result, loaded} = withModule(d, load, () => executeBind(this.host, plan))
+    if (loaded?.changed) {
+      result.moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
+      this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})`)
+    }
     if (!this.jsonEnabled()) {
       const {renderBindResult} = await import('../ui/render-bind.js')
       this.log(renderBindResult(result, 'bind', await this.colors()))

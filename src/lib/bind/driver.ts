@@ -445,6 +445,41 @@ export function loadModule(d: DriverEnv, opts: {ko?: string; params?: string[]} 
   return {loaded: true, changed: true, how: 'modprobe', params}
 }
 
+/**
+ * Whether `bind` may load the module itself: as root, on the live system, or
+ * under fixture roots when a stand-in insmod or modprobe is set (the tests).
+ */
+export function canLoadModule(d: DriverEnv): boolean {
+  return d.host.isRoot() && (d.host.isLive || Boolean(d.env.IOPMEM_INSMOD || d.env.IOPMEM_MODPROBE))
+}
+
+/**
+ * Run `work` (a bind, after its plan and confirmation) with the module loaded
+ * for it when `load`: loaded just before, and unloaded again when work throws,
+ * so a refused or failed bind leaves the module as it found it. The error
+ * then says so in details.module ("unloaded", or why it stayed loaded).
+ */
+export function withModule<T>(d: DriverEnv, load: boolean, work: () => T): {result: T; loaded: LoadResult | null} {
+  const loaded = load ? loadModule(d) : null
+  try {
+    return {result: work(), loaded}
+  } catch (error) {
+    if (loaded?.changed) {
+      let state = 'unloaded'
+      try {
+        unloadModule(d)
+      } catch (error_) {
+        state = `left loaded: ${(error_ as Error).message}`
+      }
+      if (error instanceof IopmemError) {
+        Object.assign(error, {details: {...error.details, module: state}})
+        error.message += `\nThe iopmem module this command loaded was ${state === 'unloaded' ? 'unloaded again' : state}.`
+      }
+    }
+    throw error
+  }
+}
+
 function loadError(r: RunResult, what: string): IopmemError {
   const msg = r.stderr.trim() || r.stdout.trim() || `exit ${r.code}`
   const hints: string[] = ['`dmesg | tail` has the kernel\'s reason.']

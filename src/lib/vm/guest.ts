@@ -21,6 +21,7 @@ import {mkdir, open, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {delimiter, dirname, join, resolve} from 'node:path'
 
+import {seamValue} from '../sys/index.js'
 import {buildHelper, type HelperName} from './helpers.js'
 import {buildInitramfs, findBusybox} from './initramfs.js'
 import {defaultRepoRoot, iopmemCacheDir, type KernelInfo, resolveKernel} from './kernel.js'
@@ -689,7 +690,7 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
   const nic: NicModel | undefined = opts.nic === true ? 'e1000e' : opts.nic || undefined
   const iommu = opts.iommu ?? false
   const dmaTrace = opts.dmaTrace ?? !iommu
-  const qemu = findInPath(opts.qemu ?? process.env.IOPMEM_VM_QEMU ?? 'qemu-system-x86_64')
+  const qemu = findInPath(opts.qemu ?? seamValue('IOPMEM_VM_QEMU') ?? 'qemu-system-x86_64')
   if (!qemu) throw new Error('qemu-system-x86_64 not found (Debian: apt-get install -y qemu-system-x86), or set IOPMEM_VM_QEMU')
   const busybox = findBusybox(opts.busybox)
   const repoRoot = resolve(opts.repoRoot ?? defaultRepoRoot())
