@@ -6,7 +6,7 @@ import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {isBdfName} from '../pci/index.js'
-import {Exit, IopmemError, type ProgramArg, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
+import {Exit, IopmemError, type ProgramArg, SafetyCode, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import type {PciFunction} from '../pci/index.js'
 import {formatBytes} from '../sys/index.js'
@@ -152,7 +152,7 @@ function program(d: DriverEnv, name: 'make' | 'insmod' | 'modprobe' | 'rmmod'): 
   // Against a fixture tree (IOPMEM_SYSFS_ROOT…), never touch the real kernel's modules.
   if (name !== 'make' && d.run === spawnRunner && !d.host.isLive) {
     throw new IopmemError(`Not running ${name}: the sysfs/dev/proc roots are not the live kernel's (set IOPMEM_${name.toUpperCase()} to a stand-in).`, {
-      code: 'E_NOT_LIVE',
+      code: SafetyCode.NOT_LIVE,
       exit: Exit.UNSUPPORTED,
     })
   }
@@ -281,7 +281,7 @@ export function openModule(ko: string, owner: number): OpenModule {
       const why = untrustedReason(st, real, owner)
       if (why) {
         throw new IopmemError(`Refusing to load ${ko}: ${why}.`, {
-          code: 'E_UNTRUSTED_MODULE',
+          code: SafetyCode.UNTRUSTED_MODULE,
           exit: Exit.REFUSED,
           suggestions: [
             owner === 0 ? 'A module root loads must be owned by root and writable only by root, in directories only root can write: `sudo chown root:root FILE; sudo chmod 0644 FILE`, or build it as root (`sudo iopmem driver build`).' : `Under fixture roots the module must be owned by uid ${owner} (the current user).`,
@@ -316,7 +316,7 @@ function kindOf(st: fs.Stats): string {
 }
 
 function badModule(ko: string, why: string, exit: (typeof Exit)[keyof typeof Exit] = Exit.USAGE): IopmemError {
-  return new IopmemError(`${ko} cannot be a module: ${why}.`, {code: 'E_BAD_MODULE', exit, details: {ko}})
+  return new IopmemError(`${ko} cannot be a module: ${why}.`, {code: SafetyCode.BAD_MODULE, exit, details: {ko}})
 }
 
 function vermagicOf(buf: Buffer): string | null {

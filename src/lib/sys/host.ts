@@ -2,7 +2,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {Exit, IopmemError, isSystemError} from './errors.js'
+import {Exit, IopmemError, isSystemError, SafetyCode} from './errors.js'
 
 /**
  * The one place that knows where the kernel's trees live. Every read and
@@ -159,7 +159,7 @@ export class Host {
       if (q !== undefined && !inRoots(q) && inLive(q)) {
         throw new IopmemError(
           `Not handing ${p} to an external program: it is on the live system (${q}), but the sysfs/dev/proc roots are a fixture (${this.roots.sysfs}, ${this.roots.dev}, ${this.roots.proc}).`,
-          {code: 'E_NOT_LIVE', exit: Exit.UNSUPPORTED, path: p, details: {roots: this.roots, resolved: q}},
+          {code: SafetyCode.NOT_LIVE, exit: Exit.UNSUPPORTED, path: p, details: {roots: this.roots, resolved: q}},
         )
       }
     }

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {Exit, IopmemError} from './errors.js'
+import {Exit, IopmemError, SafetyCode} from './errors.js'
 import type {Host} from './host.js'
 
 /** The process's effective uid (-1 where there is none). */
@@ -63,7 +63,7 @@ export function seamValue(name: ProgramSeam, env: NodeJS.ProcessEnv = process.en
   if (euid() !== 0) return v
   const refuse = (why: string): never => {
     throw new IopmemError(`Not honouring ${name}=${v} as root: ${why}.`, {
-      code: 'E_UNTRUSTED_SEAM',
+      code: SafetyCode.UNTRUSTED_SEAM,
       exit: Exit.PERMISSION,
       suggestions: [`Unset ${name}, or point it at a file owned by root that only root can write (chown root:root; chmod go-w), in directories only root can write.`],
       details: {seam: name, value: v},

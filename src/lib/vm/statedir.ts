@@ -2,11 +2,11 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {euid, Exit, IopmemError} from '../sys/index.js'
+import {euid, Exit, IopmemError, SafetyCode} from '../sys/index.js'
 
 function refuse(dir: string, why: string, what: string): never {
   throw new IopmemError(`Refusing ${what} ${dir}: ${why}.`, {
-    code: 'E_STATE_DIR',
+    code: SafetyCode.STATE_DIR,
     exit: Exit.REFUSED,
     path: dir,
     suggestions: [`Give a path that does not exist yet (it is created, mode 0700), or an empty directory you own that only you can write.`],
