@@ -194,14 +194,18 @@ describe('kernel writes: no symlink followed, nothing created or truncated', () 
 
   it('bind with driver_override replaced by a symlink: refused by the kernel writer, the target untouched', async () => {
     const victim = path.join(tmp, 'victim')
-    fs.writeFileSync(victim, 'precious data\n')
+    fs.writeFileSync(victim, 'precious data\n\nmore\n')
+    const before = fs.statSync(victim).mtimeMs
     const attr = path.join(fx.fnDir(BDF.ivshmem), 'driver_override')
     fs.rmSync(attr, {force: true})
     fs.symlinkSync(victim, attr)
     fx.driver({name: 'uio_pci_generic'})
     const r = await cli(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--yes', '--json'], fx)
     expect(r.exit, r.stdout).to.not.equal(0)
-    expect(fs.readFileSync(victim, 'utf8')).to.equal('precious data\n')
+    expect(r.json.error.details.steps[0]).to.include({value: 'uio_pci_generic', ok: false, error: 'ELOOP'})
+    // Not written, not even written and "restored" by the rollback.
+    expect(fs.readFileSync(victim, 'utf8')).to.equal('precious data\n\nmore\n')
+    expect(fs.statSync(victim).mtimeMs).to.equal(before)
   })
 
   it('the writer never creates a missing attribute, and writes a plain attribute in place', () => {
