@@ -102,9 +102,9 @@ describe('native: loader', function () {
     }
   })
 
-  it('a bad IOPMEM_NATIVE is E_NATIVE_MISSING naming the file (as root: not honoured at all)', () => {
+  it('a bad IOPMEM_NATIVE is E_NATIVE_MISSING naming the file', () => {
     const out = probe(ROOT, {IOPMEM_NATIVE: '/nonexistent/iopmem.node'})
-    expect(out.code).to.equal(process.geteuid?.() === 0 ? 'E_UNTRUSTED_SEAM' : 'E_NATIVE_MISSING')
+    expect(out.code).to.equal('E_NATIVE_MISSING')
     expect(out.message).to.contain('/nonexistent/iopmem.node')
   })
 

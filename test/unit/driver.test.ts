@@ -226,6 +226,8 @@ describe('iopmem driver: build, load, unload, status', () => {
       fs.chownSync(fake, 65534, 65534)
       expectError(() => loadModule(driverEnv(fx.host(), {...env, IOPMEM_INSMOD: fake}, run), {ko}), 'E_UNTRUSTED_SEAM', 4, /owned by uid 65534/)
       expectError(() => loadModule(driverEnv(fx.host(), {...env, IOPMEM_INSMOD: 'insmod'}, run), {ko}), 'E_UNTRUSTED_SEAM', 4, /absolute path/)
+      // Missing, in a directory others can write (sticky /tmp included): someone could create it.
+      expectError(() => loadModule(driverEnv(fx.host(), {...env, IOPMEM_INSMOD: path.join(os.tmpdir(), 'no-such-insmod')}, run), {ko}), 'E_UNTRUSTED_SEAM', 4, /someone else could create it/)
       expect(calls).to.have.length(1)
     }
   })

@@ -76,7 +76,14 @@ export function seamValue(name: ProgramSeam, env: NodeJS.ProcessEnv = process.en
     real = fs.realpathSync(v)
     st = fs.statSync(real)
   } catch (error) {
-    return refuse(`it cannot be read (${(error as Error).message})`)
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return refuse(`it cannot be read (${(error as Error).message})`)
+    // Missing: harmless ("not installed" follows) when no one but root can create it, i.e. the
+    // nearest existing directory above it is root's and writable by no one else (not even sticky).
+    let up = path.dirname(v)
+    while (!fs.existsSync(up)) up = path.dirname(up)
+    const us = fs.statSync(up)
+    if (us.uid !== 0 || (us.mode & 0o022) !== 0) refuse(`it does not exist, and ${up} is not root's alone, so someone else could create it`)
+    return v
   }
   if (name === 'IOPMEM_MODULES_ROOT' ? !st.isDirectory() : !st.isFile()) refuse(name === 'IOPMEM_MODULES_ROOT' ? 'it is not a directory' : 'it is not a regular file')
   const why = untrustedReason(st, real, 0)
