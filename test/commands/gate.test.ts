@@ -208,7 +208,7 @@ describe('kernel writes: no symlink followed, nothing created or truncated', () 
     expect(fs.statSync(victim).mtimeMs).to.equal(before)
   })
 
-  it('the writer never creates a missing attribute, and writes a plain attribute in place', () => {
+  it('the writer never creates a missing attribute, writes a plain attribute in place, and nothing outside the sysfs root', () => {
     const host = new Host({roots: {sysfs: fx.sys, dev: fx.dev, proc: fx.proc}})
     const missing = path.join(fx.fnDir(BDF.ivshmem), 'no_such_attr')
     expect(() => host.write(missing, 'x')).to.throw().with.property('code', 'ENOENT')
@@ -217,6 +217,11 @@ describe('kernel writes: no symlink followed, nothing created or truncated', () 
     fs.writeFileSync(attr, 'uio_pci_generic\n')
     host.write(attr, 'iopmem')
     expect(fs.readFileSync(attr, 'utf8')).to.equal('iopmem')
+    // Nothing outside the host's sysfs root is ever written as a kernel attribute.
+    const outside = path.join(tmp, 'outside')
+    fs.writeFileSync(outside, 'keep\n')
+    expect(() => host.write(outside, 'x')).to.throw(/not under the sysfs root/)
+    expect(fs.readFileSync(outside, 'utf8')).to.equal('keep\n')
   })
 })
 

@@ -321,6 +321,8 @@ export class Host {
    * kept, so callers can roll back and explain.
    */
   write(file: string, value: string): void {
+    // Kernel writes go to sysfs under this host's root and nowhere else (under fixture roots: never the live /sys).
+    if (!file.startsWith(this.roots.sysfs + '/')) throw new Error(`Host.write: ${file} is not under the sysfs root ${this.roots.sysfs}`)
     try {
       this.writer.write(file, value)
     } catch (error) {
