@@ -4,7 +4,7 @@ import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../base-command.js'
 import {normalizeBdf} from '../lib/pci/index.js'
 import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, planBind, validateDriverName} from '../lib/bind/index.js'
-import {CACHE_MODES, driverEnv, loadModule, MODES, validateBarIndex, validateCache, validateMode} from '../lib/bind/index.js'
+import {CACHE_MODES, canLoadModule, driverEnv, MODES, validateBarIndex, validateCache, validateMode, withModule} from '../lib/bind/index.js'
 import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
@@ -14,7 +14,7 @@ export default class Bind extends BaseCommand {
 
 Before taking a function from its driver, bind refuses when it is in use: a mounted filesystem (DAX or not) or a holder on its block devices, or a process with its resource files, p2pmem or device nodes open or mapped. --force takes it anyway.
 
-The default driver is iopmem (see \`iopmem driver\`), loaded first when it is not (as root). For iopmem, --mode picks what the BAR becomes: blockdax (/dev/iopmemN, a DAX block device), devdax (/dev/daxX.Y) or p2pmem (a P2PDMA provider); --bar the BAR (default: the largest memory BAR); --cache the CPU mapping of a blockdax device (wb gives DAX; wc, uc and wt a plain block device). A BAR that cannot serve (I/O, under 2 MiB, not 2 MiB aligned) is refused with the reason. A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
+The default driver is iopmem (see \`iopmem driver\`); when it is not loaded, bind (as root) loads it after checking the function and getting the confirmation, and unloads it again if the bind then fails. For iopmem, --mode picks what the BAR becomes: blockdax (/dev/iopmemN, a DAX block device), devdax (/dev/daxX.Y) or p2pmem (a P2PDMA provider); --bar the BAR (default: the largest memory BAR); --cache the CPU mapping of a blockdax device (wb gives DAX; wc, uc and wt a plain block device). A BAR that cannot serve (I/O, under 2 MiB, not 2 MiB aligned) is refused with the reason. A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
 
 On a terminal, a missing BDF opens a picker and taking a device from its driver asks first; without a terminal, pass the BDF and --yes.`
 
@@ -47,13 +47,10 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     if (flags.mode !== undefined) validateMode(flags.mode)
     if (flags.cache !== undefined) validateCache(flags.cache)
     if (flags.bar !== undefined) validateBarIndex(flags.bar)
-    let moduleLoaded: BindResult['moduleLoaded']
-    if (driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && this.host.isRoot() && this.host.isLive) {
-      const loaded = loadModule(driverEnv(this.host))
-      moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
-      this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})`)
-    }
-    const plan = planBind(this.host, bdf, driver, {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache})
+    // The module is loaded only after the plan and the confirmation, and unloaded again if the bind then fails.
+    const d = driverEnv(this.host)
+    const load = driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && canLoadModule(d)
+    const plan = planBind(this.host, bdf, driver, {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache, loadIopmem: load})
     if (plan.destructive) {
       const desc = plan.fn.deviceName ?? plan.fn.className
       await this.confirmOrRefuse(
@@ -62,8 +59,11 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
         `take ${plan.fn.bdf} from ${plan.fn.driver}`,
       )
     }
-    const result = executeBind(this.host, plan)
-    if (moduleLoaded) result.moduleLoaded = moduleLoaded
+    const {result, loaded} = withModule(d, load, () => executeBind(this.host, plan))
+    if (loaded?.changed) {
+      result.moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
+      this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})`)
+    }
     if (!this.jsonEnabled()) {
       const {renderBindResult} = await import('../ui/render-bind.js')
       this.log(renderBindResult(result, 'bind', await this.colors()))

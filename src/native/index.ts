@@ -17,7 +17,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {Exit, type ExitCode, IopmemError} from '../lib/sys/index.js'
+import {Exit, type ExitCode, IopmemError, seamValue} from '../lib/sys/index.js'
 import type {
   CachingMode,
   FiemapOptions,
@@ -180,7 +180,8 @@ function loadRaw(): {raw: RawBinding; file: string} {
   if (process.platform !== 'linux' || process.arch !== 'x64')
     throw missing(`it is built for x86-64 Linux only (this is ${process.platform}-${process.arch})`)
   const require = createRequire(import.meta.url)
-  const override = process.env.IOPMEM_NATIVE
+  // As root, only a root-owned addon no one else can write (seamValue's rule): it runs inside this process.
+  const override = seamValue('IOPMEM_NATIVE')
   let file: string
   try {
     if (override) {

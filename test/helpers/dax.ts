@@ -23,6 +23,8 @@ const DESTRUCTIVE = new Set(['mkfs.ext4', 'mkfs.xfs', 'mount', 'umount'])
 
 /** A runner that acts out the tools on `signatures` (device node → what it holds). */
 export class FakeRunner implements Runner {
+  /** It plays wipefs, mkfs and blkid on the kernel's names (/dev/pmem1), so the host hands it those. */
+  readonly kernelNames = true
   readonly calls: Call[] = []
   readonly signatures = new Map<string, Signature[]>()
   readonly mounted = new Map<string, string>()

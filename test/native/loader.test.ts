@@ -107,4 +107,20 @@ describe('native: loader', function () {
     expect(out.code).to.equal('E_NATIVE_MISSING')
     expect(out.message).to.contain('/nonexistent/iopmem.node')
   })
+
+  it('as root, IOPMEM_NATIVE naming an addon others can write is refused, not loaded', function () {
+    if (process.geteuid?.() !== 0) this.skip()
+    const pkg = packageCopy(false)
+    try {
+      const copy = path.join(pkg.dir, 'elsewhere.node')
+      fs.copyFileSync(loadNative().file, copy)
+      fs.chmodSync(copy, 0o666)
+      const out = probe(pkg.dir, {IOPMEM_NATIVE: copy})
+      expect(out.ok).to.equal(false)
+      expect(out.code).to.equal('E_UNTRUSTED_SEAM')
+      expect(out.message).to.match(/writable by its group/)
+    } finally {
+      pkg.cleanup()
+    }
+  })
 })

@@ -12,6 +12,7 @@ import * as path from 'node:path'
 
 import {mkfsArgv, parseBlkidExport, probeSignatures} from '../../src/lib/dax/index.js'
 import {processRunner} from '../../src/lib/sys/exec.js'
+import {Host} from '../../src/lib/sys/host.js'
 
 const MiB = 1024 * 1024
 
@@ -31,14 +32,14 @@ describe('mkfs-dax: the real tools on temp image files', function () {
 
   it('ext4: 4 KiB blocks, RAID stride and stripe width 512 blocks (2 MiB); wipefs and blkid see it', async () => {
     const img = image('ext4.img', 64 * MiB)
-    expect(await probeSignatures(processRunner, [img])).to.deep.equal([])
+    expect(await probeSignatures(processRunner, [img], new Host())).to.deep.equal([])
     const argv = mkfsArgv('ext4', img, {pageSize: 4096, size: 64 * MiB})
     const r = await processRunner.run(argv[0], argv.slice(1))
     expect(r.code, r.stderr).to.equal(0)
     const h = execFileSync('dumpe2fs', ['-h', img], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore']})
     expect(h).to.match(/Block size:\s+4096/).and.match(/RAID stride:\s+512/).and.match(/RAID stripe width:\s+512/)
     expect(h).to.not.match(/inline_data/)
-    const sigs = await probeSignatures(processRunner, [img])
+    const sigs = await probeSignatures(processRunner, [img], new Host())
     expect(sigs).to.have.length(1)
     expect(sigs[0]).to.deep.include({device: img, type: 'ext4', offset: '0x438'})
     const b = await processRunner.run('blkid', ['--probe', '--output', 'export', img])
@@ -61,7 +62,7 @@ describe('mkfs-dax: the real tools on temp image files', function () {
     expect(db).to.not.match(/REFLINK/)
     const ro = /features_ro_compat = (0x[0-9a-f]+|\d+)/.exec(db)
     expect(Number(ro![1]) & 0x4, 'XFS_SB_FEAT_RO_COMPAT_REFLINK').to.equal(0)
-    const sigs = await probeSignatures(processRunner, [img])
+    const sigs = await probeSignatures(processRunner, [img], new Host())
     expect(sigs.map((s) => s.type)).to.deep.equal(['xfs'])
   })
 

@@ -49,9 +49,10 @@ function expectError(f: () => unknown, code: string, exit: number, message?: Reg
 
 /** A runner that records calls and answers from a table; `make` writes a fake .ko. */
 function recorder(answers: Partial<Record<string, {code: number; stderr?: string}>> = {}, vermagic = '6.12.117 SMP preempt mod_unload ') {
-  const calls: Array<{program: string; args: string[]}> = []
-  const run: Runner = (program, args) => {
-    calls.push({program, args})
+  const calls: Array<{program: string; args: string[]; fd?: string}> = []
+  const run: Runner = (program, args, opts = {}) => {
+    // A descriptor handed on (insmod's module) is read here, as the program would read its fd 3.
+    calls.push({program, args, ...(opts.fd === undefined ? {} : {fd: fs.readFileSync(opts.fd).toString('latin1')})})
     const a = answers[path.basename(program)] ?? {code: 0}
     if (path.basename(program) === 'make' && a.code === 0) {
       const m = args.find((x) => x.startsWith('M='))!.slice(2)
@@ -135,6 +136,7 @@ describe('iopmem driver: build, load, unload, status', () => {
     fx = standardMachine()
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-drv-'))
     env = {IOPMEM_KERNEL_RELEASE: '6.12.117', IOPMEM_MODULES_ROOT: path.join(tmp, 'modules'), XDG_CACHE_HOME: path.join(tmp, 'cache')}
+    fs.mkdirSync(path.join(tmp, 'modules'))
   })
   afterEach(() => {
     fx.cleanup()
@@ -178,7 +180,11 @@ describe('iopmem driver: build, load, unload, status', () => {
     const {run, calls} = recorder()
     const r = loadModule(driverEnv(fx.host(), env, run), {params: ['mode=devdax']})
     expect(r).to.include({changed: true, how: 'insmod'})
-    expect(calls).to.deep.equal([{program: 'insmod', args: [path.join(tmp, 'cache/iopmem/kmod/6.12.117/iopmem.ko'), 'mode=devdax']}])
+    // insmod loads the descriptor that was checked, inherited as its fd 3, not the path again.
+    expect(calls).to.have.length(1)
+    expect(calls[0]).to.include({program: 'insmod'})
+    expect(calls[0].args).to.deep.equal(['/proc/self/fd/3', 'mode=devdax'])
+    expect(calls[0].fd).to.equal(fs.readFileSync(path.join(tmp, 'cache/iopmem/kmod/6.12.117/iopmem.ko')).toString('latin1'))
     fx.driver({name: 'iopmem'})
     expect(loadModule(driverEnv(fx.host(), env, run))).to.include({changed: false, how: 'already'})
     expect(calls).to.have.length(1)
@@ -205,12 +211,25 @@ describe('iopmem driver: build, load, unload, status', () => {
     expect(e.suggestions[0]).to.match(/Secure Boot/)
   })
 
-  it('IOPMEM_INSMOD replaces the program', () => {
+  it('IOPMEM_INSMOD replaces the program (as root only a root-owned one no one else can write)', () => {
     const ko = path.join(tmp, 'x.ko')
     fs.writeFileSync(ko, 'vermagic=6.12.117 SMP\0')
+    const fake = path.join(tmp, 'insmod')
+    fs.writeFileSync(fake, '#!/bin/sh\n', {mode: 0o755})
     const {run, calls} = recorder()
-    loadModule(driverEnv(fx.host(), {...env, IOPMEM_INSMOD: '/opt/fake/insmod'}, run), {ko})
-    expect(calls[0].program).to.equal('/opt/fake/insmod')
+    loadModule(driverEnv(fx.host(), {...env, IOPMEM_INSMOD: fake}, run), {ko})
+    expect(calls[0].program).to.equal(fake)
+    if (process.geteuid?.() === 0) {
+      fs.chmodSync(fake, 0o775)
+      expectError(() => loadModule(driverEnv(fx.host(), {...env, IOPMEM_INSMOD: fake}, run), {ko}), 'E_UNTRUSTED_SEAM', 4, /writable by its group/)
+      fs.chmodSync(fake, 0o755)
+      fs.chownSync(fake, 65534, 65534)
+      expectError(() => loadModule(driverEnv(fx.host(), {...env, IOPMEM_INSMOD: fake}, run), {ko}), 'E_UNTRUSTED_SEAM', 4, /owned by uid 65534/)
+      expectError(() => loadModule(driverEnv(fx.host(), {...env, IOPMEM_INSMOD: 'insmod'}, run), {ko}), 'E_UNTRUSTED_SEAM', 4, /absolute path/)
+      // Missing, in a directory others can write (sticky /tmp included): someone could create it.
+      expectError(() => loadModule(driverEnv(fx.host(), {...env, IOPMEM_INSMOD: path.join(os.tmpdir(), 'no-such-insmod')}, run), {ko}), 'E_UNTRUSTED_SEAM', 4, /someone else could create it/)
+      expect(calls).to.have.length(1)
+    }
   })
 
   it('unload refuses while devices are bound, else runs rmmod', () => {

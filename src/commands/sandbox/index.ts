@@ -56,7 +56,7 @@ The kernel comes from --kernel, then IOPMEM_VM_KERNEL, then the repository's own
     'boot-timeout': Flags.integer({description: 'Seconds the guest may take to boot before it is killed.', default: 180}),
     timeout: Flags.integer({description: 'Seconds a command in the guest may run before it is killed.', default: 600}),
     keep: Flags.boolean({description: 'Keep the state directory (disk images, RAM file, serial log) after exit.'}),
-    'state-dir': Flags.string({description: 'Use this state directory instead of a temporary one.'}),
+    'state-dir': Flags.string({description: 'Use this state directory instead of a temporary one: created 0700, or an existing empty one you own that only you can write (a symlink is refused).'}),
   }
 
   async run(): Promise<SandboxDescription | void> {

@@ -150,7 +150,8 @@ function requireRoot(host: Host, verb: string): void {
   }
 }
 
-export function planBind(host: Host, bdfText: string, driverText: string | undefined, opts: {force?: boolean} & IopmemOptions = {}): BindPlan {
+/** `loadIopmem`: the iopmem module is not loaded yet and will be, after this plan and its confirmation (withModule). */
+export function planBind(host: Host, bdfText: string, driverText: string | undefined, opts: {force?: boolean; loadIopmem?: boolean} & IopmemOptions = {}): BindPlan {
   const bdf = normalizeBdf(bdfText)
   const driver = validateDriverName(driverText ?? DEFAULT_DRIVER)
   const given = (['mode', 'bar', 'cache'] as const).filter((k) => opts[k] !== undefined)
@@ -168,7 +169,7 @@ export function planBind(host: Host, bdfText: string, driverText: string | undef
       {code: 'E_ALREADY_BOUND', exit: Exit.REFUSED, suggestions: [`iopmem unbind ${bdf} --yes`]},
     )
   }
-  if (!driverRegistered(host, driver)) {
+  if (!driverRegistered(host, driver) && !(driver === 'iopmem' && opts.loadIopmem)) {
     const cands = driverCandidates(host, fn, fn.driver)
     const load = driver === 'iopmem' ? '`iopmem driver load` (or `modprobe iopmem`)' : `\`modprobe ${driver}\``
     throw new IopmemError(`No PCI driver named ${JSON.stringify(driver)} is registered. Load it first: ${load}.`, {

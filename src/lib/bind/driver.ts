@@ -6,7 +6,7 @@ import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {isBdfName} from '../pci/index.js'
-import {Exit, IopmemError, usage} from '../sys/index.js'
+import {Exit, IopmemError, type ProgramArg, SafetyCode, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import type {PciFunction} from '../pci/index.js'
 import {formatBytes} from '../sys/index.js'
@@ -22,11 +22,19 @@ import {formatBytes} from '../sys/index.js'
  * what it got in /sys/bus/pci/devices/BDF/iopmem/{mode,bar,cache,node,phys,size};
  * a refused probe leaves its reason in drivers/iopmem/last_error.
  *
- * External programs (make, insmod, modprobe, rmmod) run with argument arrays,
- * never through a shell. IOPMEM_MAKE, IOPMEM_INSMOD, IOPMEM_MODPROBE and
- * IOPMEM_RMMOD replace them (the tests point them at recorders);
- * IOPMEM_MODULES_ROOT replaces /lib/modules and IOPMEM_KERNEL_RELEASE the
- * running kernel's release.
+ * External programs (make, insmod, modprobe, rmmod) run with argument arrays
+ * the host builds (paths only as host.programPath), never through a shell.
+ * IOPMEM_MAKE, IOPMEM_INSMOD, IOPMEM_MODPROBE and IOPMEM_RMMOD replace them
+ * (the tests point them at recorders), as root only when they pass
+ * seamValue()'s ownership rule; IOPMEM_MODULES_ROOT replaces /lib/modules and
+ * IOPMEM_KERNEL_RELEASE the running kernel's release.
+ *
+ * A module file is opened once (O_NOFOLLOW, O_NONBLOCK so a FIFO cannot
+ * hang), checked on that descriptor (a regular file of at most
+ * MODULE_MAX_BYTES, owned by root — the current euid under fixture roots —
+ * and writable by no one else, nor its directories), its vermagic read from
+ * it, and insmod is handed that same descriptor as /proc/self/fd/3: what was
+ * checked is what the kernel loads.
  */
 
 export const DRIVER = 'iopmem'
@@ -113,10 +121,13 @@ export interface RunResult {
   stderr: string
 }
 
-export type Runner = (program: string, args: string[], opts?: {cwd?: string}) => RunResult
+/** `fd`: a descriptor the program inherits as its fd 3 (the module insmod loads, as /proc/self/fd/3). */
+export type Runner = (program: string, args: string[], opts?: {cwd?: string; fd?: number}) => RunResult
 
 export const spawnRunner: Runner = (program, args, opts = {}) => {
-  const r = spawnSync(program, args, {cwd: opts.cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024})
+  const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe']
+  if (opts.fd !== undefined) stdio.push(opts.fd)
+  const r = spawnSync(program, args, {cwd: opts.cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, stdio})
   if (r.error) {
     const e = r.error as NodeJS.ErrnoException
     return {code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${program}: ${e.message}`}
@@ -136,16 +147,21 @@ export function driverEnv(host: Host, env: NodeJS.ProcessEnv = process.env, run:
 }
 
 function program(d: DriverEnv, name: 'make' | 'insmod' | 'modprobe' | 'rmmod'): string {
-  const override = d.env[`IOPMEM_${name.toUpperCase()}`]
+  const override = seamValue(`IOPMEM_${name.toUpperCase()}` as 'IOPMEM_MAKE', d.env)
   if (override) return override
   // Against a fixture tree (IOPMEM_SYSFS_ROOT…), never touch the real kernel's modules.
   if (name !== 'make' && d.run === spawnRunner && !d.host.isLive) {
     throw new IopmemError(`Not running ${name}: the sysfs/dev/proc roots are not the live kernel's (set IOPMEM_${name.toUpperCase()} to a stand-in).`, {
-      code: 'E_NOT_LIVE',
+      code: SafetyCode.NOT_LIVE,
       exit: Exit.UNSUPPORTED,
     })
   }
   return name
+}
+
+/** Run a driver program with an argv the host built: words, and paths only as host.programPath(). */
+function runArgs(d: DriverEnv, name: 'make' | 'insmod' | 'modprobe' | 'rmmod', args: ProgramArg[], opts: {fd?: number} = {}): RunResult {
+  return d.run(program(d, name), d.host.argv(args), opts)
 }
 
 export function kernelRelease(d: DriverEnv): string {
@@ -179,7 +195,7 @@ export function findBuildTree(d: DriverEnv, kdir?: string): {dir: string; releas
     return {dir, release: treeRelease(dir)}
   }
   const release = kernelRelease(d)
-  const root = d.env.IOPMEM_MODULES_ROOT || '/lib/modules'
+  const root = seamValue('IOPMEM_MODULES_ROOT', d.env) || '/lib/modules'
   const dir = path.join(root, release, 'build')
   if (!fs.existsSync(path.join(dir, 'Makefile'))) {
     throw new IopmemError(`No kernel build tree for the running kernel ${release}: ${dir} is missing; install linux-headers-${release}.`, {
@@ -214,14 +230,96 @@ function treeRelease(dir: string): string | null {
   }
 }
 
-/** vermagic of a built module (the release it was built for is its first word). */
+/** vermagic of a built module (the release it was built for is its first word); null when unreadable or none. */
 export function moduleVermagic(ko: string): string | null {
-  let buf: Buffer
+  let m: OpenModule
   try {
-    buf = fs.readFileSync(ko)
+    m = openModule(ko, -1)
   } catch {
     return null
   }
+  try {
+    return vermagicOf(m.data)
+  } finally {
+    fs.closeSync(m.fd)
+  }
+}
+
+/** The largest module file read or loaded: iopmem.ko is well under 1 MiB, 16 MiB with full debug info. */
+export const MODULE_MAX_BYTES = 64 * 1024 * 1024
+
+export interface OpenModule {
+  fd: number
+  /** Its real location (from the descriptor). */
+  real: string
+  data: Buffer
+}
+
+/**
+ * Open a module file once and check it on that descriptor: no symlink as the
+ * last component (O_NOFOLLOW), no hang on a FIFO (O_NONBLOCK), a regular file
+ * of at most MODULE_MAX_BYTES, read whole and bounded; when `owner` is not
+ * -1, owned by it and writable by no one else, nor its directories. The
+ * caller closes fd.
+ */
+export function openModule(ko: string, owner: number): OpenModule {
+  let fd: number
+  try {
+    fd = fs.openSync(ko, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') throw new IopmemError(`No module file ${ko}.`, {code: 'E_NO_MODULE', exit: Exit.NOT_FOUND})
+    if (code === 'ELOOP') throw badModule(ko, 'it is a symbolic link; give the module file itself')
+    throw badModule(ko, `it cannot be opened (${(error as Error).message})`, Exit.PERMISSION)
+  }
+  try {
+    const st = fs.fstatSync(fd)
+    if (!st.isFile()) throw badModule(ko, `it is not a regular file (${kindOf(st)})`)
+    if (st.size > MODULE_MAX_BYTES) throw badModule(ko, `it is ${st.size} bytes, over the ${MODULE_MAX_BYTES}-byte limit for a module`)
+    const real = fs.readlinkSync(`/proc/self/fd/${fd}`)
+    if (owner !== -1) {
+      const why = untrustedReason(st, real, owner)
+      if (why) {
+        throw new IopmemError(`Refusing to load ${ko}: ${why}.`, {
+          code: SafetyCode.UNTRUSTED_MODULE,
+          exit: Exit.REFUSED,
+          suggestions: [
+            owner === 0 ? 'A module root loads must be owned by root and writable only by root, in directories only root can write: `sudo chown root:root FILE; sudo chmod 0644 FILE`, or build it as root (`sudo iopmem driver build`).' : `Under fixture roots the module must be owned by uid ${owner} (the current user).`,
+          ],
+          details: {ko, real, owner},
+        })
+      }
+    }
+    // Bounded: at most st.size (itself bounded) and one more byte to see a file that grew.
+    const data = Buffer.alloc(st.size + 1)
+    let n = 0
+    while (n < data.length) {
+      const got = fs.readSync(fd, data, n, data.length - n, n)
+      if (got === 0) break
+      n += got
+    }
+    if (n > st.size) throw badModule(ko, 'it changed while being read')
+    return {fd, real, data: data.subarray(0, n)}
+  } catch (error) {
+    fs.closeSync(fd)
+    throw error
+  }
+}
+
+function kindOf(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a directory'
+  if (st.isFIFO()) return 'a FIFO'
+  if (st.isCharacterDevice()) return 'a character device'
+  if (st.isBlockDevice()) return 'a block device'
+  if (st.isSocket()) return 'a socket'
+  return 'not a file'
+}
+
+function badModule(ko: string, why: string, exit: (typeof Exit)[keyof typeof Exit] = Exit.USAGE): IopmemError {
+  return new IopmemError(`${ko} cannot be a module: ${why}.`, {code: SafetyCode.BAD_MODULE, exit, details: {ko}})
+}
+
+function vermagicOf(buf: Buffer): string | null {
   const i = buf.indexOf('vermagic=')
   if (i < 0) return null
   const end = buf.indexOf(0, i)
@@ -245,8 +343,9 @@ export function buildModule(d: DriverEnv, opts: {kdir?: string; out?: string; we
   const src = kmodSourceDir()
   fs.mkdirSync(out, {recursive: true})
   for (const f of ['iopmem.c', 'Kbuild']) fs.copyFileSync(path.join(src, f), path.join(out, f))
-  const args = ['-C', tree.dir, `M=${out}`, ...(opts.werror ? ['IOPMEM_WERROR=1'] : []), 'modules']
-  const r = d.run(program(d, 'make'), args)
+  const argv: ProgramArg[] = ['-C', d.host.programPath(tree.dir), d.host.programPath(out, 'M='), ...(opts.werror ? ['IOPMEM_WERROR=1'] : []), 'modules']
+  const args = d.host.argv(argv)
+  const r = runArgs(d, 'make', argv)
   const log = (r.stdout + r.stderr).trim()
   const ko = path.join(out, 'iopmem.ko')
   if (r.code !== 0 || !fs.existsSync(ko)) {
@@ -309,27 +408,33 @@ export function loadModule(d: DriverEnv, opts: {ko?: string; params?: string[]} 
   requireRoot(d.host, 'Loading the iopmem module')
   const release = kernelRelease(d)
   let ko = opts.ko === undefined ? undefined : path.resolve(opts.ko)
-  if (ko !== undefined && !fs.existsSync(ko)) throw new IopmemError(`No module file ${ko}.`, {code: 'E_NO_MODULE', exit: Exit.NOT_FOUND})
   if (ko === undefined) {
     const built = path.join(defaultOutDir(release, d.env), 'iopmem.ko')
-    if (fs.existsSync(built)) ko = built
+    if (fs.lstatSync(built, {throwIfNoEntry: false}) !== undefined) ko = built
   }
   if (ko !== undefined) {
-    const vm = moduleVermagic(ko)
-    if (vm === null) throw new IopmemError(`${ko} is not a kernel module (no vermagic).`, {code: 'E_BAD_MODULE', exit: Exit.USAGE})
-    const built = vm.split(' ')[0]
-    if (built !== release) {
-      throw new IopmemError(`${ko} was built for kernel ${built}, but this kernel is ${release}.`, {
-        code: 'E_WRONG_KERNEL',
-        exit: Exit.UNSUPPORTED,
-        suggestions: ['Rebuild it: `iopmem driver build`.'],
-      })
+    const m = openModule(ko, trustedOwner(d.host))
+    try {
+      const vm = vermagicOf(m.data)
+      if (vm === null) throw new IopmemError(`${ko} is not a kernel module (no vermagic).`, {code: 'E_BAD_MODULE', exit: Exit.USAGE})
+      const built = vm.split(' ')[0]
+      if (built !== release) {
+        throw new IopmemError(`${ko} was built for kernel ${built}, but this kernel is ${release}.`, {
+          code: 'E_WRONG_KERNEL',
+          exit: Exit.UNSUPPORTED,
+          suggestions: ['Rebuild it: `iopmem driver build`.'],
+        })
+      }
+      // insmod gets the descriptor checked above as its fd 3, and opens it by /proc/self/fd/3
+      // (kmod then calls finit_module on it): the file cannot be swapped after the check.
+      const r = runArgs(d, 'insmod', [d.host.inheritedFd(3), ...params], {fd: m.fd})
+      if (r.code !== 0) throw loadError(r, `insmod ${ko}`)
+    } finally {
+      fs.closeSync(m.fd)
     }
-    const r = d.run(program(d, 'insmod'), [ko, ...params])
-    if (r.code !== 0) throw loadError(r, `insmod ${ko}`)
     return {loaded: true, changed: true, how: 'insmod', ko, params}
   }
-  const r = d.run(program(d, 'modprobe'), [DRIVER, ...params])
+  const r = runArgs(d, 'modprobe', [DRIVER, ...params])
   if (r.code !== 0) {
     throw new IopmemError(`The iopmem module is not built for ${release} and modprobe cannot find it: ${r.stderr.trim() || `exit ${r.code}`}`, {
       code: 'E_NO_MODULE',
@@ -338,6 +443,41 @@ export function loadModule(d: DriverEnv, opts: {ko?: string; params?: string[]} 
     })
   }
   return {loaded: true, changed: true, how: 'modprobe', params}
+}
+
+/**
+ * Whether `bind` may load the module itself: as root, on the live system, or
+ * under fixture roots when a stand-in insmod or modprobe is set (the tests).
+ */
+export function canLoadModule(d: DriverEnv): boolean {
+  return d.host.isRoot() && (d.host.isLive || Boolean(d.env.IOPMEM_INSMOD || d.env.IOPMEM_MODPROBE))
+}
+
+/**
+ * Run `work` (a bind, after its plan and confirmation) with the module loaded
+ * for it when `load`: loaded just before, and unloaded again when work throws,
+ * so a refused or failed bind leaves the module as it found it. The error
+ * then says so in details.module ("unloaded", or why it stayed loaded).
+ */
+export function withModule<T>(d: DriverEnv, load: boolean, work: () => T): {result: T; loaded: LoadResult | null} {
+  const loaded = load ? loadModule(d) : null
+  try {
+    return {result: work(), loaded}
+  } catch (error) {
+    if (loaded?.changed) {
+      let state = 'unloaded'
+      try {
+        unloadModule(d)
+      } catch (error_) {
+        state = `left loaded: ${(error_ as Error).message}`
+      }
+      if (error instanceof IopmemError) {
+        Object.assign(error, {details: {...error.details, module: state}})
+        error.message += `\nThe iopmem module this command loaded was ${state === 'unloaded' ? 'unloaded again' : state}.`
+      }
+    }
+    throw error
+  }
 }
 
 function loadError(r: RunResult, what: string): IopmemError {
@@ -364,7 +504,7 @@ export function unloadModule(d: DriverEnv): UnloadResult {
     })
   }
   requireRoot(d.host, 'Unloading the iopmem module')
-  const r = d.run(program(d, 'rmmod'), [DRIVER])
+  const r = runArgs(d, 'rmmod', [DRIVER])
   if (r.code !== 0) {
     throw new IopmemError(`rmmod iopmem failed: ${r.stderr.trim() || `exit ${r.code}`}`, {
       code: 'E_UNLOAD_FAILED',

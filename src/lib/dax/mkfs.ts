@@ -4,7 +4,7 @@ import * as path from 'node:path'
 
 import {type BlockInfo, blockUsage, type BlockUsage, daxCapableDisks, type MemoryBacking, memoryBacking, resolveDeviceArg} from './blockdev.js'
 import {Exit, IopmemError, usage} from '../sys/index.js'
-import {type ExecResult, getRunner, outputTail, type Runner} from '../sys/index.js'
+import {type ExecResult, getRunner, outputTail, type ProgramArg, type Runner, runProgram} from '../sys/index.js'
 import {describeSignature, probeSignatures, type Signature} from './signatures.js'
 import type {Host} from '../sys/index.js'
 import {readMounts} from '../sys/index.js'
@@ -173,8 +173,8 @@ export function parseBlkidExport(text: string): Record<string, string> {
   return out
 }
 
-/** The mkfs command line (program first) for a DAX filesystem. */
-export function mkfsArgv(fsType: FsType, device: string, opts: {pageSize: number; size: number; force?: boolean}): string[] {
+/** The mkfs command line (program first) for a DAX filesystem; `device` a path as shown, or the host's ProgramPath for running it. */
+export function mkfsArgv<D extends ProgramArg>(fsType: FsType, device: D, opts: {pageSize: number; size: number; force?: boolean}): [string, ...Array<string | D>] {
   const stride = STRIPE / opts.pageSize
   if (fsType === 'ext4') {
     return ['mkfs.ext4', ...(opts.force ? ['-F'] : []), '-b', String(opts.pageSize), '-E', `stride=${stride},stripe_width=${stride}`, device]
@@ -344,11 +344,14 @@ export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps =
   const runner = deps.runner
   const node = plan.target.node
   const commands: MkfsResult['commands'] = []
-  const run = async (argv: string[]) => {
-    const r = await runner.run(argv[0], argv.slice(1))
-    commands.push({argv, exit: r.code})
+  // Every program goes through the host's gate: paths are ProgramPaths it maps (under fixture roots
+  // the fixture's files, never the live /dev), and the record keeps the kernel's names.
+  const run = async ([program, ...args]: [string, ...ProgramArg[]]) => {
+    const r = await runProgram(host, runner, program, args)
+    commands.push({argv: r.argv, exit: r.code})
     return r
   }
+  const at = (p: string) => host.programPath(p)
   let state: State = 'unchanged'
   const erased: Signature[] = []
   const needsWipe = plan.force && (plan.signatures.length > 0 || (!plan.target.partition && plan.target.disk.partitions.length > 0))
@@ -356,18 +359,18 @@ export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps =
     // Partitions first (their signatures would survive a wipe of the table), then the device.
     const parts = [...new Set(plan.signatures.map((s) => s.device).filter((d) => d !== node))]
     for (const p of [...parts, node]) {
-      const r = await run(['wipefs', '--all', p])
+      const r = await run(['wipefs', '--all', at(p)])
       if (r.code !== 0) throw failAfter(`wipefs --all ${p} failed (exit ${r.code})`, 'E_WIPE_FAILED', state, plan, r, {commands})
       state = 'signatures-erased'
     }
     erased.push(...plan.signatures)
   }
 
-  const mk = await run(plan.mkfsArgv)
+  const mk = await run(mkfsArgv(plan.fs, at(node), {pageSize: plan.pageSize, size: plan.target.size, force: plan.force}))
   if (mk.code !== 0) throw failAfter(`${plan.mkfsArgv[0]} failed (exit ${mk.code})`, 'E_MKFS_FAILED', 'mkfs-failed', plan, mk, {commands})
   state = 'made'
 
-  const id = await run(['blkid', '--probe', '--output', 'export', node])
+  const id = await run(['blkid', '--probe', '--output', 'export', at(node)])
   const info = id.code === 0 ? parseBlkidExport(id.stdout) : {}
   if (info.TYPE !== plan.fs) {
     throw failAfter(`${plan.mkfsArgv[0]} succeeded but blkid finds ${info.TYPE ? `"${info.TYPE}"` : 'no filesystem'} on ${node}`, 'E_MKFS_FAILED', 'mkfs-failed', plan, id, {commands})
@@ -380,7 +383,7 @@ export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps =
   let mount: MkfsResult['mount'] = null
   if (plan.mountDir) {
     const dir = plan.mountDir
-    const m = await run(['mount', '-t', plan.fs, '-o', 'dax', node, dir])
+    const m = await run(['mount', '-t', plan.fs, '-o', 'dax', at(node), at(dir)])
     if (m.code !== 0) throw failAfter(`mount -o dax ${node} ${dir} failed (exit ${m.code})`, 'E_MOUNT_FAILED', 'made', plan, m, {commands})
     const probe = path.join(dir, `.iopmem-dax-probe-${process.pid}`)
     let dax = false
@@ -400,7 +403,7 @@ export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps =
       fs.rmSync(probe, {force: true})
     }
     if (!dax) {
-      const u = await run(['umount', dir])
+      const u = await run(['umount', at(dir)])
       const why = probeError ? `the probe file could not be written (${(probeError as Error).message})` : 'statx shows no STATX_ATTR_DAX on a probe file'
       if (u.code !== 0) throw failAfter(`Mounted ${node} on ${dir} with -o dax, but DAX is not in force: ${why}; and umount failed`, 'E_DAX_NOT_IN_FORCE', 'mounted', plan, u, {commands})
       throw failAfter(`Mounted ${node} on ${dir} with -o dax, but DAX is not in force: ${why}`, 'E_DAX_NOT_IN_FORCE', 'mounted-not-dax', plan, undefined, {commands})

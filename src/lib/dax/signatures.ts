@@ -1,7 +1,5 @@
 /** The one filesystem-signature detector (wipefs, i.e. libblkid): what a device or image holds, for mkfs-dax and bench p2p alike. */
-import * as path from 'node:path'
-
-import {Exit, type Host, IopmemError, outputTail, processRunner, type Runner} from '../sys/index.js'
+import {Exit, type Host, IopmemError, outputTail, type Runner, runProgram} from '../sys/index.js'
 
 export interface Signature {
   /** Where it was found: the device itself or one of its partitions. */
@@ -27,34 +25,15 @@ export function parseWipefsJson(text: string, device: string): Signature[] {
   }))
 }
 
-const LIVE_TREES = ['/dev', '/sys', '/proc']
-
-/**
- * The path the program is given for `node`. Under fixture roots (the host is
- * not the live kernel's) with the real runner, a kernel name (/dev/pmem0) is
- * the fixture's file, and a path into the live /dev, /sys or /proc is refused:
- * no external program ever receives a host path there (as driver.ts refuses
- * insmod and rmmod). Test runners get the node as named.
- */
-function programPath(node: string, runner: Runner, host: Host | undefined): string {
-  if (!host || host.isLive || runner !== processRunner) return node
-  const p = host.fromSystemPath(path.resolve(node))
-  const inside = [host.roots.sysfs, host.roots.dev, host.roots.proc].some((r) => p === r || p.startsWith(r + '/'))
-  if (!inside && LIVE_TREES.some((t) => p === t || p.startsWith(t + '/'))) {
-    throw new IopmemError(`Not running wipefs on ${node}: the sysfs/dev/proc roots are not the live kernel's.`, {code: 'E_NOT_LIVE', exit: Exit.UNSUPPORTED})
-  }
-  return p
-}
-
 /**
  * Every signature wipefs (libblkid) finds on each node: filesystems, swap,
  * partition tables (MBR/dos, GPT), LUKS, LVM, md members. Read-only
  * (`wipefs --no-act`). An unreadable node is E_PROBE_FAILED.
  */
-export async function probeSignatures(runner: Runner, nodes: string[], host?: Host): Promise<Signature[]> {
+export async function probeSignatures(runner: Runner, nodes: string[], host: Host): Promise<Signature[]> {
   const out: Signature[] = []
   for (const node of nodes) {
-    const r = await runner.run('wipefs', ['--no-act', '--json', programPath(node, runner, host)])
+    const r = await runProgram(host, runner, 'wipefs', ['--no-act', '--json', host.programPath(node)])
     if (r.code !== 0) {
       throw new IopmemError(`Cannot read ${node} to look for existing filesystems: wipefs said: ${outputTail(r, 3) || `exit ${r.code}`}`, {
         code: 'E_PROBE_FAILED',
@@ -63,7 +42,8 @@ export async function probeSignatures(runner: Runner, nodes: string[], host?: Ho
       })
     }
     try {
-      out.push(...parseWipefsJson(r.stdout, node))
+      // wipefs names what it read (the fixture's file under fixture roots): report the kernel's name.
+      out.push(...parseWipefsJson(r.stdout, node).map((s) => ({...s, device: host.display(s.device)})))
     } catch {
       throw new IopmemError(`Cannot understand wipefs's answer for ${node}: ${r.stdout.slice(0, 200)}`, {code: 'E_PROBE_FAILED', exit: Exit.FAILURE})
     }
@@ -93,7 +73,7 @@ const KINDS: Record<string, string> = {
 }
 
 /** What a node holds, in words ("a LUKS encrypted volume (crypto_LUKS at offset 0x0 of /dev/nvme1n1)"), or undefined. */
-export async function holdsSignature(runner: Runner, node: string, host?: Host): Promise<string | undefined> {
+export async function holdsSignature(runner: Runner, node: string, host: Host): Promise<string | undefined> {
   const [s] = await probeSignatures(runner, [node], host)
   if (!s) return undefined
   return `${KINDS[s.type] ?? `a ${s.type} signature`} (${describeSignature(s)})`

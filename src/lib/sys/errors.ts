@@ -29,6 +29,23 @@ export const Exit = {
 
 export type ExitCode = (typeof Exit)[keyof typeof Exit]
 
+/**
+ * Codes of the root-safety refusals (docs/json-and-exit-codes.md, "Safety
+ * refusals"; docs/safety.md says what each guards).
+ */
+export const SafetyCode = {
+  /** A path on the live system would reach an external program while the roots are a fixture (exit 7). */
+  NOT_LIVE: 'E_NOT_LIVE',
+  /** A test seam (IOPMEM_INSMOD, IOPMEM_VM_QEMU, …) names a program root must not run (exit 4). */
+  UNTRUSTED_SEAM: 'E_UNTRUSTED_SEAM',
+  /** A module file root must not load: not owned by root, or writable by others, or its directories (exit 5). */
+  UNTRUSTED_MODULE: 'E_UNTRUSTED_MODULE',
+  /** A module file that cannot be one: not a regular file, a symlink, over the size limit (exit 2). */
+  BAD_MODULE: 'E_BAD_MODULE',
+  /** A sandbox state or cache directory that is a symlink, not empty, not the user's, or writable by others (exit 5). */
+  STATE_DIR: 'E_STATE_DIR',
+} as const
+
 export interface IopmemErrorOptions {
   /** Machine-readable code, e.g. `E_BDF_SYNTAX`, `E_IN_USE`, or an errno name. */
   code: string

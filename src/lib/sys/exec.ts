@@ -5,6 +5,7 @@ import {constants as osConstants} from 'node:os'
 import * as path from 'node:path'
 
 import {Exit, IopmemError} from './errors.js'
+import type {Host, ProgramArg} from './host.js'
 
 /**
  * The external programs iopmem runs (mkfs.ext4, mkfs.xfs, wipefs, blkid,
@@ -31,6 +32,24 @@ export interface Runner {
    * program is not installed.
    */
   run(program: string, args: string[], opts?: {timeoutMs?: number}): Promise<ExecResult>
+  /**
+   * A stand-in that plays the kernel's world under the kernel's names (the
+   * tests' fake wipefs/mkfs): it is handed /dev/pmem7 as shown, not the
+   * fixture's file. Real runners leave this unset and get the real paths.
+   */
+  readonly kernelNames?: boolean
+}
+
+/**
+ * The gate every external program of mkfs-dax and bench p2p passes: the argv
+ * is built by the host from words and ProgramPaths it mapped itself
+ * (host.programPath), so under fixture roots no host path can reach the
+ * program. Returns the result and the argv as shown (kernel names).
+ */
+export async function runProgram(host: Host, runner: Runner, program: string, args: readonly ProgramArg[], opts?: {timeoutMs?: number}): Promise<ExecResult & {argv: string[]}> {
+  const real = host.argv(args, runner.kernelNames ? 'shown' : 'real')
+  const r = await runner.run(program, real, opts)
+  return {...r, argv: [program, ...host.argv(args, 'shown')]}
 }
 
 /** Debian package of each program we run, for the "not installed" message. */

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {Exit, IopmemError, isSystemError} from './errors.js'
+import {Exit, IopmemError, isSystemError, SafetyCode} from './errors.js'
 
 /**
  * The one place that knows where the kernel's trees live. Every read and
@@ -23,19 +23,78 @@ export interface SysfsWriter {
 }
 
 /**
- * The kernel's writer: opens an existing attribute write-only (never creates
- * one) and writes the value in one write(2), which is what sysfs store
- * methods expect.
+ * The kernel's writer: opens an existing attribute write-only with
+ * O_NOFOLLOW (a symlink in the attribute's place is refused with ELOOP, not
+ * followed) and never O_CREAT or O_TRUNC (sysfs has no use for either; on
+ * anything else they would create or empty a file), then writes the value in
+ * one write(2), which is what sysfs store methods expect. Only directories
+ * above the attribute may be symlinks, as sysfs's own are
+ * (/sys/bus/pci/devices/BDF).
  */
 export const kernelWriter: SysfsWriter = {
   write(file, value) {
-    const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_TRUNC)
-    try {
-      fs.writeSync(fd, value)
-    } finally {
-      fs.closeSync(fd)
-    }
+    writeAttribute(file, value, false)
   },
+}
+
+/**
+ * The writer for fixture trees (roots that are not the live kernel's): the
+ * same open as the kernel's, and afterwards the plain file is cut to what was
+ * written, as a sysfs attribute would read back. Never used on the live roots.
+ */
+export const fixtureWriter: SysfsWriter = {
+  write(file, value) {
+    writeAttribute(file, value, true)
+  },
+}
+
+function writeAttribute(file: string, value: string, cut: boolean): void {
+  const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
+  try {
+    const st = fs.fstatSync(fd)
+    if (!st.isFile()) {
+      throw Object.assign(new Error(`${file} is not an attribute file`), {code: 'EINVAL', errno: -22, syscall: 'open', path: file})
+    }
+    const n = fs.writeSync(fd, value)
+    if (cut) fs.ftruncateSync(fd, n)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/**
+ * A path handed to an external program. Only a Host makes one
+ * (`host.programPath`), after mapping it to its roots, so no caller can pass a
+ * path the host has not seen: `shown` is the name the kernel would use
+ * (/dev/pmem7), `real` what the program gets (the fixture's file under
+ * fixture roots, the same under the live ones). `prefix` is glued in front
+ * (`M=` for make).
+ */
+export class ProgramPath {
+  private constructor(
+    readonly shown: string,
+    readonly real: string,
+    readonly prefix: string,
+  ) {}
+
+  /** @internal Host's own factory. */
+  static make(token: symbol, shown: string, real: string, prefix: string): ProgramPath {
+    if (token !== PATH_TOKEN) throw new Error('ProgramPath: only a Host makes these (host.programPath)')
+    return new ProgramPath(shown, real, prefix)
+  }
+}
+
+const PATH_TOKEN = Symbol('ProgramPath')
+
+/** An argument of an external program: an option or word (no path in it), or a path the host mapped. */
+export type ProgramArg = string | ProgramPath
+
+/** The kernel's own trees: under fixture roots no external program may be handed a path into one of these. */
+export const LIVE_TREES = ['/dev', '/sys', '/proc']
+
+/** Whether an argument string carries a path (absolute, or after an `=`): such strings must be ProgramPaths. */
+export function carriesPath(arg: string): boolean {
+  return arg.startsWith('/') || /=\//.test(arg) || arg.startsWith('./') || arg.startsWith('../')
 }
 
 export interface HostOptions {
@@ -58,7 +117,7 @@ export class Host {
       dev: path.resolve(opts.roots?.dev ?? '/dev'),
       proc: path.resolve(opts.roots?.proc ?? '/proc'),
     }
-    this.writer = opts.writer ?? kernelWriter
+    this.writer = opts.writer ?? (this.isLiveRoots() ? kernelWriter : fixtureWriter)
     this.seqRoots = [this.roots.proc + path.sep, path.join(this.roots.sysfs, 'kernel', 'debug') + path.sep]
     this.uid = opts.uid ?? (process.geteuid ? process.geteuid() : -1)
   }
@@ -76,7 +135,62 @@ export class Host {
 
   /** True when all three roots are the live kernel's. */
   get isLive(): boolean {
+    return this.isLiveRoots()
+  }
+
+  private isLiveRoots(): boolean {
     return this.roots.sysfs === '/sys' && this.roots.dev === '/dev' && this.roots.proc === '/proc'
+  }
+
+  /**
+   * The one way a path reaches an external program. A kernel name
+   * (/dev/pmem7, /sys/...) becomes the file under our roots; under fixture
+   * roots a path that is (or resolves, through symlinks, to) a file in the
+   * live kernel's trees (LIVE_TREES) and not under the roots is refused with
+   * E_NOT_LIVE. Any other path (an image file, a mount point) is passed as
+   * itself, absolute.
+   */
+  programPath(p: string, prefix = ''): ProgramPath {
+    if (p === '' || p.includes('\0')) throw new Error(`programPath: invalid path ${JSON.stringify(p)}`)
+    const abs = path.resolve(p)
+    if (this.isLive) return ProgramPath.make(PATH_TOKEN, abs, abs, prefix)
+    const mapped = this.fromSystemPath(abs)
+    const real = this.realpath(mapped)
+    const inRoots = (q: string) => [this.roots.sysfs, this.roots.dev, this.roots.proc].some((r) => q === r || q.startsWith(r + '/'))
+    const inLive = (q: string) => LIVE_TREES.some((t) => q === t || q.startsWith(t + '/'))
+    for (const q of [mapped, real]) {
+      if (q !== undefined && !inRoots(q) && inLive(q)) {
+        throw new IopmemError(
+          `Not handing ${p} to an external program: it is on the live system (${q}), but the sysfs/dev/proc roots are a fixture (${this.roots.sysfs}, ${this.roots.dev}, ${this.roots.proc}).`,
+          {code: SafetyCode.NOT_LIVE, exit: Exit.UNSUPPORTED, path: p, details: {roots: this.roots, resolved: q}},
+        )
+      }
+    }
+    return ProgramPath.make(PATH_TOKEN, this.display(mapped), mapped, prefix)
+  }
+
+  /**
+   * A descriptor the program inherits as its fd `n`, named as it opens it
+   * (/proc/self/fd/N). The one /proc path handed out even under fixture roots:
+   * it names the child's own descriptor, nothing of the host's.
+   */
+  inheritedFd(n: number): ProgramPath {
+    if (!Number.isInteger(n) || n < 3) throw new Error(`inheritedFd: ${n} is not an extra descriptor`)
+    return ProgramPath.make(PATH_TOKEN, `/proc/self/fd/${n}`, `/proc/self/fd/${n}`, '')
+  }
+
+  /**
+   * The argv an external program gets: words as they are, ProgramPaths as
+   * their real path (or, for a stand-in runner that plays the kernel's world
+   * under its names, as shown). A word that carries a path is a programming
+   * error: it would bypass the mapping.
+   */
+  argv(args: readonly ProgramArg[], as: 'real' | 'shown' = 'real'): string[] {
+    return args.map((a) => {
+      if (a instanceof ProgramPath) return a.prefix + (as === 'real' ? a.real : a.shown)
+      if (carriesPath(a)) throw new Error(`argv: ${JSON.stringify(a)} carries a path; pass it as host.programPath()`)
+      return a
+    })
   }
 
   sys(...parts: string[]): string {
@@ -210,6 +324,8 @@ export class Host {
    * kept, so callers can roll back and explain.
    */
   write(file: string, value: string): void {
+    // Kernel writes go to sysfs under this host's root and nowhere else (under fixture roots: never the live /sys).
+    if (!file.startsWith(this.roots.sysfs + '/')) throw new Error(`Host.write: ${file} is not under the sysfs root ${this.roots.sysfs}`)
     try {
       this.writer.write(file, value)
     } catch (error) {

@@ -22,6 +22,8 @@ import {mkdir, open, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {delimiter, dirname, join, resolve} from 'node:path'
 
+import {seamValue} from '../sys/index.js'
+import {privateDir} from './statedir.js'
 import {buildHelper, type HelperName} from './helpers.js'
 import {buildInitramfs, findBusybox} from './initramfs.js'
 import {defaultRepoRoot, iopmemCacheDir, type KernelInfo, resolveKernel} from './kernel.js'
@@ -710,7 +712,10 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
   const nic: NicModel | undefined = opts.nic === true ? 'e1000e' : opts.nic || undefined
   const iommu = opts.iommu ?? false
   const dmaTrace = opts.dmaTrace ?? !iommu
-  const qemu = findInPath(opts.qemu ?? process.env.IOPMEM_VM_QEMU ?? 'qemu-system-x86_64')
+  // A given state directory (a hostile one is refused before anything else is looked for): created 0700,
+  // or an empty one the user owns; its files are created, truncated and removed, so nothing else may be in it.
+  const givenStateDir = opts.stateDir ? privateDir(opts.stateDir, {mustBeEmpty: true}).dir : undefined
+  const qemu = findInPath(opts.qemu ?? seamValue('IOPMEM_VM_QEMU') ?? 'qemu-system-x86_64')
   if (!qemu) throw new Error('qemu-system-x86_64 not found (Debian: apt-get install -y qemu-system-x86), or set IOPMEM_VM_QEMU')
   const busybox = findBusybox(opts.busybox)
   const repoRoot = resolve(opts.repoRoot ?? defaultRepoRoot())
@@ -729,19 +734,17 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
   const ivshmemMiB = opts.ivshmemMiB ?? 64
   if (ivshmemMiB <= 0 || (ivshmemMiB & (ivshmemMiB - 1)) !== 0) throw new Error('ivshmemMiB must be a power of two')
 
-  let cacheDir = opts.cacheDir ?? process.env.IOPMEM_VM_CACHE ?? join(iopmemCacheDir(), 'vm')
+  const ownsStateDir = !opts.stateDir
+  const stateDir = givenStateDir ?? safeRealpath(mkdtempSync(join(tmpdir(), 'iopmem-vm-')))
+  // The cache: the user's (IOPMEM_VM_CACHE, else $XDG_CACHE_HOME or ~/.cache/iopmem/vm) when it is theirs
+  // and private; else one inside this run's state directory. Never a predictable name in /tmp.
+  let cacheDir: string
   try {
-    mkdirSync(cacheDir, {recursive: true})
+    cacheDir = privateDir(opts.cacheDir ?? process.env.IOPMEM_VM_CACHE ?? join(iopmemCacheDir(), 'vm'), {mustBeEmpty: false, what: 'the cache directory'}).dir
     accessSync(cacheDir, fsConstants.W_OK)
   } catch {
-    cacheDir = join(tmpdir(), 'iopmem-vm-cache')
-    mkdirSync(cacheDir, {recursive: true})
+    cacheDir = privateDir(join(stateDir, 'cache'), {mustBeEmpty: false, what: 'the cache directory'}).dir
   }
-
-  const ownsStateDir = !opts.stateDir
-  const stateDir = safeRealpath(
-    opts.stateDir ? (mkdirSync(opts.stateDir, {recursive: true}), resolve(opts.stateDir)) : mkdtempSync(join(tmpdir(), 'iopmem-vm-')),
-  )
   for (const ch of ['\n', '\r', '\0']) if (stateDir.includes(ch) || repoRoot.includes(ch)) throw new Error('unsupported character in a path')
 
   const nodeBin = dirname(process.execPath)
