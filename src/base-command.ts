@@ -57,6 +57,20 @@ export abstract class BaseCommand extends Command {
   }
 
   /**
+   * End a command that a stop signal cut short (`result.interrupted`): under
+   * --json the result, which states where things were left, is the one
+   * document on stdout; either way the exit status is 130. A person has
+   * already been shown the result; the message says what it means.
+   */
+  protected stopInterrupted(result: unknown, message: string): never {
+    if (this.jsonEnabled()) {
+      this.logJson(result)
+      this.exit(Exit.INTERRUPTED)
+    }
+    throw new IopmemError(message, {code: 'E_INTERRUPTED', exit: Exit.INTERRUPTED})
+  }
+
+  /**
    * JSON for machines is written as is; oclif's colorizer (which tokenises the
    * whole document) is kept for a person looking at --json on a terminal.
    */

@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
 import {normalizeBdf} from '../lib/pci/index.js'
-import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, planBind, validateDriverName} from '../lib/bind/index.js'
+import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, interruptedMessage, lockFunction, planBind, recheckBind, validateDriverName} from '../lib/bind/index.js'
 import {CACHE_MODES, driverEnv, loadModule, MODES, validateBarIndex, validateCache, validateMode} from '../lib/bind/index.js'
 import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
@@ -34,6 +34,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     mode: Flags.string({description: `iopmem only: ${MODES.join(', ')} (default blockdax).`}),
     bar: Flags.string({description: 'iopmem only: the BAR index 0-5 (default: the largest memory BAR).'}),
     cache: Flags.string({description: `iopmem only, blockdax: ${CACHE_MODES.join(', ')} (default wb).`}),
+    wait: Flags.boolean({description: 'If another iopmem is changing this function, wait for it instead of refusing.'}),
     ...BaseCommand.confirmFlags,
   }
 
@@ -46,30 +47,36 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     if (flags.mode !== undefined) validateMode(flags.mode)
     if (flags.cache !== undefined) validateCache(flags.cache)
     if (flags.bar !== undefined) validateBarIndex(flags.bar)
-    let moduleLoaded: BindResult['moduleLoaded']
-    if (driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && this.host.isRoot() && this.host.isLive) {
-      const loaded = loadModule(driverEnv(this.host))
-      moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
-      this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})`)
+    // From the in-use check to the last write, no other iopmem changes this function.
+    const lock = await lockFunction(this.host, bdf, {wait: flags.wait})
+    try {
+      let moduleLoaded: BindResult['moduleLoaded']
+      if (driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && this.host.isRoot() && this.host.isLive) {
+        const loaded = loadModule(driverEnv(this.host))
+        moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
+        this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})`)
+      }
+      const opts = {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache}
+      let plan = planBind(this.host, bdf, driver, opts)
+      if (plan.destructive) {
+        const desc = plan.fn.deviceName ?? plan.fn.className
+        await this.confirmOrRefuse(`Take ${plan.fn.bdf} (${desc}) from ${plan.fn.driver} and bind it to ${plan.driver}?`, flags.yes || flags.force, `take ${plan.fn.bdf} from ${plan.fn.driver}`)
+        // Time passed while a person was asked: check again what is using it.
+        plan = recheckBind(plan, planBind(this.host, bdf, driver, opts))
+      }
+      const result = await executeBind(this.host, plan)
+      if (moduleLoaded) result.moduleLoaded = moduleLoaded
+      if (!this.jsonEnabled()) {
+        const {renderBindResult} = await import('../ui/render-bind.js')
+        this.log(renderBindResult(result, 'bind', await this.colors()))
+        const d = result.iopmem
+        if (d) this.log(`iopmem: ${d.mode} over BAR${d.bar} (${d.phys}, cache ${d.cache}) -> ${d.path ?? '?'}`)
+      }
+      if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result))
+      return result
+    } finally {
+      lock.release()
     }
-    const plan = planBind(this.host, bdf, driver, {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache})
-    if (plan.destructive) {
-      const desc = plan.fn.deviceName ?? plan.fn.className
-      await this.confirmOrRefuse(
-        `Take ${plan.fn.bdf} (${desc}) from ${plan.fn.driver} and bind it to ${plan.driver}?`,
-        flags.yes || flags.force,
-        `take ${plan.fn.bdf} from ${plan.fn.driver}`,
-      )
-    }
-    const result = executeBind(this.host, plan)
-    if (moduleLoaded) result.moduleLoaded = moduleLoaded
-    if (!this.jsonEnabled()) {
-      const {renderBindResult} = await import('../ui/render-bind.js')
-      this.log(renderBindResult(result, 'bind', await this.colors()))
-      const d = result.iopmem
-      if (d) this.log(`iopmem: ${d.mode} over BAR${d.bar} (${d.phys}, cache ${d.cache}) -> ${d.path ?? '?'}`)
-    }
-    return result
   }
 
   private async pickOrFail(): Promise<string> {
