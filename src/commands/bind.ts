@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
 import {normalizeBdf} from '../lib/pci/index.js'
-import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, interruptedMessage, lockFunction, planBind, recheckBind, validateDriverName} from '../lib/bind/index.js'
+import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, interruptedMessage, withFunctionLock, planBind, recheckBind, validateDriverName} from '../lib/bind/index.js'
 import {CACHE_MODES, driverEnv, loadModule, MODES, validateBarIndex, validateCache, validateMode} from '../lib/bind/index.js'
 import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
@@ -48,8 +48,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     if (flags.cache !== undefined) validateCache(flags.cache)
     if (flags.bar !== undefined) validateBarIndex(flags.bar)
     // From the in-use check to the last write, no other iopmem changes this function.
-    const lock = await lockFunction(this.host, bdf, {wait: flags.wait})
-    try {
+    return withFunctionLock(this.host, bdf, {wait: flags.wait}, async (guard) => {
       let moduleLoaded: BindResult['moduleLoaded']
       if (driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && this.host.isRoot() && this.host.isLive) {
         const loaded = loadModule(driverEnv(this.host))
@@ -64,7 +63,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
         // Time passed while a person was asked: check again what is using it.
         plan = recheckBind(plan, planBind(this.host, bdf, driver, opts))
       }
-      const result = await executeBind(this.host, plan)
+      const result = await executeBind(this.host, plan, guard)
       if (moduleLoaded) result.moduleLoaded = moduleLoaded
       if (!this.jsonEnabled()) {
         const {renderBindResult} = await import('../ui/render-bind.js')
@@ -74,9 +73,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
       }
       if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result))
       return result
-    } finally {
-      lock.release()
-    }
+    })
   }
 
   private async pickOrFail(): Promise<string> {

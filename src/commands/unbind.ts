@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
-import {type BindResult, executeUnbind, interruptedMessage, lockFunction, planUnbind, recheckUnbind} from '../lib/bind/index.js'
+import {type BindResult, executeUnbind, interruptedMessage, withFunctionLock, planUnbind, recheckUnbind} from '../lib/bind/index.js'
 import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
@@ -39,8 +39,7 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
       }
       bdf = await pickFunction(this.host, 'Which function should be unbound?')
     }
-    const lock = await lockFunction(this.host, bdf, {wait: flags.wait})
-    try {
+    return withFunctionLock(this.host, bdf, {wait: flags.wait}, async (guard) => {
       let plan = planUnbind(this.host, bdf, {force: flags.force})
       if (!plan.noop && plan.fn.driver !== null) {
         await this.confirmOrRefuse(
@@ -50,15 +49,13 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
         )
         plan = recheckUnbind(plan, planUnbind(this.host, bdf, {force: flags.force}))
       }
-      const result = await executeUnbind(this.host, plan)
+      const result = await executeUnbind(this.host, plan, guard)
       if (!this.jsonEnabled()) {
         const {renderBindResult} = await import('../ui/render-bind.js')
         this.log(renderBindResult(result, 'unbind', await this.colors()))
       }
       if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result))
       return result
-    } finally {
-      lock.release()
-    }
+    })
   }
 }

@@ -3,7 +3,7 @@ import * as path from 'node:path'
 
 import {normalizeBdf} from '../pci/index.js'
 import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, resolveSettings} from './driver.js'
-import {acquireLock, type DeviceLock, Exit, IopmemError, type LockOptions, SignalGuard, usage} from '../sys/index.js'
+import {acquireLock, Exit, IopmemError, type LockOptions, SignalGuard, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {checkInUse, type UsageReport} from './inuse.js'
 import {type PciFunction, PciScanner} from '../pci/index.js'
@@ -268,11 +268,12 @@ function rollback(host: Host, steps: Steps, fn: PciFunction, changed: Changed, b
  * written so far and returns the state with `interrupted: true`. A signal
  * during the last write finds the bind done: that is the state reported.
  */
-export async function executeBind(host: Host, plan: BindPlan, guard: SignalGuard = new SignalGuard()): Promise<BindResult> {
+export async function executeBind(host: Host, plan: BindPlan, guard?: SignalGuard): Promise<BindResult> {
+  const own = guard ?? new SignalGuard()
   try {
-    return await bindSteps(host, plan, guard)
+    return await bindSteps(host, plan, own)
   } finally {
-    guard.release()
+    if (!guard) own.release()
   }
 }
 
@@ -323,6 +324,8 @@ async function bindSteps(host: Host, plan: BindPlan, guard: SignalGuard): Promis
     steps.write(host.sys('bus/pci/drivers', driver, 'bind'), fn.bdf)
   })
 
+  // A signal that came while planning (or waiting for the lock) stops before the first write.
+  if (await guard.checkpoint()) return {...result(before, false), interrupted: true, signal: guard.signal, rolledBack: true}
   let failure: IopmemError | undefined
   let stoppedAt: number | undefined
   for (const [i, w] of writes.entries()) {
@@ -398,11 +401,12 @@ export function planUnbind(host: Host, bdfText: string, opts: {force?: boolean} 
  * override, untouched, still lets it) and returns that state with
  * `interrupted: true`; during the last one, the unbind is complete.
  */
-export async function executeUnbind(host: Host, plan: UnbindPlan, guard: SignalGuard = new SignalGuard()): Promise<BindResult> {
+export async function executeUnbind(host: Host, plan: UnbindPlan, guard?: SignalGuard): Promise<BindResult> {
+  const own = guard ?? new SignalGuard()
   try {
-    return await unbindSteps(host, plan, guard)
+    return await unbindSteps(host, plan, own)
   } finally {
-    guard.release()
+    if (!guard) own.release()
   }
 }
 
@@ -425,6 +429,7 @@ async function unbindSteps(host: Host, plan: UnbindPlan, guard: SignalGuard): Pr
     ...(guard.interrupted ? {interrupted: true, signal: guard.signal} : {}),
   })
   if (plan.noop) return result()
+  if (await guard.checkpoint()) return {...result(), rolledBack: true}
   if (before !== null) {
     try {
       steps.write(host.sys('bus/pci/drivers', before, 'unbind'), fn.bdf)
@@ -462,10 +467,26 @@ async function unbindSteps(host: Host, plan: UnbindPlan, guard: SignalGuard): Pr
   return guard.interrupted ? {...result(), rolledBack: false} : result()
 }
 
-/** The lock that keeps two iopmem processes from changing one function at once (held from the in-use check to the last write). */
-export function lockFunction(host: Host, bdfText: string, opts: LockOptions = {}): Promise<DeviceLock> {
+/**
+ * Run `fn` holding the function's lock (two iopmem processes never change one
+ * function at once; held from the in-use check to the last write) and a
+ * SignalGuard (stop signals are held back from before the lock is taken
+ * until `fn` returns, so the result is always printed). Both are let go
+ * however `fn` ends, and the kernel drops the lock if the process dies.
+ */
+export async function withFunctionLock<T>(host: Host, bdfText: string, opts: LockOptions, fn: (guard: SignalGuard) => Promise<T>): Promise<T> {
   const bdf = normalizeBdf(bdfText)
-  return acquireLock(host, `pci-${bdf}`, `PCI function ${bdf}`, opts)
+  const guard = new SignalGuard()
+  try {
+    const lock = await acquireLock(host, `pci-${bdf}`, `PCI function ${bdf}`, opts)
+    try {
+      return await fn(guard)
+    } finally {
+      lock.release()
+    }
+  } finally {
+    guard.release()
+  }
 }
 
 /** After the confirmation: the fresh plan, refused when the device changed hands while a person was asked (the in-use check ran again in planning). */
@@ -490,6 +511,7 @@ function changedWhileAsked(bdf: string, was: string | null, now: string | null):
 /** What an interrupted bind or unbind left, in one sentence. */
 export function interruptedMessage(r: BindResult): string {
   const state = `${r.bdf} is ${r.driver ? `bound to ${r.driver}` : 'unbound'}, driver_override ${r.override ?? '(null)'}`
+  if (r.steps.length === 0) return `Interrupted (${r.signal}) before the first write; nothing was changed: ${state}.`
   if (r.rolledBack) return `Interrupted (${r.signal}); rolled back: ${state}, as it was.`
   if (r.rolledBack === false && r.changed && r.steps.every((s) => s.ok)) return `Interrupted (${r.signal}) after the last step; the change is complete: ${state}.`
   return `Interrupted (${r.signal}); ${state}.`

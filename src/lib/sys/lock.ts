@@ -6,6 +6,7 @@ import * as path from 'node:path'
 import {Exit, IopmemError} from './errors.js'
 import {findProgram} from './exec.js'
 import type {Host} from './host.js'
+import {interruptedError, STOP_SIGNALS, type StopSignal} from './signals.js'
 
 /**
  * A lock is flock(2) LOCK_EX on /run/lock/iopmem/NAME.lock. The kernel drops
@@ -117,7 +118,7 @@ export async function acquireLock(host: Host, name: string, what: string, opts: 
     if (!st.isFile()) throw new IopmemError(`The lock file ${file} is not a regular file; refusing to use it.`, {code: 'E_LOCK_DIR', exit: Exit.REFUSED})
     const flock = flockProgram()
     let code = runFlock(flock, flockArgs(false), fd)
-    if (code !== 0 && opts.wait) code = await runFlockAsync(flock, flockArgs(true), fd)
+    if (code !== 0 && opts.wait) code = await runFlockAsync(flock, flockArgs(true), fd, what)
     if (code !== 0) {
       const pid = holderOf(fd)
       throw new IopmemError(`${what} is being changed by another iopmem${pid ? ` (pid ${pid})` : ''}; refusing to change it at the same time.`, {
@@ -141,16 +142,30 @@ function runFlock(flock: string, args: string[], fd: number): number {
   return r.status ?? 1
 }
 
-function runFlockAsync(flock: string, args: string[], fd: number): Promise<number> {
-  return new Promise((resolve) => {
+/** Wait for the lock; a stop signal ends the wait (E_INTERRUPTED, nothing changed) and takes flock(1) with it. */
+function runFlockAsync(flock: string, args: string[], fd: number, what: string): Promise<number> {
+  return new Promise((resolve, reject) => {
     const child = spawn(flock, args, {stdio: ['ignore', 'ignore', 'ignore', fd]})
-    // A stop signal while waiting ends the wait: the child goes with us.
+    let signal: StopSignal | undefined
     const stop = () => child.kill('SIGTERM')
+    const onSignal = (sig: StopSignal) => {
+      signal ??= sig
+      stop()
+    }
     process.once('exit', stop)
-    child.on('error', () => resolve(1))
-    child.on('close', (code) => {
+    for (const sig of STOP_SIGNALS) process.on(sig, onSignal)
+    const done = () => {
       process.off('exit', stop)
-      resolve(code ?? 1)
+      for (const sig of STOP_SIGNALS) process.off(sig, onSignal)
+    }
+    child.on('error', () => {
+      done()
+      resolve(1)
+    })
+    child.on('close', (code) => {
+      done()
+      if (signal) reject(interruptedError(`Interrupted (${signal}) while waiting for ${what}; nothing was changed.`, signal, {state: 'unchanged'}))
+      else resolve(code ?? 1)
     })
   })
 }
