@@ -22,6 +22,9 @@ interface Paths {
   dir: string
   fifo: string
   tmp: string
+  /** A symlink and a hard link to src. */
+  srcLink: string
+  srcHard: string
 }
 
 interface Case {
@@ -63,6 +66,8 @@ const cases: Case[] = [
   {label: 'a missing destination', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', path.join(p.tmp, 'nope'), '--mode', 'bounce', '--yes'], exit: 3, message: /--dst .*nope: no such file or device/, code: 'E_NO_FILE'},
   {label: 'a directory as source', args: (p) => ['bench', 'p2p', '--src', p.dir, '--dst', p.dst, '--mode', 'bounce', '--yes'], exit: 2, message: /--src .* is a directory/, code: 'E_NOT_REGULAR'},
   {label: 'a FIFO as destination', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', p.fifo, '--mode', 'bounce', '--yes'], exit: 2, message: /--dst .*fifo is neither a block device nor a regular file/, code: 'E_NOT_REGULAR'},
+  {label: 'a symlink to the source as destination', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', p.srcLink, '--mode', 'bounce', '--yes'], exit: 2, message: /are the same file \(one inode\)/, code: 'E_SAME'},
+  {label: 'a hard link to the source as destination', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', p.srcHard, '--mode', 'bounce', '--yes'], exit: 2, message: /are the same file \(one inode\)/, code: 'E_SAME'},
   {label: 'the same file as source and destination', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', p.src, '--mode', 'bounce', '--yes'], exit: 2, message: /--src and --dst are the same/, code: 'E_SAME'},
   {label: 'an empty source', args: (p) => ['bench', 'p2p', '--src', p.empty, '--dst', p.dst, '--mode', 'bounce', '--yes'], exit: 2, message: /--src .*empty is empty: nothing to copy/, code: 'E_RANGE'},
   {label: '--mode p2p without --via', args: (p) => files(p, '--mode', 'p2p'), exit: 2, message: /--mode p2p needs --via/, code: 'E_NO_VIA'},
@@ -99,6 +104,8 @@ badInputTable({
       empty: path.join(tmp, 'empty'),
       dir: path.join(tmp, 'dir'),
       fifo: path.join(tmp, 'fifo'),
+      srcLink: path.join(tmp, 'src-link'),
+      srcHard: path.join(tmp, 'src-hard'),
       tmp,
     }
     const cleanup = () => {
@@ -110,6 +117,8 @@ badInputTable({
     fs.writeFileSync(p.empty, '')
     fs.mkdirSync(p.dir)
     execFileSync('mkfifo', [p.fifo])
+    fs.symlinkSync(p.src, p.srcLink)
+    fs.linkSync(p.src, p.srcHard)
     const before = fx.hash()
     return {
       args: c.args(p),

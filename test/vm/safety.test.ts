@@ -13,9 +13,10 @@ describe('guest: bind under SIGINT and two concurrent binds (ivshmem)', function
   let vm: Guest
   let b: string
   const state = async (): Promise<{driver: string | null; override: string | null}> => {
-    const r = await vm.sh(`readlink /sys/bus/pci/devices/${b}/driver || true; cat /sys/bus/pci/devices/${b}/driver_override`)
-    const [link, ov] = r.stdout.split('\n')
-    return {driver: link.trim() === '' ? null : link.trim().split('/').pop()!, override: ov.trim() === '(null)' ? null : ov.trim()}
+    const r = await vm.sh(`echo "d=$(readlink /sys/bus/pci/devices/${b}/driver)"; echo "o=$(cat /sys/bus/pci/devices/${b}/driver_override)"`)
+    const link = /^d=(.*)$/m.exec(r.stdout)![1].trim()
+    const ov = /^o=(.*)$/m.exec(r.stdout)![1].trim()
+    return {driver: link === '' ? null : link.split('/').pop()!, override: ov === '(null)' || ov === '' ? null : ov}
   }
   const reset = async () => {
     const r = await vm.run(['node', 'bin/run.js', 'unbind', b, '--yes', '--json'], {timeoutMs: 120_000})

@@ -40,6 +40,8 @@ export interface Endpoint {
   memAlign: number
   /** major:minor of a block device. */
   dev?: string
+  /** A file's identity (st_dev:st_ino), whatever name or link reached it. */
+  inode?: string
 }
 
 export interface ViaInfo {
@@ -161,7 +163,7 @@ export function resolveEndpoint(host: Host, native: () => Native, p: string, wha
     return {path: p, kind: 'block', size: b.size, bdf: b.bdf, align, memAlign, dev}
   }
   if (align === 512 && st.blksize && st.blksize < 512) align = 512
-  return {path: p, kind: 'file', size: st.size, align, memAlign}
+  return {path: p, kind: 'file', size: st.size, align, memAlign, inode: `${st.dev}:${st.ino}`}
 }
 
 /** NVMe whole-disk namespaces, with their function. */
@@ -257,7 +259,10 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
   const picked = chooseDefaults(host, scanner, input, choices)
   const src = resolveEndpoint(host, native, picked.src!, '--src')
   const dst = resolveEndpoint(host, native, picked.dst!, '--dst')
+  // Same device number or same inode: the same bytes, however they were named (symlinks, hard links, /dev/disk/by-*).
   if (src.kind === 'block' && dst.kind === 'block' && src.dev === dst.dev) throw usage(`--src and --dst are the same device (${src.dev}).`, 'E_SAME')
+  if (src.kind === 'file' && dst.kind === 'file' && src.inode === dst.inode)
+    throw usage(`--src ${src.path} and --dst ${dst.path} are the same file (one inode): the copy would read what it writes.`, 'E_SAME')
   const align = Math.max(src.align, dst.align)
   for (const [name, v] of [['--bs', bs], ['--src-offset', srcOffset], ['--dst-offset', dstOffset]] as const)
     if (v % align !== 0)
