@@ -80,6 +80,8 @@ const cases: Case[] = [
   {label: '--via a directory', args: (p) => files(p, '--mode', 'p2p', '--via', p.dir), exit: 2, message: /--via .* is not a regular file/, code: 'E_NOT_REGULAR'},
   {label: '--via a missing file', args: (p) => files(p, '--mode', 'p2p', '--via', path.join(p.tmp, 'nope')), exit: 3, message: /--via .*nope/, code: 'E_NO_FILE'},
   {label: '--plot without --sweep', args: (p) => files(p, '--plot', path.join(p.tmp, 'x.svg')), exit: 2, message: /--plot needs --sweep/},
+  {label: '--plot in a directory that does not exist: refused before the run', args: (p) => files(p, '--sweep', '4K', '--plot', path.join(p.tmp, 'nodir', 'x.svg')), exit: 3, message: /--plot .*the directory .*nodir does not exist/, code: 'E_NO_DIR'},
+  {label: '--plot naming a directory', args: (p) => files(p, '--sweep', '4K', '--plot', path.join(p.tmp, 'dir.svg')), exit: 2, message: /--plot .*dir\.svg is a directory/, code: 'E_NOT_REGULAR'},
   {label: '--plot with an unknown extension', args: (p) => files(p, '--sweep', '4K', '--plot', path.join(p.tmp, 'x.png')), exit: 2, message: /must end in \.svg or \.html/},
   {label: '--sweep with a bad size', args: (p) => files(p, '--sweep', '4K,huge'), exit: 2, message: /Invalid --sweep block size "huge"/, code: 'E_SIZE_SYNTAX'},
   {label: 'no --yes off a terminal', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', p.dst, '--mode', 'bounce'], exit: 5, message: /without confirmation: not on a terminal/, code: 'E_CONFIRM'},
@@ -116,6 +118,7 @@ badInputTable({
     fs.writeFileSync(p.dst, Buffer.alloc(1 << 20, 9))
     fs.writeFileSync(p.empty, '')
     fs.mkdirSync(p.dir)
+    fs.mkdirSync(path.join(tmp, 'dir.svg'))
     execFileSync('mkfifo', [p.fifo])
     fs.symlinkSync(p.src, p.srcLink)
     fs.linkSync(p.src, p.srcHard)

@@ -13,7 +13,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {isBdfName, normalizeBdf, tryParseBdf} from '../pci/index.js'
+import {classifyPath, isBdfName, normalizeBdf, tryParseBdf} from '../pci/index.js'
 import {Exit, getRunner, IopmemError, type Runner, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {blockDirByDevNum, blockUsage, holdsSignature, readBlock} from '../dax/index.js'
@@ -143,6 +143,15 @@ export function resolveEndpoint(host: Host, native: () => Native, p: string, wha
     throw new IopmemError(`${what} ${p}: ${(err as Error).message}`, {code: code ?? 'E_STAT', exit: code === 'EACCES' ? Exit.PERMISSION : Exit.FAILURE})
   }
   if (st.isDirectory()) throw usage(`${what} ${p} is a directory: give a block device or a regular file.`, 'E_NOT_REGULAR')
+  // sysfs files look regular: a BAR's resourceN (however reached) is device memory, not a file to copy through.
+  const c = classifyPath(host, p)
+  if (c.kind !== 'other') {
+    throw usage(
+      `${what} ${p} is ${c.kind === 'bar' ? `BAR${c.index} of ${c.bdf} (its sysfs resource file)` : `a sysfs file (${host.display(c.file)})`}, not a block device or a file.`,
+      'E_NOT_REGULAR',
+      c.kind === 'bar' ? ['Use --via BDF to copy through its p2pmem, or `iopmem bench mmio` to measure the BAR.'] : [],
+    )
+  }
   if (!st.isBlockDevice() && !st.isFile())
     throw usage(`${what} ${p} is neither a block device nor a regular file (a character device, FIFO or socket cannot do O_DIRECT I/O).`, 'E_NOT_REGULAR')
   let align = 512

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs'
 
 import type {CachingMode, CopyStrategy, FlushInstruction, Mapping, UsedStrategy, Width} from '../../native/types.js'
-import {Exit, IopmemError, usage} from '../sys/index.js'
+import {checkOutputPath, Exit, IopmemError, usage} from '../sys/index.js'
 import {formatBytes} from '../sys/index.js'
 import {
   checkRange,
@@ -162,7 +162,7 @@ export function planOperation(kind: Operation, input: OpInput, target: {length: 
     case 'copy-out': {
       const file = input.file ?? ''
       if (file === '') throw usage('--copy-out needs a file name.', 'E_NO_FILE')
-      if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw usage(`--copy-out ${file} is a directory.`, 'E_NO_FILE')
+      checkOutputPath(file, '--copy-out') // before anything is mapped
       const offset = start()
       checkRange(len, offset, 1, 1, op)
       const size = input.size === undefined ? len - offset : parseOffset(input.size, sizeName)
