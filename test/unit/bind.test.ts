@@ -130,6 +130,13 @@ describe('bind and unbind on a fake driver core', () => {
     expect(details.join()).not.to.contain('bash')
   })
 
+  it('a process holding the NVMe generic character device (/dev/ngXnY) open blocks the unbind', async () => {
+    fs.mkdirSync(`${fx.fnDir(BDF.nvmeCmb)}/nvme/nvme0/ng0n1`, {recursive: true})
+    fx.process({pid: 4646, comm: 'nvme', fds: ['/dev/ng0n1']})
+    await expectError(() => planUnbind(host(), BDF.nvmeCmb), 'E_IN_USE', 5, /process nvme \(pid 4646\) has \/dev\/ng0n1 open/)
+    await expectError(() => planBind(host(), BDF.nvmeCmb, 'vfio-pci'), 'E_IN_USE', 5, /ng0n1/)
+  })
+
   it('p2pmem allocated in the kernel is a note, not a refusal', async () => {
     const f2 = standardMachine()
     try {
