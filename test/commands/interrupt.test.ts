@@ -1,4 +1,5 @@
 import {expect} from 'chai'
+import * as fs from 'node:fs'
 
 import {interruptAtPause, startCli} from '../helpers/child-cli.js'
 import {FakeDriverCore} from '../helpers/fake-driver-core.js'
@@ -62,4 +63,27 @@ describe('bind and unbind under SIGINT/SIGTERM/SIGHUP (child processes)', functi
       expect(state(BDF.ivshmem)).to.deep.equal({driver: c.driver, override: c.override})
     })
   }
+})
+
+describe('map --fill under SIGINT (child process)', function () {
+  this.timeout(120_000)
+  let fx: SysfsFixture
+  beforeEach(() => {
+    fx = standardMachine()
+  })
+  afterEach(() => fx.cleanup())
+
+  it('stops between chunks with the bytes done, exit 130, and does not print a success', async () => {
+    const marker = `${fx.root}/copy-pause`
+    const child = startCli(fx, 'standard', ['map', BDF.ivshmem, '--bar', '2', '--fill', '0xa5', '--yes', '--json'], {env: {IOPMEM_TEST_PAUSE_COPY: marker}})
+    const r = await interruptAtPause({...child, marker}, 'SIGINT')
+    expect(r.exit, r.stderr).to.equal(130)
+    expect(r.json, r.stdout).to.include({interrupted: true, signal: 'SIGINT'})
+    expect(r.json.op).to.include({kind: 'fill', interrupted: true, size: 64 * 1024 * 1024})
+    expect(r.json.op.done).to.be.greaterThan(0).and.lessThan(64 * 1024 * 1024)
+    // The bytes done are the bytes filled: the first `done` bytes of the BAR hold the pattern, the next do not.
+    const bar = fs.readFileSync(`${fx.fnDir(BDF.ivshmem)}/resource2_wc`)
+    expect(bar[r.json.op.done - 1]).to.equal(0xa5)
+    expect(bar[r.json.op.done]).to.equal(0)
+  })
 })

@@ -48,6 +48,25 @@ host.setHost(new host.Host({roots: {sysfs: fx.sys, dev: fx.dev, proc: fx.proc}, 
 const dax = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/dax/mkfs.js')).href)) as typeof import('../../src/lib/dax/mkfs.js')
 dax.setDaxDeps({runner: new SharedRunner(), statxDax: async () => true, pageSize: async () => 4096})
 
+// IOPMEM_TEST_PAUSE_COPY=F: the first bulk copy into a mapping writes F and waits for F.go (map --fill tests).
+if (process.env.IOPMEM_TEST_PAUSE_COPY) {
+  const marker = process.env.IOPMEM_TEST_PAUSE_COPY
+  const nat = (await import(pathToFileURL(path.join(ROOT, 'dist/native/index.js')).href)) as typeof import('../../src/native/index.js')
+  const n = nat.loadNative()
+  const copyTo = n.copyTo.bind(n)
+  let first = true
+  n.copyTo = ((...a: Parameters<typeof copyTo>) => {
+    if (first) {
+      first = false
+      fs.writeFileSync(marker, 'copy\n')
+      const nap = new Int32Array(new SharedArrayBuffer(4))
+      const until = Date.now() + 20_000
+      while (!fs.existsSync(marker + '.go') && Date.now() < until) Atomics.wait(nap, 0, 0, 10)
+    }
+    return copyTo(...a)
+  }) as typeof n.copyTo
+}
+
 const {run, flush, handle} = await import('@oclif/core')
 const argv = process.argv.slice(2)
 try {

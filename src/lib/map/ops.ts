@@ -247,8 +247,50 @@ export interface BulkStats {
 
 const now = () => Number(process.hrtime.bigint()) / 1e9
 
+/**
+ * A bulk operation run chunk by chunk (4 MiB): it yields the bytes done
+ * after each chunk and returns its stats. runBulk() runs one through; the
+ * command runs it with runBulkUntil(), which stops between chunks when a
+ * signal came, with the bytes done so far.
+ */
+export type Bulk<T> = Generator<number, T, void>
+
+export function runBulk<T>(g: Bulk<T>): T {
+  for (;;) {
+    const r = g.next()
+    if (r.done) return r.value
+  }
+}
+
+/**
+ * Run a bulk operation, asking `stop` at most every 100 ms (a chunk takes
+ * far less than a second): when it says stop, the operation is ended
+ * between two chunks (its files closed) and the bytes done are returned.
+ */
+export async function runBulkUntil<T>(g: Bulk<T>, stop: () => Promise<boolean>): Promise<{value: T; done: number} | {value: undefined; done: number}> {
+  let done = 0
+  let last = now()
+  for (;;) {
+    const r = g.next()
+    if (r.done) return {value: r.value, done}
+    done = r.value
+    if (now() - last >= 0.1) {
+      if (await stop()) {
+        g.return(undefined as never)
+        return {value: undefined, done}
+      }
+      last = now()
+    }
+  }
+}
+
+export const fillOp = (...a: Parameters<typeof fillOpChunks>) => runBulk(fillOpChunks(...a))
+export const verifyOp = (...a: Parameters<typeof verifyOpChunks>) => runBulk(verifyOpChunks(...a))
+export const copyInOp = (...a: Parameters<typeof copyInOpChunks>) => runBulk(copyInOpChunks(...a))
+export const copyOutOp = (...a: Parameters<typeof copyOutOpChunks>) => runBulk(copyOutOpChunks(...a))
+
 /** Fill [offset, offset + size) with a pattern; WB mappings are flushed to the device when `flush`. */
-export function fillOp(
+export function* fillOpChunks(
   n: OpsNative,
   m: Mapping,
   offset: number,
@@ -256,7 +298,7 @@ export function fillOp(
   pattern: Pattern,
   strategy: CopyStrategy,
   flush: boolean,
-): BulkStats & {flush: FlushInstruction | null} {
+): Bulk<BulkStats & {flush: FlushInstruction | null}> {
   const chunk = Math.min(CHUNK, size)
   const buf = Buffer.allocUnsafe(chunk)
   const reusable = pattern.period > 0 && chunk % pattern.period === 0
@@ -271,6 +313,7 @@ export function fillOp(
     used = n.copyTo(m, offset + done, view, strategy)
     copyTime += now() - t0
     done += len
+    yield done
   }
   const f = flush ? n.flush(m, offset, size) : null
   return {strategy: used, seconds: copyTime, gbps: gbps(size, copyTime), flush: f}
@@ -284,7 +327,7 @@ export interface Mismatch {
 }
 
 /** Compare [offset, offset + size) with a pattern. Throws E_VERIFY_MISMATCH (exit 8) listing the first differences. */
-export function verifyOp(n: OpsNative, m: Mapping, offset: number, size: number, pattern: Pattern, strategy: CopyStrategy): BulkStats & {mismatches: 0} {
+export function* verifyOpChunks(n: OpsNative, m: Mapping, offset: number, size: number, pattern: Pattern, strategy: CopyStrategy): Bulk<BulkStats & {mismatches: 0}> {
   const chunk = Math.min(CHUNK, size)
   const got = Buffer.allocUnsafe(chunk)
   const want = Buffer.allocUnsafe(chunk)
@@ -311,6 +354,7 @@ export function verifyOp(n: OpsNative, m: Mapping, offset: number, size: number,
       }
     }
     done += len
+    yield done
   }
   if (bad > 0) {
     const f = first[0]
@@ -327,7 +371,7 @@ export function verifyOp(n: OpsNative, m: Mapping, offset: number, size: number,
 }
 
 /** Copy `size` bytes of a file (from its start) into the mapping at `offset`. */
-export function copyInOp(n: OpsNative, m: Mapping, file: string, offset: number, size: number, strategy: CopyStrategy, flush: boolean): BulkStats & {flush: FlushInstruction | null} {
+export function* copyInOpChunks(n: OpsNative, m: Mapping, file: string, offset: number, size: number, strategy: CopyStrategy, flush: boolean): Bulk<BulkStats & {flush: FlushInstruction | null}> {
   const fd = fs.openSync(file, 'r')
   try {
     const buf = Buffer.allocUnsafe(Math.min(CHUNK, size))
@@ -345,6 +389,7 @@ export function copyInOp(n: OpsNative, m: Mapping, file: string, offset: number,
       used = n.copyTo(m, offset + done, buf.subarray(0, want), strategy)
       copyTime += now() - t0
       done += want
+      yield done
     }
     const f = flush ? n.flush(m, offset, size) : null
     return {strategy: used, seconds: copyTime, gbps: gbps(size, copyTime), flush: f}
@@ -354,7 +399,7 @@ export function copyInOp(n: OpsNative, m: Mapping, file: string, offset: number,
 }
 
 /** Copy [offset, offset + size) of the mapping into a file (created or truncated). */
-export function copyOutOp(n: OpsNative, m: Mapping, file: string, offset: number, size: number, strategy: CopyStrategy): BulkStats {
+export function* copyOutOpChunks(n: OpsNative, m: Mapping, file: string, offset: number, size: number, strategy: CopyStrategy): Bulk<BulkStats> {
   const fd = fs.openSync(file, 'w')
   try {
     const buf = Buffer.allocUnsafe(Math.min(CHUNK, size))
@@ -369,6 +414,7 @@ export function copyOutOp(n: OpsNative, m: Mapping, file: string, offset: number
       let put = 0
       while (put < len) put += fs.writeSync(fd, view, put, len - put)
       done += len
+      yield done
     }
     return {strategy: used, seconds: copyTime, gbps: gbps(size, copyTime)}
   } finally {
