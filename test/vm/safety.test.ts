@@ -41,13 +41,17 @@ describe('guest: bind under SIGINT and two concurrent binds (ivshmem)', function
     // the SIGINT lands inside that write, which completes, and the bind then rolls back.
     const ov = (await vm.sh(`readlink -f /sys/bus/pci/devices/${b}/driver_override`, {check: true})).stdout.trim()
     const r = await vm.sh(
-      `strace -f -qq -o /tmp/bind.st -P ${ov} -P /sys/bus/pci/devices/${b}/driver_override -e inject=write:delay_enter=3s:when=1 node bin/run.js bind ${b} --driver uio_pci_generic --yes --json >/tmp/bind.out 2>/tmp/bind.err & p=$!
+      `strace -f -qq --seccomp-bpf -e trace=openat,write -o /tmp/bind.st -P ${ov} -P /sys/bus/pci/devices/${b}/driver_override -e inject=write:delay_enter=3s:when=1 node bin/run.js bind ${b} --driver uio_pci_generic --yes --json >/tmp/bind.out 2>/tmp/bind.err & p=$!
        i=0; while ! grep -q O_WRONLY /tmp/bind.st 2>/dev/null; do i=$((i+1)); [ $i -gt 6000 ] && break; sleep 0.01; done
-       kill -INT $(pgrep -P $p); wait $p; echo "exit=$?"; cat /tmp/bind.out`,
+       kill -INT $(pgrep -P $p) || true; wait $p; echo "exit=$?"; cat /tmp/bind.out`,
+      {timeoutMs: 300_000},
     )
-    const exit = Number(/exit=(\d+)/.exec(r.stdout)![1])
+    const diag = async () => `${r.stdout}\n${r.stderr}\n${(await vm.sh('cat /tmp/bind.st /tmp/bind.err; true')).stdout}`
+    const m = /exit=(\d+)/.exec(r.stdout)
+    if (!m) expect.fail(`no exit status:\n${await diag()}`)
+    const exit = Number(m[1])
     const out = JSON.parse(r.stdout.slice(r.stdout.indexOf('\n') + 1))
-    expect(exit, r.stdout + r.stderr).to.equal(130)
+    expect(exit, await diag()).to.equal(130)
     expect(out).to.include({interrupted: true, signal: 'SIGINT', rolledBack: true, driver: null, override: null})
     expect(out.steps[0]).to.include({file: ov, value: 'uio_pci_generic', ok: true})
     expect(await state()).to.deep.equal({driver: out.driver, override: out.override})
