@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import * as fs from 'node:fs'
 
-import {executeBind, executeUnbind, planBind, planUnbind} from '../../src/lib/bind/bind.js'
+import {executeBind, executeUnbind, planBind, planUnbind, recheckBind, recheckUnbind} from '../../src/lib/bind/bind.js'
 import {IopmemError} from '../../src/lib/sys/errors.js'
 import {checkInUse} from '../../src/lib/bind/inuse.js'
 import {PciScanner} from '../../src/lib/pci/sysfs.js'
@@ -135,6 +135,15 @@ describe('bind and unbind on a fake driver core', () => {
     fx.process({pid: 4646, comm: 'nvme', fds: ['/dev/ng0n1']})
     await expectError(() => planUnbind(host(), BDF.nvmeCmb), 'E_IN_USE', 5, /process nvme \(pid 4646\) has \/dev\/ng0n1 open/)
     await expectError(() => planBind(host(), BDF.nvmeCmb, 'vfio-pci'), 'E_IN_USE', 5, /ng0n1/)
+  })
+
+  it('after the prompt the plan is made again: a device that changed hands or is now in use is refused', async () => {
+    const asked = planBind(host(), BDF.nvmeCmb, 'vfio-pci')
+    fx.process({pid: 4747, comm: 'fio', fds: ['/dev/nvme0n1']})
+    await expectError(() => recheckBind(asked, planBind(host(), BDF.nvmeCmb, 'vfio-pci')), 'E_IN_USE', 5, /fio \(pid 4747\)/)
+    const asked2 = planUnbind(host(), BDF.ivshmem)
+    await bind(BDF.ivshmem, 'uio_pci_generic')
+    await expectError(() => recheckUnbind(asked2, planUnbind(host(), BDF.ivshmem)), 'E_CHANGED', 5, /changed while you were asked: it was bound to no driver, now to uio_pci_generic/)
   })
 
   it('p2pmem allocated in the kernel is a note, not a refusal', async () => {
