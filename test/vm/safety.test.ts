@@ -18,6 +18,14 @@ describe('guest: bind under SIGINT and two concurrent binds (ivshmem)', function
     const ov = /^o=(.*)$/m.exec(r.stdout)![1].trim()
     return {driver: link === '' ? null : link.split('/').pop()!, override: ov === '(null)' || ov === '' ? null : ov}
   }
+  const parseDocs = async (text: string, prefix: string): Promise<any[]> => {
+    try {
+      return text.split('%%').map((s) => JSON.parse(s))
+    } catch {
+      const err = (await vm.sh(`cat /tmp/${prefix}1.err /tmp/${prefix}2.err; true`)).stdout
+      return expect.fail(`not two JSON documents:\n${text}\nstderr:\n${err}`)
+    }
+  }
   const reset = async () => {
     const r = await vm.run(['node', 'bin/run.js', 'unbind', b, '--yes', '--json'], {timeoutMs: 120_000})
     expect(r.code, r.stdout + r.stderr).to.equal(0)
@@ -37,16 +45,18 @@ describe('guest: bind under SIGINT and two concurrent binds (ivshmem)', function
 
   it('SIGINT during bind\'s first sysfs write: exit 130, "interrupted": true, rolled back, and the state printed is the state sysfs shows', async () => {
     await reset()
-    // strace holds the first write(2) to driver_override for 3 s (it shows the open for writing just before);
+    // strace holds the first write(2) to driver_override for 4 s (the tracee sits in a tracing stop);
     // the SIGINT lands inside that write, which completes, and the bind then rolls back.
     const ov = (await vm.sh(`readlink -f /sys/bus/pci/devices/${b}/driver_override`, {check: true})).stdout.trim()
     const r = await vm.sh(
-      `strace -f -qq --seccomp-bpf -e trace=openat,write -o /tmp/bind.st -P ${ov} -P /sys/bus/pci/devices/${b}/driver_override -e inject=write:delay_enter=3s:when=1 node bin/run.js bind ${b} --driver uio_pci_generic --yes --json >/tmp/bind.out 2>/tmp/bind.err & p=$!
-       i=0; while ! grep -q O_WRONLY /tmp/bind.st 2>/dev/null; do i=$((i+1)); [ $i -gt 6000 ] && break; sleep 0.01; done
-       kill -INT $(pgrep -P $p) || true; wait $p; echo "exit=$?"; cat /tmp/bind.out`,
+      `strace -f -qq --seccomp-bpf -e trace=openat,write -o /dev/null -P ${ov} -P /sys/bus/pci/devices/${b}/driver_override -e inject=write:delay_enter=4s:when=1 node bin/run.js bind ${b} --driver uio_pci_generic --yes --json >/tmp/bind.out 2>/tmp/bind.err & p=$!
+       n=""; while [ -z "$n" ]; do n=$(pgrep -P $p); done
+       held() { [ "$(sed -n 's/^State:[[:space:]]*\\(.\\).*/\\1/p' /proc/$n/status 2>/dev/null)" = t ]; }
+       i=0; until held && sleep 0.5 && held && sleep 0.5 && held; do i=$((i+1)); [ $i -gt 3000 ] && break; sleep 0.02; done
+       kill -INT $n || true; wait $p; echo "exit=$?"; cat /tmp/bind.out`,
       {timeoutMs: 300_000},
     )
-    const diag = async () => `${r.stdout}\n${r.stderr}\n${(await vm.sh('cat /tmp/bind.st /tmp/bind.err; true')).stdout}`
+    const diag = async () => `${r.stdout}\n${r.stderr}\n${(await vm.sh('cat /tmp/bind.err; true')).stdout}`
     const m = /exit=(\d+)/.exec(r.stdout)
     if (!m) expect.fail(`no exit status:\n${await diag()}`)
     const exit = Number(m[1])
@@ -61,12 +71,12 @@ describe('guest: bind under SIGINT and two concurrent binds (ivshmem)', function
   it('two binds at once: one binds, the other is refused naming its pid or finds it done; with --wait both succeed', async () => {
     await reset()
     const r = await vm.sh(
-      `for i in 1 2; do node bin/run.js bind ${b} --driver uio_pci_generic --yes --json >/tmp/c$i.out & eval p$i=$!; done
+      `for i in 1 2; do node bin/run.js bind ${b} --driver uio_pci_generic --yes --json >/tmp/c$i.out 2>/tmp/c$i.err & eval p$i=$!; done
        wait $p1; e1=$?; wait $p2; e2=$?; echo "$e1 $e2"; cat /tmp/c1.out; echo '%%'; cat /tmp/c2.out`,
     )
     const [head, ...rest] = r.stdout.split('\n')
     const exits = head.split(' ').map(Number)
-    const docs = rest.join('\n').split('%%').map((s) => JSON.parse(s))
+    const docs = await parseDocs(rest.join('\n'), 'c')
     const changed = docs.filter((d, i) => exits[i] === 0 && d.changed === true)
     expect(changed, r.stdout).to.have.length(1)
     for (const [i, d] of docs.entries()) {
@@ -78,12 +88,12 @@ describe('guest: bind under SIGINT and two concurrent binds (ivshmem)', function
 
     await reset()
     const w = await vm.sh(
-      `for i in 1 2; do node bin/run.js bind ${b} --driver uio_pci_generic --yes --json --wait >/tmp/w$i.out & eval p$i=$!; done
+      `for i in 1 2; do node bin/run.js bind ${b} --driver uio_pci_generic --yes --json --wait >/tmp/w$i.out 2>/tmp/w$i.err & eval p$i=$!; done
        wait $p1; e1=$?; wait $p2; e2=$?; echo "$e1 $e2"; cat /tmp/w1.out; echo '%%'; cat /tmp/w2.out`,
     )
     const [wh, ...wrest] = w.stdout.split('\n')
     expect(wh.trim(), w.stdout).to.equal('0 0')
-    const wdocs = wrest.join('\n').split('%%').map((s) => JSON.parse(s))
+    const wdocs = await parseDocs(wrest.join('\n'), 'w')
     expect(wdocs.map((d) => d.changed).sort()).to.deep.equal([false, true])
     expect(await state()).to.deep.equal({driver: 'uio_pci_generic', override: 'uio_pci_generic'})
     await reset()
