@@ -12,7 +12,7 @@
 #   fio                              the baseline `npm run bench` measures the engine against
 set -euo pipefail
 
-pkgs=(qemu-system-x86 busybox-static strace iproute2 pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio)
+pkgs=(qemu-system-x86 busybox-static iproute2 pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio)
 
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then
