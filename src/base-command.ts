@@ -59,6 +59,20 @@ export abstract class BaseCommand extends Command {
   }
 
   /**
+   * End a command that a stop signal cut short (`result.interrupted`): under
+   * --json the result, which states where things were left, is the one
+   * document on stdout; either way the exit status is 130. A person has
+   * already been shown the result; the message says what it means.
+   */
+  protected stopInterrupted(result: unknown, message: string): never {
+    if (this.jsonEnabled()) {
+      this.logJson(result)
+      this.exit(Exit.INTERRUPTED)
+    }
+    throw new IopmemError(message, {code: 'E_INTERRUPTED', exit: Exit.INTERRUPTED})
+  }
+
+  /**
    * JSON for machines is written as is; oclif's colorizer (which tokenises the
    * whole document) is kept for a person looking at --json on a terminal.
    */
@@ -146,7 +160,7 @@ export function toIopmemError(err: unknown, id?: string): IopmemError {
       errno: err.errno,
       syscall: err.syscall,
       path: err.path,
-      exit: perm ? Exit.PERMISSION : Exit.FAILURE,
+      exit: systemErrorExit(err.code),
       suggestions: perm ? ['Run as root (sudo).'] : [],
     })
   }
@@ -157,6 +171,34 @@ export function toIopmemError(err: unknown, id?: string): IopmemError {
     suggestions: ['Set DEBUG=iopmem to see the stack, and report it.'],
     cause: err,
   })
+}
+
+/**
+ * The exit code of a system error no lib code classified: what the user can
+ * fix is not a bug (1). A missing path is 3, a path of the wrong kind 2, no
+ * permission 4, a full or read-only filesystem 7.
+ */
+export function systemErrorExit(code: string | undefined): (typeof Exit)[keyof typeof Exit] {
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM':
+      return Exit.PERMISSION
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return Exit.NOT_FOUND
+    case 'EISDIR':
+    case 'ELOOP':
+    case 'ENAMETOOLONG':
+    case 'EEXIST':
+      return Exit.USAGE
+    case 'ENOSPC':
+    case 'EDQUOT':
+    case 'EROFS':
+    case 'EFBIG':
+      return Exit.UNSUPPORTED
+    default:
+      return Exit.FAILURE
+  }
 }
 
 /** An error for a person, on stderr: the message, then one line per suggestion. */

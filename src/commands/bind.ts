@@ -3,7 +3,7 @@ import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../base-command.js'
 import {normalizeBdf} from '../lib/pci/index.js'
-import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, planBind, validateDriverName} from '../lib/bind/index.js'
+import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, interruptedMessage, planBind, recheckBind, validateDriverName, withFunctionLock} from '../lib/bind/index.js'
 import {CACHE_MODES, canLoadModule, driverEnv, MODES, validateBarIndex, validateCache, validateMode, withModule} from '../lib/bind/index.js'
 import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
@@ -35,6 +35,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     mode: Flags.string({description: `iopmem only: ${MODES.join(', ')} (default blockdax).`}),
     bar: Flags.string({description: 'iopmem only: the BAR index 0-5 (default: the largest memory BAR).'}),
     cache: Flags.string({description: `iopmem only, blockdax: ${CACHE_MODES.join(', ')} (default wb).`}),
+    wait: Flags.boolean({description: 'If another iopmem is changing this function, wait for it instead of refusing.'}),
     ...BaseCommand.confirmFlags,
   }
 
@@ -47,30 +48,34 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     if (flags.mode !== undefined) validateMode(flags.mode)
     if (flags.cache !== undefined) validateCache(flags.cache)
     if (flags.bar !== undefined) validateBarIndex(flags.bar)
-    // The module is loaded only after the plan and the confirmation, and unloaded again if the bind then fails.
-    const d = driverEnv(this.host)
-    const load = driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && canLoadModule(d)
-    const plan = planBind(this.host, bdf, driver, {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache, loadIopmem: load})
-    if (plan.destructive) {
-      const desc = plan.fn.deviceName ?? plan.fn.className
-      await this.confirmOrRefuse(
-        `Take ${plan.fn.bdf} (${desc}) from ${plan.fn.driver} and bind it to ${plan.driver}?`,
-        flags.yes || flags.force,
-        `take ${plan.fn.bdf} from ${plan.fn.driver}`,
-      )
-    }
-    const {result, loaded} = withModule(d, load, () => executeBind(this.host, plan))
-    if (loaded?.changed) {
-      result.moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
-      this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})`)
-    }
-    if (!this.jsonEnabled()) {
-      const {renderBindResult} = await import('../ui/render-bind.js')
-      this.log(renderBindResult(result, 'bind', await this.colors()))
-      const d = result.iopmem
-      if (d) this.log(`iopmem: ${d.mode} over BAR${d.bar} (${d.phys}, cache ${d.cache}) -> ${d.path ?? '?'}`)
-    }
-    return result
+    // From the in-use check to the last write, no other iopmem changes this function.
+    return withFunctionLock(this.host, bdf, {wait: flags.wait}, async (guard) => {
+      // The module is loaded only after the plan and the confirmation, and unloaded again if
+      // the bind then fails or is interrupted and rolled back.
+      const d = driverEnv(this.host)
+      const load = driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && canLoadModule(d)
+      const opts = {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache, loadIopmem: load}
+      let plan = planBind(this.host, bdf, driver, opts)
+      if (plan.destructive) {
+        const desc = plan.fn.deviceName ?? plan.fn.className
+        await this.confirmOrRefuse(`Take ${plan.fn.bdf} (${desc}) from ${plan.fn.driver} and bind it to ${plan.driver}?`, flags.yes || flags.force, `take ${plan.fn.bdf} from ${plan.fn.driver}`)
+        // Time passed while a person was asked: check again what is using it.
+        plan = recheckBind(plan, planBind(this.host, bdf, driver, opts))
+      }
+      const {result, loaded, unloaded} = await withModule(d, load, () => executeBind(this.host, plan, guard), (r) => !r.interrupted)
+      if (loaded?.changed) {
+        result.moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
+        this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})${unloaded ? `, then ${unloaded}` : ''}`)
+      }
+      if (!this.jsonEnabled()) {
+        const {renderBindResult} = await import('../ui/render-bind.js')
+        this.log(renderBindResult(result, 'bind', await this.colors()))
+        const i = result.iopmem
+        if (i) this.log(`iopmem: ${i.mode} over BAR${i.bar} (${i.phys}, cache ${i.cache}) -> ${i.path ?? '?'}`)
+      }
+      if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result))
+      return result
+    })
   }
 
   private async pickOrFail(): Promise<string> {

@@ -65,7 +65,8 @@ Needs root for sysfs resource files and p2pmem; failures say why in words (not r
 
   async run(): Promise<MapResult> {
     const {args, flags} = await this.parse(MapCmd)
-    return runMap(
+    let ctrlC = false
+    const result = await runMap(
       this.host,
       {target: args.target, bar: flags.bar, p2pmem: flags.p2pmem, mode: flags.mode as ModeRequest, hold: flags.hold, flags},
       {
@@ -74,7 +75,7 @@ Needs root for sysfs resource files and p2pmem; failures say why in words (not r
         session: async (native, mapping, facts) => {
           const {mapSession} = await import('../ui/map-session.js')
           const prompts = await import('@inquirer/prompts')
-          return mapSession({native, mapping, facts, prompts, log: (s) => this.log(s), colors: await this.colors()})
+          return mapSession({native, mapping, facts, prompts, log: (s) => this.log(s), colors: await this.colors(), onInterrupt: () => (ctrlC = true)})
         },
         show: async (facts, op, session) => {
           if (this.jsonEnabled()) return
@@ -90,5 +91,11 @@ Needs root for sysfs resource files and p2pmem; failures say why in words (not r
         note: (line) => this.note(line),
       },
     )
+    if (result.interrupted) {
+      if (!this.jsonEnabled() && result.op) this.log((await import('../ui/render-map.js')).renderOp(result.op, await this.colors()))
+      this.stopInterrupted(result, `Interrupted (${result.signal}); stopped between two chunks, mapping released.`)
+    }
+    if (ctrlC) this.stopInterrupted(result, 'Interrupted (Ctrl-C): the session ended; mapping released.')
+    return result
   }
 }

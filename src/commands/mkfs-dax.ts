@@ -2,7 +2,7 @@ import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand, examples} from '../base-command.js'
-import {describeLoss, executeMkfsDax, FS_TYPES, type FsType, type MkfsResult, planMkfsDax} from '../lib/dax/index.js'
+import {describeLoss, executeMkfsDax, FS_TYPES, type FsType, type MkfsResult, planMkfsDax, recheckMkfs, withBlockLock} from '../lib/dax/index.js'
 
 export default class MkfsDax extends BaseCommand {
   static summary = 'Make a DAX filesystem (ext4 or xfs) on device memory, and optionally mount it with -o dax.'
@@ -32,22 +32,24 @@ Asks before writing on a terminal; without one, pass --yes. Needs root and the e
     fs: Flags.string({description: 'Filesystem to make.', options: [...FS_TYPES], default: 'ext4'}),
     mount: Flags.string({char: 'm', description: 'Mount it here with -o dax (an existing empty directory) and confirm DAX.'}),
     force: Flags.boolean({char: 'f', description: 'Overwrite existing filesystem or partition-table signatures (wipefs -a first); also skips the confirmation.'}),
+    wait: Flags.boolean({description: 'If another iopmem is using this device, wait for it instead of refusing.'}),
     ...BaseCommand.confirmFlags,
   }
 
   async run(): Promise<MkfsResult> {
     const {args, flags} = await this.parse(MkfsDax)
-    const plan = await planMkfsDax(this.host, args.device, {fs: flags.fs as FsType, mount: flags.mount, force: flags.force})
-    await this.confirmOrRefuse(
-      `Make ${plan.fs} on ${describeLoss(plan)}? Everything on it will be lost.`,
-      flags.yes || flags.force,
-      `make a filesystem on ${plan.target.node}`,
-    )
-    const result = await executeMkfsDax(this.host, plan)
-    if (!this.jsonEnabled()) {
-      const {renderMkfsResult} = await import('../ui/render-mkfs.js')
-      this.log(renderMkfsResult(result, await this.colors()))
-    }
-    return result
+    const opts = {fs: flags.fs as FsType, mount: flags.mount, force: flags.force}
+    return withBlockLock(this.host, args.device, {wait: flags.wait}, async (guard) => {
+      const asked = await planMkfsDax(this.host, args.device, opts)
+      await this.confirmOrRefuse(`Make ${asked.fs} on ${describeLoss(asked)}? Everything on it will be lost.`, flags.yes || flags.force, `make a filesystem on ${asked.target.node}`)
+      // Time passed while a person was asked: check the device again (in use, signatures).
+      const plan = flags.yes || flags.force ? asked : recheckMkfs(asked, await planMkfsDax(this.host, args.device, opts))
+      const result = await executeMkfsDax(this.host, plan, undefined, guard)
+      if (!this.jsonEnabled()) {
+        const {renderMkfsResult} = await import('../ui/render-mkfs.js')
+        this.log(renderMkfsResult(result, await this.colors()))
+      }
+      return result
+    })
   }
 }

@@ -2,7 +2,7 @@ import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../base-command.js'
-import {type BindResult, executeUnbind, planUnbind} from '../lib/bind/index.js'
+import {type BindResult, executeUnbind, interruptedMessage, withFunctionLock, planUnbind, recheckUnbind} from '../lib/bind/index.js'
 import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
@@ -23,6 +23,7 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
 
   static flags = {
     force: Flags.boolean({char: 'f', description: 'Unbind even if the function is in use (or is a bridge); also skips the confirmation.'}),
+    wait: Flags.boolean({description: 'If another iopmem is changing this function, wait for it instead of refusing.'}),
     ...BaseCommand.confirmFlags,
   }
 
@@ -39,19 +40,23 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
       }
       bdf = await pickFunction(this.host, 'Which function should be unbound?')
     }
-    const plan = planUnbind(this.host, bdf, {force: flags.force})
-    if (!plan.noop && plan.fn.driver !== null) {
-      await this.confirmOrRefuse(
-        `Unbind ${plan.fn.bdf} (${plan.fn.deviceName ?? plan.fn.className}) from ${plan.fn.driver}?`,
-        flags.yes || flags.force,
-        `unbind ${plan.fn.bdf} from ${plan.fn.driver}`,
-      )
-    }
-    const result = executeUnbind(this.host, plan)
-    if (!this.jsonEnabled()) {
-      const {renderBindResult} = await import('../ui/render-bind.js')
-      this.log(renderBindResult(result, 'unbind', await this.colors()))
-    }
-    return result
+    return withFunctionLock(this.host, bdf, {wait: flags.wait}, async (guard) => {
+      let plan = planUnbind(this.host, bdf, {force: flags.force})
+      if (!plan.noop && plan.fn.driver !== null) {
+        await this.confirmOrRefuse(
+          `Unbind ${plan.fn.bdf} (${plan.fn.deviceName ?? plan.fn.className}) from ${plan.fn.driver}?`,
+          flags.yes || flags.force,
+          `unbind ${plan.fn.bdf} from ${plan.fn.driver}`,
+        )
+        plan = recheckUnbind(plan, planUnbind(this.host, bdf, {force: flags.force}))
+      }
+      const result = await executeUnbind(this.host, plan, guard)
+      if (!this.jsonEnabled()) {
+        const {renderBindResult} = await import('../ui/render-bind.js')
+        this.log(renderBindResult(result, 'unbind', await this.colors()))
+      }
+      if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result))
+      return result
+    })
   }
 }

@@ -26,6 +26,8 @@ export interface SessionContext {
   prompts: SessionPrompts
   log: (line: string) => void
   colors: ChalkInstance
+  /** Called when the session ends by Ctrl-C (or a closed terminal) rather than by `quit`: the command then exits 130. */
+  onInterrupt?: () => void
 }
 
 type Action = 'peek' | 'poke' | 'dump' | 'fill' | 'facts' | 'quit'
@@ -41,6 +43,10 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
   let writesOk = false
   let steps = 0
   let lastOffset = 0
+  const interrupted = () => {
+    ctx.onInterrupt?.()
+    return steps
+  }
   let lastWidth: Width = 4
   const check = (fn: () => void) => (v: string) => {
     try {
@@ -90,7 +96,7 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
         choices: Object.entries(ACTIONS).map(([value, what]) => ({value: value as Action, name: what ? `${value.padEnd(6)} ${what}` : value})),
       })
     } catch (error) {
-      if (isPromptExit(error)) return steps
+      if (isPromptExit(error)) return interrupted()
       throw error
     }
     if (action === 'quit') return steps
@@ -148,7 +154,7 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
       }
       steps++
     } catch (error) {
-      if (isPromptExit(error)) return steps
+      if (isPromptExit(error)) return interrupted()
       if (error instanceof IopmemError || (error as {code?: string}).code) log(c.red(`error: ${(error as Error).message}`))
       else throw error
     }

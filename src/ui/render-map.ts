@@ -42,6 +42,10 @@ export function renderFacts(f: MapFacts, c: ChalkInstance): string {
 
 /** What an operation did, for stdout. */
 export function renderOp(op: MapOpResult, c: ChalkInstance): string {
+  if ('interrupted' in op) {
+    const what = op.kind === 'fill' ? 'filled' : op.kind === 'verify' ? 'verified' : 'copied'
+    return `${c.yellow('interrupted:')} ${what} ${formatBytes(op.done)} of ${formatBytes(op.size)} from 0x${op.offset.toString(16)} (${op.done} bytes), then stopped`
+  }
   switch (op.kind) {
     case 'read':
       return valueRows(op.offset, (op.width / 8) as 1 | 2 | 4 | 8, op.values).join('\n')

@@ -22,6 +22,9 @@ interface Paths {
   dir: string
   fifo: string
   tmp: string
+  /** A symlink and a hard link to src. */
+  srcLink: string
+  srcHard: string
 }
 
 interface Case {
@@ -63,6 +66,8 @@ const cases: Case[] = [
   {label: 'a missing destination', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', path.join(p.tmp, 'nope'), '--mode', 'bounce', '--yes'], exit: 3, message: /--dst .*nope: no such file or device/, code: 'E_NO_FILE'},
   {label: 'a directory as source', args: (p) => ['bench', 'p2p', '--src', p.dir, '--dst', p.dst, '--mode', 'bounce', '--yes'], exit: 2, message: /--src .* is a directory/, code: 'E_NOT_REGULAR'},
   {label: 'a FIFO as destination', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', p.fifo, '--mode', 'bounce', '--yes'], exit: 2, message: /--dst .*fifo is neither a block device nor a regular file/, code: 'E_NOT_REGULAR'},
+  {label: 'a symlink to the source as destination', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', p.srcLink, '--mode', 'bounce', '--yes'], exit: 2, message: /are the same file \(one inode\)/, code: 'E_SAME'},
+  {label: 'a hard link to the source as destination', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', p.srcHard, '--mode', 'bounce', '--yes'], exit: 2, message: /are the same file \(one inode\)/, code: 'E_SAME'},
   {label: 'the same file as source and destination', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', p.src, '--mode', 'bounce', '--yes'], exit: 2, message: /--src and --dst are the same/, code: 'E_SAME'},
   {label: 'an empty source', args: (p) => ['bench', 'p2p', '--src', p.empty, '--dst', p.dst, '--mode', 'bounce', '--yes'], exit: 2, message: /--src .*empty is empty: nothing to copy/, code: 'E_RANGE'},
   {label: '--mode p2p without --via', args: (p) => files(p, '--mode', 'p2p'), exit: 2, message: /--mode p2p needs --via/, code: 'E_NO_VIA'},
@@ -75,6 +80,8 @@ const cases: Case[] = [
   {label: '--via a directory', args: (p) => files(p, '--mode', 'p2p', '--via', p.dir), exit: 2, message: /--via .* is not a regular file/, code: 'E_NOT_REGULAR'},
   {label: '--via a missing file', args: (p) => files(p, '--mode', 'p2p', '--via', path.join(p.tmp, 'nope')), exit: 3, message: /--via .*nope/, code: 'E_NO_FILE'},
   {label: '--plot without --sweep', args: (p) => files(p, '--plot', path.join(p.tmp, 'x.svg')), exit: 2, message: /--plot needs --sweep/},
+  {label: '--plot in a directory that does not exist: refused before the run', args: (p) => files(p, '--sweep', '4K', '--plot', path.join(p.tmp, 'nodir', 'x.svg')), exit: 3, message: /--plot .*the directory .*nodir does not exist/, code: 'E_NO_DIR'},
+  {label: '--plot naming a directory', args: (p) => files(p, '--sweep', '4K', '--plot', path.join(p.tmp, 'dir.svg')), exit: 2, message: /--plot .*dir\.svg is a directory/, code: 'E_NOT_REGULAR'},
   {label: '--plot with an unknown extension', args: (p) => files(p, '--sweep', '4K', '--plot', path.join(p.tmp, 'x.png')), exit: 2, message: /must end in \.svg or \.html/},
   {label: '--sweep with a bad size', args: (p) => files(p, '--sweep', '4K,huge'), exit: 2, message: /Invalid --sweep block size "huge"/, code: 'E_SIZE_SYNTAX'},
   {label: 'no --yes off a terminal', args: (p) => ['bench', 'p2p', '--src', p.src, '--dst', p.dst, '--mode', 'bounce'], exit: 5, message: /without confirmation: not on a terminal/, code: 'E_CONFIRM'},
@@ -99,6 +106,8 @@ badInputTable({
       empty: path.join(tmp, 'empty'),
       dir: path.join(tmp, 'dir'),
       fifo: path.join(tmp, 'fifo'),
+      srcLink: path.join(tmp, 'src-link'),
+      srcHard: path.join(tmp, 'src-hard'),
       tmp,
     }
     const cleanup = () => {
@@ -109,7 +118,10 @@ badInputTable({
     fs.writeFileSync(p.dst, Buffer.alloc(1 << 20, 9))
     fs.writeFileSync(p.empty, '')
     fs.mkdirSync(p.dir)
+    fs.mkdirSync(path.join(tmp, 'dir.svg'))
     execFileSync('mkfifo', [p.fifo])
+    fs.symlinkSync(p.src, p.srcLink)
+    fs.linkSync(p.src, p.srcHard)
     const before = fx.hash()
     return {
       args: c.args(p),

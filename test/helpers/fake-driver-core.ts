@@ -13,6 +13,12 @@
  *   (the kernel only logs it), exactly like device_attach().
  *
  * Writes can also be made to fail outright with failWrite(), e.g. EACCES.
+ *
+ * Pause hook (for signal tests in child processes, see fake-cli.ts): with
+ * IOPMEM_TEST_PAUSE_AT=N and IOPMEM_TEST_PAUSE_FILE=F in the environment, the
+ * Nth write (1-based) first writes F (the write's sysfs path) and then blocks
+ * until F.go exists, so a test can send a signal while that write is in
+ * progress and then let it finish.
  */
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -46,6 +52,7 @@ export class FakeDriverCore implements SysfsWriter {
   write(file: string, value: string): void {
     const rel = path.relative(this.fx.sys, file)
     this.log.push({file: rel, value})
+    this.pauseHook(rel)
     const f = this.failures.find((x) => x.times > 0 && x.match.test(rel))
     if (f) {
       f.times--
@@ -65,6 +72,16 @@ export class FakeDriverCore implements SysfsWriter {
     }
     if (!fs.existsSync(file)) throw sysErr('ENOENT', file)
     fs.writeFileSync(file, value)
+  }
+
+  private pauseHook(rel: string): void {
+    const at = Number(process.env.IOPMEM_TEST_PAUSE_AT)
+    const marker = process.env.IOPMEM_TEST_PAUSE_FILE
+    if (!marker || this.log.length !== at) return
+    fs.writeFileSync(marker, rel + '\n')
+    const nap = new Int32Array(new SharedArrayBuffer(4))
+    const until = Date.now() + 20_000
+    while (!fs.existsSync(marker + '.go') && Date.now() < until) Atomics.wait(nap, 0, 0, 10)
   }
 
   private exists(bdf: string): boolean {

@@ -33,9 +33,9 @@ import {FakeDriverCore} from '../helpers/fake-driver-core.js'
 import {BDF, MiB, standardMachine} from '../helpers/machines.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
 
-function expectError(f: () => unknown, code: string, exit: number, message?: RegExp): IopmemError {
+async function expectError(f: () => unknown, code: string, exit: number, message?: RegExp): Promise<IopmemError> {
   try {
-    f()
+    await f()
   } catch (error) {
     expect(error).to.be.instanceOf(IopmemError)
     const e = error as IopmemError
@@ -80,29 +80,29 @@ describe('iopmem driver: settings', () => {
   afterEach(() => fx.cleanup())
   const fn = (bdf: string = BDF.ivshmem) => new PciScanner(fx.host()).get(bdf)
 
-  it('accepts the three modes and four cache modes, BARs 0-5', () => {
+  it('accepts the three modes and four cache modes, BARs 0-5', async () => {
     for (const m of ['blockdax', 'devdax', 'p2pmem']) expect(validateMode(m)).to.equal(m)
     for (const c of ['wb', 'wc', 'uc', 'wt']) expect(validateCache(c)).to.equal(c)
     expect(validateBarIndex('5')).to.equal(5)
-    expectError(() => validateMode('fsdax'), 'E_BAD_MODE', 2, /blockdax, devdax, p2pmem/)
-    expectError(() => validateCache('wp'), 'E_BAD_CACHE', 2)
-    expectError(() => validateBarIndex('6'), 'E_BAD_BAR', 2, /0-5/)
-    expectError(() => validateBarIndex('02'), 'E_BAD_BAR', 2)
+    await expectError(() => validateMode('fsdax'), 'E_BAD_MODE', 2, /blockdax, devdax, p2pmem/)
+    await expectError(() => validateCache('wp'), 'E_BAD_CACHE', 2)
+    await expectError(() => validateBarIndex('6'), 'E_BAD_BAR', 2, /0-5/)
+    await expectError(() => validateBarIndex('02'), 'E_BAD_BAR', 2)
   })
 
-  it('defaults to blockdax, wb and the largest memory BAR', () => {
+  it('defaults to blockdax, wb and the largest memory BAR', async () => {
     expect(resolveSettings(fn(), {})).to.deep.equal({mode: 'blockdax', bar: 2, cache: 'wb'})
     expect(configLine(BDF.ivshmem, {mode: 'devdax', bar: 2, cache: 'wb'})).to.equal(`${BDF.ivshmem} mode=devdax bar=2 cache=wb\n`)
   })
 
-  it('refuses a BAR that cannot serve, saying why', () => {
-    expectError(() => resolveSettings(fn(), {bar: '0'}), 'E_BAD_BAR', 7, /BAR 0 .* too small \(256 B/)
-    expectError(() => resolveSettings(fn(), {bar: '1'}), 'E_BAD_BAR', 7, /not implemented/)
-    expectError(() => resolveSettings(fn(), {mode: 'devdax', cache: 'wc'}), 'E_BAD_CACHE', 2, /only for --mode blockdax/)
-    expectError(() => resolveSettings(fn(), {mode: 'p2pmem', cache: 'uc'}), 'E_BAD_CACHE', 2)
+  it('refuses a BAR that cannot serve, saying why', async () => {
+    await expectError(() => resolveSettings(fn(), {bar: '0'}), 'E_BAD_BAR', 7, /BAR 0 .* too small \(256 B/)
+    await expectError(() => resolveSettings(fn(), {bar: '1'}), 'E_BAD_BAR', 7, /not implemented/)
+    await expectError(() => resolveSettings(fn(), {mode: 'devdax', cache: 'wc'}), 'E_BAD_CACHE', 2, /only for --mode blockdax/)
+    await expectError(() => resolveSettings(fn(), {mode: 'p2pmem', cache: 'uc'}), 'E_BAD_CACHE', 2)
   })
 
-  it('refuses I/O and unaligned BARs', () => {
+  it('refuses I/O and unaligned BARs', async () => {
     fx.add({
       bdf: '0000:00:09.0',
       vendor: 0x10ee,
@@ -115,16 +115,16 @@ describe('iopmem driver: settings', () => {
       ],
     })
     const f = fn('0000:00:09.0')
-    expectError(() => resolveSettings(f, {bar: '0'}), 'E_BAD_BAR', 7, /I\/O port BAR/)
-    expectError(() => resolveSettings(f, {bar: '2'}), 'E_BAD_BAR', 7, /not 2 MiB aligned \(0x0*f0100000/)
-    expectError(() => resolveSettings(f, {bar: '4'}), 'E_BAD_BAR', 7, /not 2 MiB aligned/)
+    await expectError(() => resolveSettings(f, {bar: '0'}), 'E_BAD_BAR', 7, /I\/O port BAR/)
+    await expectError(() => resolveSettings(f, {bar: '2'}), 'E_BAD_BAR', 7, /not 2 MiB aligned \(0x0*f0100000/)
+    await expectError(() => resolveSettings(f, {bar: '4'}), 'E_BAD_BAR', 7, /not 2 MiB aligned/)
   })
 
-  it('module parameters are checked', () => {
+  it('module parameters are checked', async () => {
     expect(validateParams(['mode=devdax', 'bar=-1', 'cache=wc'])).to.have.length(3)
-    expectError(() => validateParams(['mode=x']), 'E_BAD_MODE', 2)
-    expectError(() => validateParams(['foo=1']), 'E_BAD_PARAM', 2)
-    expectError(() => validateParams(['bar=7']), 'E_BAD_BAR', 2)
+    await expectError(() => validateParams(['mode=x']), 'E_BAD_MODE', 2)
+    await expectError(() => validateParams(['foo=1']), 'E_BAD_PARAM', 2)
+    await expectError(() => validateParams(['bar=7']), 'E_BAD_BAR', 2)
   })
 })
 
@@ -143,21 +143,21 @@ describe('iopmem driver: build, load, unload, status', () => {
     fs.rmSync(tmp, {recursive: true, force: true})
   })
 
-  it('missing headers: the error names linux-headers-RELEASE', () => {
-    const e = expectError(() => findBuildTree(driverEnv(fx.host(), env)), 'E_NO_HEADERS', 3, /6\.12\.117/)
+  it('missing headers: the error names linux-headers-RELEASE', async () => {
+    const e = await expectError(() => findBuildTree(driverEnv(fx.host(), env)), 'E_NO_HEADERS', 3, /6\.12\.117/)
     expect(e.suggestions.join(' ')).to.contain('linux-headers-6.12.117')
   })
 
-  it('finds /lib/modules/RELEASE/build, and --kdir trees with their release', () => {
+  it('finds /lib/modules/RELEASE/build, and --kdir trees with their release', async () => {
     fakeTree(path.join(tmp, 'modules/6.12.117/build'))
     expect(findBuildTree(driverEnv(fx.host(), env)).release).to.equal('6.12.117')
     const k = fakeTree(path.join(tmp, 'other'), '6.13.0')
     expect(findBuildTree(driverEnv(fx.host(), env), k)).to.deep.equal({dir: k, release: '6.13.0'})
     fs.rmSync(path.join(k, 'Module.symvers'))
-    expectError(() => findBuildTree(driverEnv(fx.host(), env), k), 'E_BAD_KDIR', 3, /no Module.symvers/)
+    await expectError(() => findBuildTree(driverEnv(fx.host(), env), k), 'E_BAD_KDIR', 3, /no Module.symvers/)
   })
 
-  it('build runs make -C KDIR M=OUT with an argument array, -Werror on request, and reports the vermagic', () => {
+  it('build runs make -C KDIR M=OUT with an argument array, -Werror on request, and reports the vermagic', async () => {
     const k = fakeTree(path.join(tmp, 'tree'))
     const {run, calls} = recorder()
     const r = buildModule(driverEnv(fx.host(), env, run), {kdir: k, werror: true})
@@ -169,13 +169,13 @@ describe('iopmem driver: build, load, unload, status', () => {
     expect(moduleVermagic(r.ko)).to.equal(r.vermagic)
   })
 
-  it('a failing build is an error with the compiler output', () => {
+  it('a failing build is an error with the compiler output', async () => {
     const k = fakeTree(path.join(tmp, 'tree'))
     const {run} = recorder({make: {code: 2, stderr: 'iopmem.c:1: error: boom'}})
-    expectError(() => buildModule(driverEnv(fx.host(), env, run), {kdir: k}), 'E_BUILD_FAILED', 1, /boom/)
+    await expectError(() => buildModule(driverEnv(fx.host(), env, run), {kdir: k}), 'E_BUILD_FAILED', 1, /boom/)
   })
 
-  it('load: insmod of the built module with parameters; already loaded is a no-op', () => {
+  it('load: insmod of the built module with parameters; already loaded is a no-op', async () => {
     buildModule(driverEnv(fx.host(), env, recorder().run), {kdir: fakeTree(path.join(tmp, 'tree'))})
     const {run, calls} = recorder()
     const r = loadModule(driverEnv(fx.host(), env, run), {params: ['mode=devdax']})
@@ -190,24 +190,24 @@ describe('iopmem driver: build, load, unload, status', () => {
     expect(calls).to.have.length(1)
   })
 
-  it('load refuses a module built for another kernel, and needs root', () => {
+  it('load refuses a module built for another kernel, and needs root', async () => {
     buildModule(driverEnv(fx.host(), env, recorder({}, '6.1.0-18-amd64 SMP').run), {kdir: fakeTree(path.join(tmp, 'tree'))})
-    expectError(() => loadModule(driverEnv(fx.host(), env, recorder().run)), 'E_WRONG_KERNEL', 7, /built for kernel 6\.1\.0-18-amd64/)
-    expectError(() => loadModule(driverEnv(fx.host({uid: 1000}), env, recorder().run)), 'E_NOT_ROOT', 4)
+    await expectError(() => loadModule(driverEnv(fx.host(), env, recorder().run)), 'E_WRONG_KERNEL', 7, /built for kernel 6\.1\.0-18-amd64/)
+    await expectError(() => loadModule(driverEnv(fx.host({uid: 1000}), env, recorder().run)), 'E_NOT_ROOT', 4)
   })
 
-  it('load without a built module tries modprobe, and says to build when that fails', () => {
+  it('load without a built module tries modprobe, and says to build when that fails', async () => {
     const {run, calls} = recorder({modprobe: {code: 1, stderr: "modprobe: FATAL: Module iopmem not found"}})
-    expectError(() => loadModule(driverEnv(fx.host(), env, run)), 'E_NO_MODULE', 3, /not found/)
+    await expectError(() => loadModule(driverEnv(fx.host(), env, run)), 'E_NO_MODULE', 3, /not found/)
     expect(calls[0]).to.deep.equal({program: 'modprobe', args: ['iopmem']})
     const ok = recorder()
     expect(loadModule(driverEnv(fx.host(), env, ok.run))).to.include({how: 'modprobe'})
   })
 
-  it('insmod failures carry the hint that fits', () => {
+  it('insmod failures carry the hint that fits', async () => {
     buildModule(driverEnv(fx.host(), env, recorder().run), {kdir: fakeTree(path.join(tmp, 'tree'))})
     const {run} = recorder({insmod: {code: 1, stderr: 'insmod: ERROR: could not insert module: Key was rejected by service'}})
-    const e = expectError(() => loadModule(driverEnv(fx.host(), env, run)), 'E_LOAD_FAILED', 6)
+    const e = await expectError(() => loadModule(driverEnv(fx.host(), env, run)), 'E_LOAD_FAILED', 6)
     expect(e.suggestions[0]).to.match(/Secure Boot/)
   })
 
@@ -232,11 +232,11 @@ describe('iopmem driver: build, load, unload, status', () => {
     }
   })
 
-  it('unload refuses while devices are bound, else runs rmmod', () => {
+  it('unload refuses while devices are bound, else runs rmmod', async () => {
     fx.driver({name: 'iopmem'})
     fx.bindLinks(BDF.ivshmem, 'iopmem')
     const {run, calls} = recorder()
-    expectError(() => unloadModule(driverEnv(fx.host(), env, run)), 'E_IN_USE', 5, new RegExp(BDF.ivshmem))
+    await expectError(() => unloadModule(driverEnv(fx.host(), env, run)), 'E_IN_USE', 5, new RegExp(BDF.ivshmem))
     fx.unbindLinks(BDF.ivshmem)
     expect(unloadModule(driverEnv(fx.host(), env, run))).to.deep.equal({changed: true})
     expect(calls).to.deep.equal([{program: 'rmmod', args: ['iopmem']}])
@@ -244,7 +244,7 @@ describe('iopmem driver: build, load, unload, status', () => {
     expect(unloadModule(driverEnv(fx.host(), env, run))).to.deep.equal({changed: false})
   })
 
-  it('status: version, parameters, config and bound devices with their nodes', () => {
+  it('status: version, parameters, config and bound devices with their nodes', async () => {
     fx.driver({name: 'iopmem'})
     fx.writeSys('module/iopmem/version', '0.1.0\n')
     fx.writeSys('module/iopmem/parameters/mode', 'blockdax\n')
@@ -285,8 +285,8 @@ describe('bind --driver iopmem on a fake driver core', () => {
   })
   afterEach(() => fx.cleanup())
 
-  it('writes the settings to drivers/iopmem/config before the override and the bind', () => {
-    const r = executeBind(host(), planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'p2pmem', bar: '2'}))
+  it('writes the settings to drivers/iopmem/config before the override and the bind', async () => {
+    const r = await executeBind(host(), planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'p2pmem', bar: '2'}))
     expect(r.driver).to.equal('iopmem')
     expect(core.log.map((w) => [w.file.split('/').slice(-2).join('/'), w.value])).to.deep.equal([
       ['iopmem/config', `${BDF.ivshmem} mode=p2pmem bar=2 cache=wb\n`],
@@ -295,34 +295,34 @@ describe('bind --driver iopmem on a fake driver core', () => {
     ])
   })
 
-  it('a refused probe rolls back, forgets the settings and quotes the driver\'s reason', () => {
+  it('a refused probe rolls back, forgets the settings and quotes the driver\'s reason', async () => {
     fx.drivers.get('iopmem')!.probe = (b) => {
       fx.writeSys('bus/pci/drivers/iopmem/last_error', `${b} memremap_pages of BAR 2 failed (-22)\n`)
       return 'EINVAL'
     }
     const before = fx.hash()
-    const e = expectError(() => executeBind(host(), planBind(host(), BDF.ivshmem, 'iopmem', {})), 'E_BIND_FAILED', 6, /memremap_pages of BAR 2 failed/)
+    const e = await expectError(() => executeBind(host(), planBind(host(), BDF.ivshmem, 'iopmem', {})), 'E_BIND_FAILED', 6, /memremap_pages of BAR 2 failed/)
     expect(e.message).to.match(/Rolled back/)
     expect(cfg()).to.equal(`${BDF.ivshmem}\n`)
     expect(fx.currentDriver(BDF.ivshmem)).to.equal(undefined)
     expect(before).to.be.a('string')
   })
 
-  it('--mode/--bar/--cache are for iopmem only', () => {
-    expectError(() => planBind(host(), BDF.ivshmem, 'uio_pci_generic', {mode: 'devdax'}), 'E_IOPMEM_ONLY', 2, /--mode is for --driver iopmem only/)
-    expectError(() => planBind(host(), BDF.ivshmem, 'vfio-pci', {bar: '2', cache: 'wc'}), 'E_IOPMEM_ONLY', 2, /--bar, --cache are/)
+  it('--mode/--bar/--cache are for iopmem only', async () => {
+    await expectError(() => planBind(host(), BDF.ivshmem, 'uio_pci_generic', {mode: 'devdax'}), 'E_IOPMEM_ONLY', 2, /--mode is for --driver iopmem only/)
+    await expectError(() => planBind(host(), BDF.ivshmem, 'vfio-pci', {bar: '2', cache: 'wc'}), 'E_IOPMEM_ONLY', 2, /--bar, --cache are/)
   })
 
-  it('a device already on iopmem: same settings is a no-op, others are refused', () => {
-    executeBind(host(), planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'devdax'}))
+  it('a device already on iopmem: same settings is a no-op, others are refused', async () => {
+    await executeBind(host(), planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'devdax'}))
     const a = path.join(fx.fnDir(BDF.ivshmem), 'iopmem')
     fs.mkdirSync(a)
     for (const [f, v] of Object.entries({mode: 'devdax', bar: '2', cache: 'wb', node: 'dax64.0'})) fs.writeFileSync(path.join(a, f), v + '\n')
     expect(planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'devdax'}).noop).to.equal(true)
-    expectError(() => planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'blockdax'}), 'E_ALREADY_BOUND', 5, /already bound to iopmem as devdax on BAR 2/)
+    await expectError(() => planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'blockdax'}), 'E_ALREADY_BOUND', 5, /already bound to iopmem as devdax on BAR 2/)
   })
 
-  it('unbind is refused while /dev/iopmem0 is mounted, or iopmem p2pmem is allocated', () => {
+  it('unbind is refused while /dev/iopmem0 is mounted, or iopmem p2pmem is allocated', async () => {
     fx.add({
       bdf: '0000:00:08.0',
       vendor: 0x10ee,
@@ -333,8 +333,8 @@ describe('bind --driver iopmem on a fake driver core', () => {
       disks: [{name: 'iopmem0', dev: '259:9', sizeBytes: 64 * MiB, dax: true}],
     })
     fx.mount({dev: '259:9', source: '/dev/iopmem0', target: '/mnt/dax', fstype: 'ext4', options: 'rw,dax=always'})
-    expectError(() => planUnbind(host(), '00:08.0'), 'E_IN_USE', 5, /iopmem0 is mounted on \/mnt\/dax \(ext4, dax=always\)/)
+    await expectError(() => planUnbind(host(), '00:08.0'), 'E_IN_USE', 5, /iopmem0 is mounted on \/mnt\/dax \(ext4, dax=always\)/)
     fx.add({bdf: '0000:00:0a.0', vendor: 0x10ee, device: 0x9038, class: 0x058000, driver: 'iopmem', bars: [{index: 2, start: 0xd0000000, size: 64 * MiB}], p2pmem: {size: 64 * MiB, available: 60 * MiB}})
-    expectError(() => planUnbind(host(), '00:0a.0'), 'E_IN_USE', 5, /4 MiB of its p2pmem is allocated \(iopmem itself holds none\)/)
+    await expectError(() => planUnbind(host(), '00:0a.0'), 'E_IN_USE', 5, /4 MiB of its p2pmem is allocated \(iopmem itself holds none\)/)
   })
 })

@@ -135,6 +135,33 @@ describe('map: target resolution', () => {
     rejects(() => resolve({target: '/sys/bus/pci/devices/0000:00:04.0/resource2', bar: '0'}), 'E_FLAG_COMBO', 2)
   })
 
+  it('a BAR reached any other way (a /sys/class link, a relative path, a link of one\'s own) is the BAR, with the BAR checks', () => {
+    // /sys/class/nvme/nvme0 -> the controller under the function; its `device` -> the function.
+    const ctrl = path.join(fx.fnDir(BDF.nvmeCmb), 'nvme', 'nvme0')
+    fs.mkdirSync(path.join(fx.sys, 'class/nvme'), {recursive: true})
+    fs.symlinkSync(path.relative(path.join(fx.sys, 'class/nvme'), ctrl), path.join(fx.sys, 'class/nvme/nvme0'))
+    fs.symlinkSync('../..', path.join(ctrl, 'device'))
+    const viaClass = resolve({target: '/sys/class/nvme/nvme0/device/resource2'})
+    expect(viaClass).to.include({backend: 'bar', bdf: BDF.nvmeCmb, mode: 'uc'})
+    expect(viaClass.warnings.join(' ')).to.match(/bound to nvme, which owns this memory/)
+    const own = path.join(fx.root, 'my-bar')
+    fs.symlinkSync(path.join(fx.fnDir(BDF.nvmeCmb), 'resource2_wc'), own)
+    expect(resolve({target: own})).to.include({backend: 'bar', bdf: BDF.nvmeCmb, mode: 'wc'})
+    const cwd = process.cwd()
+    try {
+      process.chdir(fx.fnDir(BDF.nvmeCmb))
+      for (const rel of ['resource2', './resource2', '../0000:03:00.0/resource2']) {
+        const r = resolve({target: rel})
+        expect(r, rel).to.include({backend: 'bar', bdf: BDF.nvmeCmb})
+        expect(r.warnings.join(' '), rel).to.match(/bound to nvme/)
+      }
+      // Another sysfs file is no memory to map: refused at once.
+      rejects(() => resolve({target: 'config'}), 'E_TARGET_KIND', 2, /a sysfs attribute/)
+    } finally {
+      process.chdir(cwd)
+    }
+  })
+
   it('--p2pmem maps p2pmem/allocate: page-rounded, uc only, checked against the pool', () => {
     const r = resolve({target: BDF.nvmeCmb, p2pmem: '5000'})
     expect(r).to.include({backend: 'p2pmem', mode: 'uc', length: 8192, offset: 0})

@@ -95,8 +95,13 @@ describe('map: interactive session', () => {
     try {
       const ctrlC = Object.assign(new Error('User force closed the prompt'), {name: 'ExitPromptError'})
       const prompts = scripted(['poke', false, 'peek', 4, '0x1000', 'peek', 4, '0x0', ctrlC])
-      const steps = await mapSession({native: n, mapping: m, facts: facts(4096), prompts, log: (s) => out.push(s), colors: new Chalk({level: 0})})
+      let interrupts = 0
+      const steps = await mapSession({native: n, mapping: m, facts: facts(4096), prompts, log: (s) => out.push(s), colors: new Chalk({level: 0}), onInterrupt: () => interrupts++})
       expect(steps).to.equal(2)
+      expect(interrupts, 'Ctrl-C is reported, so `map` exits 130, not 0').to.equal(1)
+      let quitCtrlC = 0
+      await mapSession({native: n, mapping: m, facts: facts(4096), prompts: scripted(['quit']), log: () => {}, colors: new Chalk({level: 0}), onInterrupt: () => quitCtrlC++})
+      expect(quitCtrlC, 'quit is not an interruption').to.equal(0)
       expect(out.join('\n')).to.contain('writes not allowed; nothing written')
       expect(out.join('\n')).to.match(/error: .*past the end of the mapping/)
       expect(out).to.include('0x00000000: 0x00000000')

@@ -179,3 +179,37 @@ describe('Host.read of procfs seq_files', () => {
     expect(text).to.contain('[stack]') // the last lines are there
   })
 })
+
+describe('implausible sysfs values are refused as a corrupt sysfs', () => {
+  const rel = (fx: SysfsFixture, bdf: string) => fx.fnDir(bdf).slice(fx.sys.length + 1)
+  const corrupt = (edit: (fx: SysfsFixture) => void, bdf: string, what: RegExp) => {
+    const fx = standardMachine()
+    try {
+      edit(fx)
+      let err: any
+      try {
+        new PciScanner(fx.host()).get(bdf)
+      } catch (error) {
+        err = error
+      }
+      expect(err?.code, String(err)).to.equal('E_CORRUPT_SYSFS')
+      expect(err.exit).to.equal(7)
+      expect(err.message).to.match(what)
+    } finally {
+      fx.cleanup()
+    }
+  }
+
+  it('a BAR of 1.8e25 bytes', () => {
+    corrupt(
+      (fx) => fx.writeSys(`${rel(fx, BDF.ivshmem)}/resource`, '0x0000000000000000 0x0000000000000000 0x0000000000000000\n'.repeat(2) + '0x0000000800000000 0x00000ee6b2800000000fff 0x000000000014220c\n'),
+      BDF.ivshmem,
+      /resource is not plausible: BAR2 spans/,
+    )
+  })
+
+  it('a negative p2pmem size, or more available than the pool', () => {
+    corrupt((fx) => fx.writeSys(`${rel(fx, BDF.nvmeCmb)}/p2pmem/size`, '-4096\n'), BDF.nvmeCmb, /p2pmem\/size is not plausible: p2pmem size -4096/)
+    corrupt((fx) => fx.writeSys(`${rel(fx, BDF.nvmeCmb)}/p2pmem/available`, '999999999999\n'), BDF.nvmeCmb, /available 999999999999 of a/)
+  })
+})

@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import {loadNative} from '../../native/index.js'
 import type {Mapping, Native} from '../../native/types.js'
 import type {PairAnalysis} from '../pci/index.js'
-import {Exit, formatBytes, type Host, IopmemError, usage} from '../sys/index.js'
+import {checkOutputPath, Exit, formatBytes, type Host, IopmemError, usage} from '../sys/index.js'
 import {type Endpoint, idleDram, kernelProbe, mapVia, type ModeResult, type P2pInput, parseSweep, planP2p, readAvailable, refuseSignedDestination, runMode, type ViaInfo} from './p2p.js'
 
 /** `iopmem bench p2p --json`. */
@@ -53,6 +53,7 @@ type Plan = ReturnType<typeof planP2p>
 export async function runBenchP2p(host: Host, req: BenchP2pRequest, hooks: BenchP2pHooks): Promise<BenchP2pResult> {
   if (req.plot !== undefined && req.sweep === undefined) throw usage('--plot needs --sweep.', 'E_USAGE')
   if (req.plot !== undefined && !/\.(svg|html?)$/i.test(req.plot)) throw usage(`--plot ${req.plot}: the file name must end in .svg or .html.`, 'E_USAGE')
+  if (req.plot !== undefined) checkOutputPath(req.plot, '--plot') // before the run, not after it
   const sweepSizes = parseSweep(req.sweep === 'default' ? true : req.sweep)
   let native: Native | undefined
   const getNative = (): Native => (native ??= loadNative())

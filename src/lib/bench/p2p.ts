@@ -13,7 +13,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import {isBdfName, normalizeBdf, tryParseBdf} from '../pci/index.js'
+import {classifyPath, isBdfName, normalizeBdf, tryParseBdf} from '../pci/index.js'
 import {Exit, getRunner, IopmemError, type Runner, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {blockDirByDevNum, blockUsage, holdsSignature, readBlock} from '../dax/index.js'
@@ -40,6 +40,8 @@ export interface Endpoint {
   memAlign: number
   /** major:minor of a block device. */
   dev?: string
+  /** A file's identity (st_dev:st_ino), whatever name or link reached it. */
+  inode?: string
 }
 
 export interface ViaInfo {
@@ -141,6 +143,15 @@ export function resolveEndpoint(host: Host, native: () => Native, p: string, wha
     throw new IopmemError(`${what} ${p}: ${(err as Error).message}`, {code: code ?? 'E_STAT', exit: code === 'EACCES' ? Exit.PERMISSION : Exit.FAILURE})
   }
   if (st.isDirectory()) throw usage(`${what} ${p} is a directory: give a block device or a regular file.`, 'E_NOT_REGULAR')
+  // sysfs files look regular: a BAR's resourceN (however reached) is device memory, not a file to copy through.
+  const c = classifyPath(host, p)
+  if (c.kind !== 'other') {
+    throw usage(
+      `${what} ${p} is ${c.kind === 'bar' ? `BAR${c.index} of ${c.bdf} (its sysfs resource file)` : `a sysfs file (${host.display(c.file)})`}, not a block device or a file.`,
+      'E_NOT_REGULAR',
+      c.kind === 'bar' ? ['Use --via BDF to copy through its p2pmem, or `iopmem bench mmio` to measure the BAR.'] : [],
+    )
+  }
   if (!st.isBlockDevice() && !st.isFile())
     throw usage(`${what} ${p} is neither a block device nor a regular file (a character device, FIFO or socket cannot do O_DIRECT I/O).`, 'E_NOT_REGULAR')
   let align = 512
@@ -161,7 +172,7 @@ export function resolveEndpoint(host: Host, native: () => Native, p: string, wha
     return {path: p, kind: 'block', size: b.size, bdf: b.bdf, align, memAlign, dev}
   }
   if (align === 512 && st.blksize && st.blksize < 512) align = 512
-  return {path: p, kind: 'file', size: st.size, align, memAlign}
+  return {path: p, kind: 'file', size: st.size, align, memAlign, inode: `${st.dev}:${st.ino}`}
 }
 
 /** NVMe whole-disk namespaces, with their function. */
@@ -257,7 +268,10 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
   const picked = chooseDefaults(host, scanner, input, choices)
   const src = resolveEndpoint(host, native, picked.src!, '--src')
   const dst = resolveEndpoint(host, native, picked.dst!, '--dst')
+  // Same device number or same inode: the same bytes, however they were named (symlinks, hard links, /dev/disk/by-*).
   if (src.kind === 'block' && dst.kind === 'block' && src.dev === dst.dev) throw usage(`--src and --dst are the same device (${src.dev}).`, 'E_SAME')
+  if (src.kind === 'file' && dst.kind === 'file' && src.inode === dst.inode)
+    throw usage(`--src ${src.path} and --dst ${dst.path} are the same file (one inode): the copy would read what it writes.`, 'E_SAME')
   const align = Math.max(src.align, dst.align)
   for (const [name, v] of [['--bs', bs], ['--src-offset', srcOffset], ['--dst-offset', dstOffset]] as const)
     if (v % align !== 0)

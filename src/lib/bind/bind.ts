@@ -3,7 +3,7 @@ import * as path from 'node:path'
 
 import {normalizeBdf} from '../pci/index.js'
 import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, resolveSettings} from './driver.js'
-import {Exit, IopmemError, usage} from '../sys/index.js'
+import {acquireLock, Exit, IopmemError, type LockOptions, SignalGuard, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {checkInUse, type UsageReport} from './inuse.js'
 import {type PciFunction, PciScanner} from '../pci/index.js'
@@ -96,6 +96,11 @@ export interface BindResult {
   iopmem?: BoundDevice
   /** The iopmem module, when bind had to load it first. */
   moduleLoaded?: {how: string; ko: string | null}
+  /** A stop signal came during the writes: the fields above are the state it left (exit 130). */
+  interrupted?: boolean
+  signal?: string
+  /** After an interruption: the writes were undone and the device is as it was. */
+  rolledBack?: boolean
 }
 
 /** --mode/--bar/--cache of `bind --driver iopmem`. */
@@ -222,8 +227,22 @@ function currentOverride(host: Host, fn: PciFunction): string | null {
   return v === undefined || v === '' || v === '(null)' ? null : v
 }
 
-/** Put a device back to `driver` (or unbound) with `override`; returns the driver it ended with. */
-function restore(host: Host, steps: Steps, fn: PciFunction, driver: string | null, override: string | null): string | null {
+/** What this process changed, so a rollback undoes that and nothing else. */
+interface Changed {
+  /** driver_override was written with this value. */
+  override?: string
+  /** The device was unbound from this driver. */
+  unbound?: string
+  /** A bind to this driver was written (it may have succeeded). */
+  bound?: string
+}
+
+/**
+ * Undo what this process changed, re-reading the device before each write:
+ * a driver or an override that is not the one this process wrote (someone
+ * else's) is left alone. Returns the driver the device ended with.
+ */
+function rollback(host: Host, steps: Steps, fn: PciFunction, changed: Changed, beforeOverride: string | null): string | null {
   const sys = (...p: string[]) => host.sys('bus/pci', ...p)
   const attempt = (f: () => void) => {
     try {
@@ -233,16 +252,33 @@ function restore(host: Host, steps: Steps, fn: PciFunction, driver: string | nul
     }
   }
   const now = currentDriver(host, fn)
-  if (now !== null && now !== driver) attempt(() => steps.write(sys('drivers', now, 'unbind'), fn.bdf))
-  attempt(() => steps.write(path.join(fn.sysfsPath, 'driver_override'), (override ?? '') + '\n'))
-  if (driver !== null && currentDriver(host, fn) === null) {
-    attempt(() => steps.write(sys('drivers', driver, 'bind'), fn.bdf))
+  if (changed.bound !== undefined && now === changed.bound) attempt(() => steps.write(sys('drivers', now, 'unbind'), fn.bdf))
+  if (changed.override !== undefined && currentOverride(host, fn) === changed.override) {
+    attempt(() => steps.write(path.join(fn.sysfsPath, 'driver_override'), (beforeOverride ?? '') + '\n'))
+  }
+  if (changed.unbound !== undefined && currentDriver(host, fn) === null) {
+    attempt(() => steps.write(sys('drivers', changed.unbound!, 'bind'), fn.bdf))
     if (currentDriver(host, fn) === null) attempt(() => steps.write(sys('drivers_probe'), fn.bdf))
   }
   return currentDriver(host, fn)
 }
 
-export function executeBind(host: Host, plan: BindPlan): BindResult {
+/**
+ * Do the bind. Each write runs with SIGINT/SIGTERM/SIGHUP held back (see
+ * SignalGuard); a signal that came during a write rolls back what was
+ * written so far and returns the state with `interrupted: true`. A signal
+ * during the last write finds the bind done: that is the state reported.
+ */
+export async function executeBind(host: Host, plan: BindPlan, guard?: SignalGuard): Promise<BindResult> {
+  const own = guard ?? new SignalGuard()
+  try {
+    return await bindSteps(host, plan, own)
+  } finally {
+    if (!guard) own.release()
+  }
+}
+
+async function bindSteps(host: Host, plan: BindPlan, guard: SignalGuard): Promise<BindResult> {
   const {fn, driver} = plan
   const before = currentDriver(host, fn)
   const beforeOverride = currentOverride(host, fn)
@@ -262,30 +298,64 @@ export function executeBind(host: Host, plan: BindPlan): BindResult {
   if (plan.noop) return result(before, false)
 
   const iopmemConfig = host.sys('bus/pci/drivers/iopmem/config')
-  let failure: IopmemError | undefined
-  try {
-    if (plan.iopmem) steps.write(iopmemConfig, configLine(fn.bdf, plan.iopmem))
+  const forgetConfig = () => {
+    if (plan.iopmem && host.exists(iopmemConfig)) {
+      try {
+        steps.write(iopmemConfig, fn.bdf + '\n') // forget the settings again
+      } catch {
+        /* the entry only matters for a later bind, which writes its own */
+      }
+    }
+  }
+  const changed: Changed = {}
+  const writes: Array<() => void> = []
+  if (plan.iopmem) writes.push(() => steps.write(iopmemConfig, configLine(fn.bdf, plan.iopmem!)))
+  writes.push(() => {
+    changed.override = driver
     steps.write(path.join(fn.sysfsPath, 'driver_override'), driver + '\n')
-    if (before !== null) steps.write(host.sys('bus/pci/drivers', before, 'unbind'), fn.bdf)
+  })
+  if (before !== null) {
+    writes.push(() => {
+      steps.write(host.sys('bus/pci/drivers', before, 'unbind'), fn.bdf)
+      changed.unbound = before
+    })
+  }
+  writes.push(() => {
+    changed.bound = driver
     steps.write(host.sys('bus/pci/drivers', driver, 'bind'), fn.bdf)
-  } catch (error) {
-    failure = error instanceof IopmemError ? error : new IopmemError(String(error), {code: 'EIO', exit: Exit.KERNEL})
+  })
+
+  // A signal that came while planning (or waiting for the lock) stops before the first write.
+  if (await guard.checkpoint()) return {...result(before, false), interrupted: true, signal: guard.signal, rolledBack: true}
+  let failure: IopmemError | undefined
+  let stoppedAt: number | undefined
+  for (const [i, w] of writes.entries()) {
+    try {
+      w()
+    } catch (error) {
+      failure = error instanceof IopmemError ? error : new IopmemError(String(error), {code: 'EIO', exit: Exit.KERNEL})
+      break
+    }
+    if ((await guard.checkpoint()) && i < writes.length - 1) {
+      stoppedAt = i + 1
+      break
+    }
   }
   const now = currentDriver(host, fn)
-  if (!failure && now === driver) return result(now, true)
+  if (stoppedAt === undefined && !failure && now === driver) {
+    return guard.interrupted ? {...result(now, true), interrupted: true, signal: guard.signal, rolledBack: false} : result(now, true)
+  }
 
-  const ended = restore(host, steps, fn, before, beforeOverride)
+  const ended = rollback(host, steps, fn, changed, beforeOverride)
   const restored = ended === before && currentOverride(host, fn) === beforeOverride
+  if (stoppedAt !== undefined && !failure) {
+    forgetConfig()
+    return {...result(ended, !restored), interrupted: true, signal: guard.signal, rolledBack: restored}
+  }
   // The driver's own reason for a refused probe (a BAR that cannot serve, …).
   const lastError = plan.iopmem ? host.readTrim(host.sys('bus/pci/drivers/iopmem/last_error')) : undefined
   const reason = lastError?.startsWith(fn.bdf + ' ') ? `: ${lastError.slice(fn.bdf.length + 1)}` : ''
-  if (plan.iopmem && host.exists(iopmemConfig)) {
-    try {
-      steps.write(iopmemConfig, fn.bdf + '\n') // forget the settings again
-    } catch {
-      /* the entry only matters for a later bind, which writes its own */
-    }
-  }
+  forgetConfig()
   const why = failure
     ? failure.code === 'ENODEV' && failure.path?.endsWith('/bind')
       ? `${driver} did not accept the device (ENODEV: the driver does not match it or its probe found no device)`
@@ -326,44 +396,28 @@ export function planUnbind(host: Host, bdfText: string, opts: {force?: boolean} 
   return {fn, usage: report, noop: false}
 }
 
-export function executeUnbind(host: Host, plan: UnbindPlan): BindResult {
+/**
+ * Do the unbind: the driver's unbind, then clearing driver_override. A stop
+ * signal during the first write binds the device back to its driver (the
+ * override, untouched, still lets it) and returns that state with
+ * `interrupted: true`; during the last one, the unbind is complete.
+ */
+export async function executeUnbind(host: Host, plan: UnbindPlan, guard?: SignalGuard): Promise<BindResult> {
+  const own = guard ?? new SignalGuard()
+  try {
+    return await unbindSteps(host, plan, own)
+  } finally {
+    if (!guard) own.release()
+  }
+}
+
+async function unbindSteps(host: Host, plan: UnbindPlan, guard: SignalGuard): Promise<BindResult> {
   const {fn} = plan
   const before = currentDriver(host, fn)
   const beforeOverride = currentOverride(host, fn)
   const steps = new Steps(host)
   const warnings: string[] = []
-  if (!plan.noop) {
-    if (before !== null) {
-      try {
-        steps.write(host.sys('bus/pci/drivers', before, 'unbind'), fn.bdf)
-      } catch (error) {
-        const e = error as IopmemError
-        throw new IopmemError(`Unbinding ${fn.bdf} from ${before} failed: ${e.message}. Nothing was changed.`, {
-          code: 'E_UNBIND_FAILED',
-          exit: e.exit === Exit.PERMISSION ? Exit.PERMISSION : Exit.KERNEL,
-          errno: e.errno,
-          path: e.path,
-          details: {steps: steps.list},
-        })
-      }
-    }
-    if (beforeOverride !== null) {
-      try {
-        steps.write(path.join(fn.sysfsPath, 'driver_override'), '\n')
-      } catch (error) {
-        warnings.push(`The device is unbound, but clearing driver_override (${beforeOverride}) failed: ${(error as Error).message}`)
-      }
-    }
-    const now = currentDriver(host, fn)
-    if (now !== null) {
-      throw new IopmemError(`Unbinding ${fn.bdf} did not take: it is still bound to ${now}.`, {
-        code: 'E_UNBIND_FAILED',
-        exit: Exit.KERNEL,
-        details: {steps: steps.list},
-      })
-    }
-  }
-  return {
+  const result = (): BindResult => ({
     bdf: fn.bdf,
     driver: currentDriver(host, fn),
     previousDriver: before,
@@ -373,5 +427,93 @@ export function executeUnbind(host: Host, plan: UnbindPlan): BindResult {
     steps: steps.list,
     usage: plan.usage,
     warnings,
+    ...(guard.interrupted ? {interrupted: true, signal: guard.signal} : {}),
+  })
+  if (plan.noop) return result()
+  if (await guard.checkpoint()) return {...result(), rolledBack: true}
+  if (before !== null) {
+    try {
+      steps.write(host.sys('bus/pci/drivers', before, 'unbind'), fn.bdf)
+    } catch (error) {
+      const e = error as IopmemError
+      throw new IopmemError(`Unbinding ${fn.bdf} from ${before} failed: ${e.message}. Nothing was changed.`, {
+        code: 'E_UNBIND_FAILED',
+        exit: e.exit === Exit.PERMISSION ? Exit.PERMISSION : Exit.KERNEL,
+        errno: e.errno,
+        path: e.path,
+        details: {steps: steps.list},
+      })
+    }
+    if ((await guard.checkpoint()) && beforeOverride !== null) {
+      const ended = rollback(host, steps, fn, {unbound: before}, beforeOverride)
+      return {...result(), rolledBack: ended === before}
+    }
   }
+  if (beforeOverride !== null) {
+    try {
+      steps.write(path.join(fn.sysfsPath, 'driver_override'), '\n')
+    } catch (error) {
+      warnings.push(`The device is unbound, but clearing driver_override (${beforeOverride}) failed: ${(error as Error).message}`)
+    }
+    await guard.checkpoint()
+  }
+  const now = currentDriver(host, fn)
+  if (now !== null) {
+    throw new IopmemError(`Unbinding ${fn.bdf} did not take: it is still bound to ${now}.`, {
+      code: 'E_UNBIND_FAILED',
+      exit: Exit.KERNEL,
+      details: {steps: steps.list},
+    })
+  }
+  return guard.interrupted ? {...result(), rolledBack: false} : result()
+}
+
+/**
+ * Run `fn` holding the function's lock (two iopmem processes never change one
+ * function at once; held from the in-use check to the last write) and a
+ * SignalGuard (stop signals are held back from before the lock is taken
+ * until `fn` returns, so the result is always printed). Both are let go
+ * however `fn` ends, and the kernel drops the lock if the process dies.
+ */
+export async function withFunctionLock<T>(host: Host, bdfText: string, opts: LockOptions, fn: (guard: SignalGuard) => Promise<T>): Promise<T> {
+  const bdf = normalizeBdf(bdfText)
+  const guard = new SignalGuard()
+  try {
+    const lock = await acquireLock(host, `pci-${bdf}`, `PCI function ${bdf}`, opts)
+    try {
+      return await fn(guard)
+    } finally {
+      lock.release()
+    }
+  } finally {
+    guard.release()
+  }
+}
+
+/** After the confirmation: the fresh plan, refused when the device changed hands while a person was asked (the in-use check ran again in planning). */
+export function recheckBind(asked: BindPlan, now: BindPlan): BindPlan {
+  if (now.fn.driver !== asked.fn.driver) throw changedWhileAsked(asked.fn.bdf, asked.fn.driver, now.fn.driver)
+  return now
+}
+
+export function recheckUnbind(asked: UnbindPlan, now: UnbindPlan): UnbindPlan {
+  if (now.fn.driver !== asked.fn.driver) throw changedWhileAsked(asked.fn.bdf, asked.fn.driver, now.fn.driver)
+  return now
+}
+
+function changedWhileAsked(bdf: string, was: string | null, now: string | null): IopmemError {
+  return new IopmemError(`${bdf} changed while you were asked: it was bound to ${was ?? 'no driver'}, now to ${now ?? 'no driver'}. Nothing was changed.`, {
+    code: 'E_CHANGED',
+    exit: Exit.REFUSED,
+    suggestions: ['Look again (`iopmem list`) and run the command again.'],
+  })
+}
+
+/** What an interrupted bind or unbind left, in one sentence. */
+export function interruptedMessage(r: BindResult): string {
+  const state = `${r.bdf} is ${r.driver ? `bound to ${r.driver}` : 'unbound'}, driver_override ${r.override ?? '(null)'}`
+  if (r.steps.length === 0) return `Interrupted (${r.signal}) before the first write; nothing was changed: ${state}.`
+  if (r.rolledBack) return `Interrupted (${r.signal}); rolled back: ${state}, as it was.`
+  if (r.rolledBack === false && r.changed && r.steps.every((s) => s.ok)) return `Interrupted (${r.signal}) after the last step; the change is complete: ${state}.`
+  return `Interrupted (${r.signal}); ${state}.`
 }

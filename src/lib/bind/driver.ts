@@ -454,23 +454,31 @@ export function canLoadModule(d: DriverEnv): boolean {
 }
 
 /**
- * Run `work` (a bind, after its plan and confirmation) with the module loaded
- * for it when `load`: loaded just before, and unloaded again when work throws,
- * so a refused or failed bind leaves the module as it found it. The error
- * then says so in details.module ("unloaded", or why it stayed loaded).
+ * Load the module (when `load`), run `work`, and unload the module again if this call loaded
+ * it and `work` then failed, or returned a result `keep` says is not worth the module (an
+ * interrupted, rolled-back bind). The unload's outcome is reported, never hidden.
  */
-export function withModule<T>(d: DriverEnv, load: boolean, work: () => T): {result: T; loaded: LoadResult | null} {
+export async function withModule<T>(
+  d: DriverEnv,
+  load: boolean,
+  work: () => Promise<T>,
+  keep: (result: T) => boolean = () => true,
+): Promise<{result: T; loaded: LoadResult | null; unloaded?: string}> {
   const loaded = load ? loadModule(d) : null
+  const unloadAgain = (): string => {
+    try {
+      unloadModule(d)
+      return 'unloaded'
+    } catch (error_) {
+      return `left loaded: ${(error_ as Error).message}`
+    }
+  }
+  let result: T
   try {
-    return {result: work(), loaded}
+    result = await work()
   } catch (error) {
     if (loaded?.changed) {
-      let state = 'unloaded'
-      try {
-        unloadModule(d)
-      } catch (error_) {
-        state = `left loaded: ${(error_ as Error).message}`
-      }
+      const state = unloadAgain()
       if (error instanceof IopmemError) {
         Object.assign(error, {details: {...error.details, module: state}})
         error.message += `\nThe iopmem module this command loaded was ${state === 'unloaded' ? 'unloaded again' : state}.`
@@ -478,6 +486,8 @@ export function withModule<T>(d: DriverEnv, load: boolean, work: () => T): {resu
     }
     throw error
   }
+  if (loaded?.changed && !keep(result)) return {result, loaded, unloaded: unloadAgain()}
+  return {result, loaded}
 }
 
 function loadError(r: RunResult, what: string): IopmemError {

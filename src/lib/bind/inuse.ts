@@ -35,7 +35,11 @@ export function nodesOf(host: Host, fn: PciFunction): {dev: string[]; sysfsDir: 
   dev.push(...fn.daxDevices)
   // device-dax on the dax bus (no /sys/class/dax since 5.x): daxX.Y children of the function (iopmem devdax)
   for (const d of host.list(fn.sysfsPath)) if (/^dax\d+\.\d+$/.test(d) && !dev.includes(d)) dev.push(d)
-  for (const ctrl of host.list(path.join(fn.sysfsPath, 'nvme'))) dev.push(ctrl)
+  for (const ctrl of host.list(path.join(fn.sysfsPath, 'nvme'))) {
+    dev.push(ctrl)
+    // The NVMe generic character devices (/dev/ngXnY, passthrough I/O) are children of the controller.
+    for (const ng of host.list(path.join(fn.sysfsPath, 'nvme', ctrl))) if (/^ng\d+n\d+$/.test(ng)) dev.push(ng)
+  }
   for (const uio of host.list(path.join(fn.sysfsPath, 'uio'))) dev.push(uio)
   if (fn.driver === 'vfio-pci' && fn.iommuGroup !== null) dev.push(`vfio/${fn.iommuGroup}`, `vfio/noiommu-${fn.iommuGroup}`)
   return {dev, sysfsDir: host.display(fn.sysfsPath)}

@@ -5,6 +5,7 @@ import * as path from 'node:path'
 import {type BlockInfo, blockDirByDevNum, type DiskKind, type MemoryBacking, memoryBacking, nvmeNamespace, readBlock} from './blockdev.js'
 import {ByteSink} from './bytesink.js'
 import {Exit, IopmemError, usage} from '../sys/index.js'
+import {classifyPath} from '../pci/index.js'
 import type {Host} from '../sys/index.js'
 import {mountDaxMode, type MountEntry, readMounts} from '../sys/index.js'
 import {flagNames, type FormatParams, formatExtents, joinParts, type Part, type ScanContext, scanExtents, WHY_UNUSABLE} from './locate-core.js'
@@ -301,7 +302,7 @@ const S_IFMT = 0o170000
 const S_IFREG = 0o100000
 
 /** Check the path with plain fs calls first, for clear messages. */
-function checkFile(file: string): string {
+function checkFile(host: Host, file: string): string {
   let st: fs.Stats
   try {
     st = fs.statSync(file)
@@ -319,6 +320,10 @@ function checkFile(file: string): string {
       what === 'a block device' ? 'A block device has no extents: its offsets are its own; `iopmem list` shows where pmem and iopmem devices live.' : 'Give a file on a DAX filesystem, e.g. /mnt/dax/data.bin.',
     ])
   }
+  // sysfs files look regular but have no extents: a BAR's resourceN is device memory itself.
+  const c = classifyPath(host, file)
+  if (c.kind === 'bar') throw locateError(`${file} is BAR${c.index} of ${c.bdf} (its sysfs resource file): it is device memory, not a file with extents.`, 'E_NOT_REGULAR', Exit.USAGE, ['`iopmem list` shows where the BAR is; `iopmem map` maps it.'])
+  if (c.kind !== 'other') throw locateError(`${file} is a sysfs file (${host.display(c.file)}): locate works on files on a filesystem.`, 'E_NOT_REGULAR', Exit.USAGE)
   return path.resolve(file)
 }
 
@@ -359,7 +364,7 @@ function daxRefusal(file: string, st: FileStat, b: BlockInfo, mount: MountEntry 
  * on (see the bad-input table for the full list).
  */
 export async function locate(host: Host, fileArg: string, opts: LocateOptions = {}): Promise<LocateResult> {
-  const file = checkFile(fileArg)
+  const file = checkFile(host, fileArg)
   const ops = await currentFileOps()
   const st = ops.statx(file)
   if ((st.mode & S_IFMT) !== S_IFREG) throw locateError(`${file} is not a regular file.`, 'E_NOT_REGULAR', Exit.USAGE)

@@ -3,7 +3,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {type BlockInfo, blockUsage, type BlockUsage, daxCapableDisks, type MemoryBacking, memoryBacking, resolveDeviceArg} from './blockdev.js'
-import {Exit, IopmemError, usage} from '../sys/index.js'
+import {acquireLock, Exit, interruptedError, IopmemError, type LockOptions, SignalGuard, usage} from '../sys/index.js'
 import {type ExecResult, getRunner, outputTail, type ProgramArg, type Runner, runProgram} from '../sys/index.js'
 import {describeSignature, probeSignatures, type Signature} from './signatures.js'
 import type {Host} from '../sys/index.js'
@@ -321,8 +321,8 @@ export async function planMkfsDax(host: Host, deviceArg: string, opts: MkfsDaxOp
 
 type State = 'unchanged' | 'signatures-erased' | 'mkfs-failed' | 'made' | 'mounted-not-dax' | 'mounted'
 
-function failAfter(message: string, code: string, state: State, plan: MkfsPlan, r?: ExecResult, extra: Record<string, unknown> = {}): IopmemError {
-  const stateText: Record<State, string> = {
+function stateText(state: State, plan: MkfsPlan): string {
+  const text: Record<State, string> = {
     unchanged: `${plan.target.node} is unchanged.`,
     'signatures-erased': `The old signatures on ${plan.target.node} were erased; it holds no filesystem now.`,
     'mkfs-failed': `${plan.target.node} may hold a partly written filesystem; nothing is mounted.`,
@@ -330,8 +330,12 @@ function failAfter(message: string, code: string, state: State, plan: MkfsPlan, 
     'mounted-not-dax': `${plan.target.node} holds the new ${plan.fs} filesystem and was unmounted again.`,
     mounted: `${plan.target.node} holds the new ${plan.fs} filesystem and is still mounted on ${plan.mountDir}.`,
   }
+  return text[state]
+}
+
+function failAfter(message: string, code: string, state: State, plan: MkfsPlan, r?: ExecResult, extra: Record<string, unknown> = {}): IopmemError {
   const tail = r ? outputTail(r) : ''
-  return new IopmemError(`${message}${tail ? `:\n${tail.replace(/^/gm, '  ')}` : '.'}\nState: ${stateText[state]}`, {
+  return new IopmemError(`${message}${tail ? `:\n${tail.replace(/^/gm, '  ')}` : '.'}\nState: ${stateText(state, plan)}`, {
     code,
     exit: Exit.KERNEL,
     suggestions: state === 'made' || state === 'mounted-not-dax' ? ['`dmesg | tail` shows the kernel\'s reason.'] : [],
@@ -339,8 +343,51 @@ function failAfter(message: string, code: string, state: State, plan: MkfsPlan, 
   })
 }
 
-/** Do it: wipe (with --force, when needed), mkfs, verify, mount and prove DAX. */
-export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps = daxDeps()): Promise<MkfsResult> {
+/** Stopped by a signal between two steps: exit 130, details.interrupted and details.state. */
+function stoppedAt(state: State, plan: MkfsPlan, guard: SignalGuard, commands: MkfsResult['commands']): IopmemError {
+  return interruptedError(`Interrupted (${guard.signal}); stopped before the next step.\nState: ${stateText(state, plan)}`, guard.signal, {
+    state,
+    device: plan.target.node,
+    commands,
+  })
+}
+
+/**
+ * Run `fn` holding the lock of the disk behind `deviceArg` (its partitions
+ * included) and a SignalGuard, from before the in-use check to the last
+ * step, so two mkfs-dax never both find the device empty.
+ */
+export async function withBlockLock<T>(host: Host, deviceArg: string, opts: LockOptions, fn: (guard: SignalGuard) => Promise<T>, deps: DaxDeps = daxDeps()): Promise<T> {
+  const b = resolveDeviceArg(host, deviceArg, {checkNode: deps.checkNode})
+  const guard = new SignalGuard()
+  try {
+    const lock = await acquireLock(host, `block-${b.disk.name}`, host.display(host.dev(b.disk.name)), opts)
+    try {
+      return await fn(guard)
+    } finally {
+      lock.release()
+    }
+  } finally {
+    guard.release()
+  }
+}
+
+/**
+ * Do it: wipe (with --force, when needed), mkfs, verify, mount and prove DAX.
+ * A stop signal is passed on to the program running (mkfs is never left
+ * behind) and ends the run after it with E_INTERRUPTED (exit 130) stating
+ * the device's state; a mount made by this run is undone first.
+ */
+export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps = daxDeps(), guard?: SignalGuard): Promise<MkfsResult> {
+  const own = guard ?? new SignalGuard()
+  try {
+    return await mkfsSteps(host, plan, deps, own)
+  } finally {
+    if (!guard) own.release()
+  }
+}
+
+async function mkfsSteps(host: Host, plan: MkfsPlan, deps: DaxDeps, guard: SignalGuard): Promise<MkfsResult> {
   const runner = deps.runner
   const node = plan.target.node
   const commands: MkfsResult['commands'] = []
@@ -353,6 +400,10 @@ export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps =
   }
   const at = (p: string) => host.programPath(p)
   let state: State = 'unchanged'
+  const stopIf = async (now: State) => {
+    if (await guard.checkpoint()) throw stoppedAt(now, plan, guard, commands)
+  }
+  await stopIf(state)
   const erased: Signature[] = []
   const needsWipe = plan.force && (plan.signatures.length > 0 || (!plan.target.partition && plan.target.disk.partitions.length > 0))
   if (needsWipe) {
@@ -360,6 +411,7 @@ export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps =
     const parts = [...new Set(plan.signatures.map((s) => s.device).filter((d) => d !== node))]
     for (const p of [...parts, node]) {
       const r = await run(['wipefs', '--all', at(p)])
+      await stopIf(r.code === 0 || state !== 'unchanged' ? 'signatures-erased' : 'unchanged')
       if (r.code !== 0) throw failAfter(`wipefs --all ${p} failed (exit ${r.code})`, 'E_WIPE_FAILED', state, plan, r, {commands})
       state = 'signatures-erased'
     }
@@ -367,6 +419,7 @@ export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps =
   }
 
   const mk = await run(mkfsArgv(plan.fs, at(node), {pageSize: plan.pageSize, size: plan.target.size, force: plan.force}))
+  await stopIf(mk.code === 0 ? 'made' : 'mkfs-failed')
   if (mk.code !== 0) throw failAfter(`${plan.mkfsArgv[0]} failed (exit ${mk.code})`, 'E_MKFS_FAILED', 'mkfs-failed', plan, mk, {commands})
   state = 'made'
 
@@ -384,6 +437,12 @@ export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps =
   if (plan.mountDir) {
     const dir = plan.mountDir
     const m = await run(['mount', '-t', plan.fs, '-o', 'dax', at(node), at(dir)])
+    if (m.code === 0 && (await guard.checkpoint())) {
+      // Undo the one mount this run made, then stop.
+      const u = await run(['umount', at(dir)])
+      throw stoppedAt(u.code === 0 ? 'made' : 'mounted', plan, guard, commands)
+    }
+    await stopIf('made')
     if (m.code !== 0) throw failAfter(`mount -o dax ${node} ${dir} failed (exit ${m.code})`, 'E_MOUNT_FAILED', 'made', plan, m, {commands})
     const probe = path.join(dir, `.iopmem-dax-probe-${process.pid}`)
     let dax = false
@@ -433,4 +492,16 @@ export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps =
 export function describeLoss(plan: MkfsPlan): string {
   const what = plan.signatures.length ? `; it holds ${plan.signatures.map(describeSignature).join(', ')}` : ''
   return `${plan.target.node} (${formatBytes(plan.target.size)}${what})`
+}
+
+/** After the confirmation: the fresh plan (the checks ran again), refused when what will be lost is not what the person was shown. */
+export function recheckMkfs(asked: MkfsPlan, now: MkfsPlan): MkfsPlan {
+  if (describeLoss(now) !== describeLoss(asked)) {
+    throw new IopmemError(`${asked.target.node} changed while you were asked: it was ${describeLoss(asked)}, now ${describeLoss(now)}. Nothing was written.`, {
+      code: 'E_CHANGED',
+      exit: Exit.REFUSED,
+      suggestions: ['Run the command again.'],
+    })
+  }
+  return now
 }

@@ -247,8 +247,50 @@ export interface BulkStats {
 
 const now = () => Number(process.hrtime.bigint()) / 1e9
 
+/**
+ * A bulk operation run chunk by chunk (4 MiB): it yields the bytes done
+ * after each chunk and returns its stats. runBulk() runs one through; the
+ * command runs it with runBulkUntil(), which stops between chunks when a
+ * signal came, with the bytes done so far.
+ */
+export type Bulk<T> = Generator<number, T, void>
+
+export function runBulk<T>(g: Bulk<T>): T {
+  for (;;) {
+    const r = g.next()
+    if (r.done) return r.value
+  }
+}
+
+/**
+ * Run a bulk operation, asking `stop` at most every 100 ms (a chunk takes
+ * far less than a second): when it says stop, the operation is ended
+ * between two chunks (its files closed) and the bytes done are returned.
+ */
+export async function runBulkUntil<T>(g: Bulk<T>, stop: () => Promise<boolean>): Promise<{value: T; done: number} | {value: undefined; done: number}> {
+  let done = 0
+  let last = now()
+  for (;;) {
+    const r = g.next()
+    if (r.done) return {value: r.value, done}
+    done = r.value
+    if (now() - last >= 0.1) {
+      if (await stop()) {
+        g.return(undefined as never)
+        return {value: undefined, done}
+      }
+      last = now()
+    }
+  }
+}
+
+export const fillOp = (...a: Parameters<typeof fillOpChunks>) => runBulk(fillOpChunks(...a))
+export const verifyOp = (...a: Parameters<typeof verifyOpChunks>) => runBulk(verifyOpChunks(...a))
+export const copyInOp = (...a: Parameters<typeof copyInOpChunks>) => runBulk(copyInOpChunks(...a))
+export const copyOutOp = (...a: Parameters<typeof copyOutOpChunks>) => runBulk(copyOutOpChunks(...a))
+
 /** Fill [offset, offset + size) with a pattern; WB mappings are flushed to the device when `flush`. */
-export function fillOp(
+export function* fillOpChunks(
   n: OpsNative,
   m: Mapping,
   offset: number,
@@ -256,7 +298,7 @@ export function fillOp(
   pattern: Pattern,
   strategy: CopyStrategy,
   flush: boolean,
-): BulkStats & {flush: FlushInstruction | null} {
+): Bulk<BulkStats & {flush: FlushInstruction | null}> {
   const chunk = Math.min(CHUNK, size)
   const buf = Buffer.allocUnsafe(chunk)
   const reusable = pattern.period > 0 && chunk % pattern.period === 0
@@ -271,6 +313,7 @@ export function fillOp(
     used = n.copyTo(m, offset + done, view, strategy)
     copyTime += now() - t0
     done += len
+    yield done
   }
   const f = flush ? n.flush(m, offset, size) : null
   return {strategy: used, seconds: copyTime, gbps: gbps(size, copyTime), flush: f}
@@ -284,7 +327,7 @@ export interface Mismatch {
 }
 
 /** Compare [offset, offset + size) with a pattern. Throws E_VERIFY_MISMATCH (exit 8) listing the first differences. */
-export function verifyOp(n: OpsNative, m: Mapping, offset: number, size: number, pattern: Pattern, strategy: CopyStrategy): BulkStats & {mismatches: 0} {
+export function* verifyOpChunks(n: OpsNative, m: Mapping, offset: number, size: number, pattern: Pattern, strategy: CopyStrategy): Bulk<BulkStats & {mismatches: 0}> {
   const chunk = Math.min(CHUNK, size)
   const got = Buffer.allocUnsafe(chunk)
   const want = Buffer.allocUnsafe(chunk)
@@ -311,6 +354,7 @@ export function verifyOp(n: OpsNative, m: Mapping, offset: number, size: number,
       }
     }
     done += len
+    yield done
   }
   if (bad > 0) {
     const f = first[0]
@@ -327,10 +371,10 @@ export function verifyOp(n: OpsNative, m: Mapping, offset: number, size: number,
 }
 
 /** Copy `size` bytes of a file (from its start) into the mapping at `offset`. */
-export function copyInOp(n: OpsNative, m: Mapping, file: string, offset: number, size: number, strategy: CopyStrategy, flush: boolean): BulkStats & {flush: FlushInstruction | null} {
+export function* copyInOpChunks(n: OpsNative, m: Mapping, file: string, offset: number, size: number, strategy: CopyStrategy, flush: boolean): Bulk<BulkStats & {flush: FlushInstruction | null}> {
   const fd = fs.openSync(file, 'r')
   try {
-    const stats = inChunks(size, (view, done, copy) => {
+    const stats = yield* inChunks(size, (view, done, copy) => {
       for (let got = 0; got < view.length; ) {
         const r = fs.readSync(fd, view, got, view.length - got, done + got)
         if (r === 0) throw new IopmemError(`${file} shrank while it was being copied (at ${done + got} bytes).`, {code: 'E_SHORT_READ', exit: Exit.FAILURE, path: file})
@@ -345,10 +389,10 @@ export function copyInOp(n: OpsNative, m: Mapping, file: string, offset: number,
 }
 
 /** Copy [offset, offset + size) of the mapping into a file (created or truncated). */
-export function copyOutOp(n: OpsNative, m: Mapping, file: string, offset: number, size: number, strategy: CopyStrategy): BulkStats {
+export function* copyOutOpChunks(n: OpsNative, m: Mapping, file: string, offset: number, size: number, strategy: CopyStrategy): Bulk<BulkStats> {
   const fd = fs.openSync(file, 'w')
   try {
-    return inChunks(size, (view, done, copy) => {
+    return yield* inChunks(size, (view, done, copy) => {
       copy(() => n.copyFrom(m, offset + done, view, strategy))
       for (let put = 0; put < view.length; ) put += fs.writeSync(fd, view, put, view.length - put)
     })
@@ -360,9 +404,10 @@ export function copyOutOp(n: OpsNative, m: Mapping, file: string, offset: number
 /**
  * `size` bytes in CHUNK-sized pieces through one buffer: `step` gets each
  * piece's view and position and runs the copy through `copy`, which times it
- * (file I/O is not counted) and keeps the strategy the engine reports.
+ * (file I/O is not counted) and keeps the strategy the engine reports. It yields the
+ * bytes done after each piece, so the caller can stop between pieces on a signal.
  */
-function inChunks(size: number, step: (view: Buffer, done: number, copy: (f: () => UsedStrategy) => void) => void): BulkStats {
+function* inChunks(size: number, step: (view: Buffer, done: number, copy: (f: () => UsedStrategy) => void) => void): Bulk<BulkStats> {
   const buf = Buffer.allocUnsafe(Math.min(CHUNK, size))
   let used: UsedStrategy = 'exact64'
   let copyTime = 0
@@ -375,6 +420,7 @@ function inChunks(size: number, step: (view: Buffer, done: number, copy: (f: () 
     const view = buf.subarray(0, Math.min(buf.length, size - done))
     step(view, done, copy)
     done += view.length
+    yield done
   }
   return {strategy: used, seconds: copyTime, gbps: gbps(size, copyTime)}
 }

@@ -2,15 +2,18 @@
 import * as fs from 'node:fs'
 
 import type {CachingMode, CopyStrategy, FlushInstruction, Mapping, UsedStrategy, Width} from '../../native/types.js'
-import {Exit, IopmemError, usage} from '../sys/index.js'
+import {checkOutputPath, Exit, IopmemError, usage} from '../sys/index.js'
 import {formatBytes} from '../sys/index.js'
 import {
   checkRange,
   checkStrategy,
   copyInOp,
+  copyInOpChunks,
   copyOutOp,
+  copyOutOpChunks,
   dumpOp,
   fillOp,
+  fillOpChunks,
   type OpsNative,
   parseCount,
   parseOffset,
@@ -19,7 +22,9 @@ import {
   parseWidth,
   type Pattern,
   readOp,
+  runBulkUntil,
   verifyOp,
+  verifyOpChunks,
   writeOp,
 } from './ops.js'
 import type {MapFacts} from './target.js'
@@ -40,6 +45,8 @@ export type MapOpResult =
   | {kind: 'copy-in'; file: string; offset: number; size: number; strategy: UsedStrategy; seconds: number; gbps: number; flush: FlushInstruction | null}
   | {kind: 'copy-out'; file: string; offset: number; size: number; strategy: UsedStrategy; seconds: number; gbps: number}
   | {kind: 'interactive'; steps: number}
+  /** A fill, verify or copy stopped by a signal between two chunks: `done` of `size` bytes were done (from `offset`), no flush. */
+  | {kind: 'fill' | 'verify' | 'copy-in' | 'copy-out'; offset: number; size: number; interrupted: true; done: number; file?: string; pattern?: string}
 
 /**
  * `iopmem map --json`:
@@ -53,6 +60,9 @@ export interface MapResult {
   mapping: MapFacts
   op: MapOpResult | null
   held: number | null
+  /** A signal stopped the operation (op says how far it got) or the session: exit 130. */
+  interrupted?: boolean
+  signal?: string
 }
 
 export const OPERATIONS = ['read', 'write', 'dump', 'fill', 'verify', 'copy-in', 'copy-out'] as const
@@ -162,7 +172,7 @@ export function planOperation(kind: Operation, input: OpInput, target: {length: 
     case 'copy-out': {
       const file = input.file ?? ''
       if (file === '') throw usage('--copy-out needs a file name.', 'E_NO_FILE')
-      if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw usage(`--copy-out ${file} is a directory.`, 'E_NO_FILE')
+      checkOutputPath(file, '--copy-out') // before anything is mapped
       const offset = start()
       checkRange(len, offset, 1, 1, op)
       const size = input.size === undefined ? len - offset : parseOffset(input.size, sizeName)
@@ -262,6 +272,35 @@ export function runOperation(n: OpsNative, m: Mapping, p: OpPlan, flush: boolean
       const s = copyOutOp(n, m, p.file, p.offset, p.size, p.strategy)
       return {kind: 'copy-out', file: p.file, offset: p.offset, size: p.size, ...s}
     }
+  }
+}
+
+/**
+ * runOperation for the command: fills, verifies and copies run chunk by
+ * chunk and stop within a fraction of a second when `stop` says so, with
+ * the bytes done; the other operations are single accesses.
+ */
+export async function runOperationUntil(n: OpsNative, m: Mapping, p: OpPlan, flush: boolean, stop: () => Promise<boolean>): Promise<MapOpResult | null> {
+  const partial = (offset: number, size: number, done: number, extra: {file?: string; pattern?: string}): MapOpResult => ({kind: p.kind as 'fill', offset, size, interrupted: true, done, ...extra})
+  switch (p.kind) {
+    case 'fill': {
+      const r = await runBulkUntil(fillOpChunks(n, m, p.offset, p.size, p.pattern, p.strategy, flush), stop)
+      return r.value ? {kind: 'fill', offset: p.offset, size: p.size, pattern: p.pattern.spec, ...r.value} : partial(p.offset, p.size, r.done, {pattern: p.pattern.spec})
+    }
+    case 'verify': {
+      const r = await runBulkUntil(verifyOpChunks(n, m, p.offset, p.size, p.pattern, p.strategy), stop)
+      return r.value ? {kind: 'verify', offset: p.offset, size: p.size, pattern: p.pattern.spec, ...r.value} : partial(p.offset, p.size, r.done, {pattern: p.pattern.spec})
+    }
+    case 'copy-in': {
+      const r = await runBulkUntil(copyInOpChunks(n, m, p.file, p.offset, p.size, p.strategy, flush), stop)
+      return r.value ? {kind: 'copy-in', file: p.file, offset: p.offset, size: p.size, ...r.value} : partial(p.offset, p.size, r.done, {file: p.file})
+    }
+    case 'copy-out': {
+      const r = await runBulkUntil(copyOutOpChunks(n, m, p.file, p.offset, p.size, p.strategy), stop)
+      return r.value ? {kind: 'copy-out', file: p.file, offset: p.offset, size: p.size, ...r.value} : partial(p.offset, p.size, r.done, {file: p.file})
+    }
+    default:
+      return runOperation(n, m, p, flush)
   }
 }
 

@@ -1,9 +1,9 @@
 /** One `iopmem map` from start to end: resolve the target, plan the operation, ask, map, run it (or a session), hold, unmap. */
 import {loadNative, releaseOnExit} from '../../native/index.js'
 import type {Mapping, Native} from '../../native/types.js'
-import {formatBytes, type Host, IopmemError} from '../sys/index.js'
+import {formatBytes, type Host, IopmemError, SignalGuard} from '../sys/index.js'
 import {holdFor} from './hold.js'
-import {type MapOpResult, type MapResult, parseHold, planFromFlags, runOperation} from './plan.js'
+import {type MapOpResult, type MapResult, parseHold, planFromFlags, runOperationUntil} from './plan.js'
 import {explainMapError, type MapFacts, type ModeRequest, openMapping, resolveTarget, type ResolvedTarget} from './target.js'
 
 export interface MapRequest {
@@ -52,8 +52,12 @@ export async function runMap(host: Host, req: MapRequest, hooks: MapHooks): Prom
   const flush = resolved.backend === 'devdax' || resolved.backend === 'fsdax'
   let op: MapOpResult | null = null
   let held: number | null = null
+  // Fills and copies stop between chunks on SIGINT/SIGTERM/SIGHUP, reporting the bytes done (exit 130).
+  const guard = new SignalGuard()
   try {
-    op = session ? {kind: 'interactive', steps: await hooks.session(n, mapping, facts)} : runOperation(n, mapping, plan, flush)
+    op = session ? {kind: 'interactive', steps: await hooks.session(n, mapping, facts)} : await runOperationUntil(n, mapping, plan, flush, () => guard.checkpoint())
+    if (op && 'interrupted' in op) return {mapping: facts, op, held: null, interrupted: true, signal: guard.signal}
+    guard.release()
     await hooks.show(facts, op, session)
     if (hold !== undefined) {
       hooks.note(hold === 0 ? 'holding the mapping until Ctrl-C or SIGTERM…' : `holding the mapping for ${hold} s (Ctrl-C releases it)…`)
@@ -67,6 +71,7 @@ export async function runMap(host: Host, req: MapRequest, hooks: MapHooks): Prom
     if (e.code === 'E_SIGBUS') throw explainMapError(host, resolved, error)
     throw error
   } finally {
+    guard.release()
     mapping.unmap()
   }
   return {mapping: facts, op, held}

@@ -26,7 +26,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import type {CachingMode, Mapping, MapOptions, StatxResult, UsedStrategy} from '../../native/types.js'
-import {normalizeBdf, tryParseBdf} from '../pci/index.js'
+import {classifyPath, normalizeBdf, tryParseBdf} from '../pci/index.js'
 import {Exit, type ExitCode, IopmemError, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {type Bar, type PciFunction, PciScanner} from '../pci/index.js'
@@ -138,8 +138,6 @@ export interface ResolvedTarget extends Omit<MapFacts, 'writable'> {
 
 const isPathLike = (t: string) => t.includes('/') || t.startsWith('.') || t.startsWith('~')
 
-const RESOURCE_RE = /\/([0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\/resource([0-5])(_wc)?$/i
-const P2P_ALLOC_RE = /\/([0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\/p2pmem\/allocate$/i
 const DAX_NAME_RE = /^dax\d+\.\d+$/
 
 const hex = (n: bigint | number) => '0x' + n.toString(16)
@@ -189,29 +187,7 @@ export function resolveTarget(host: Host, spec: TargetSpec, native: () => MapNat
   const target = spec.target
   if (target === '') throw usage('Missing TARGET: give a PCI address (BDF) or a path.', 'E_TARGET_SYNTAX')
 
-  if (isPathLike(target)) {
-    const file = host.fromSystemPath(path.resolve(target))
-    // A sysfs resource file or p2pmem/allocate named by path: the same as the BDF form.
-    if (file.startsWith(host.roots.sysfs + '/')) {
-      const r = RESOURCE_RE.exec(file)
-      if (r) {
-        if (spec.p2pmem !== undefined) throw usage(`--p2pmem takes a BDF, not a resource file (${target}).`, 'E_FLAG_COMBO')
-        const index = Number(r[2])
-        if (spec.bar !== undefined && parseBarIndex(spec.bar) !== index)
-          throw usage(`--bar ${spec.bar} contradicts ${target}, which is BAR${index}.`, 'E_FLAG_COMBO')
-        const fileMode: CachingMode = r[3] ? 'wc' : 'uc'
-        if (mode !== 'auto' && mode !== fileMode)
-          throw usage(`--mode ${mode} contradicts ${target}, which maps ${fileMode}; name the BDF and --mode instead.`, 'E_FLAG_COMBO')
-        return resolveBar(host, spec, normalizeBdf(r[1]), String(index), fileMode)
-      }
-      const p = P2P_ALLOC_RE.exec(file)
-      if (p) {
-        if (spec.p2pmem === undefined) throw usage(`Mapping ${target} needs --p2pmem SIZE (how much to allocate).`, 'E_FLAG_COMBO')
-        return resolveP2pmem(host, spec, normalizeBdf(p[1]))
-      }
-    }
-    return resolvePath(host, spec, file, native)
-  }
+  if (isPathLike(target)) return resolveNamedPath(host, spec, target, native)
 
   if (tryParseBdf(target) || target.includes(':')) {
     const bdf = normalizeBdf(target) // E_BDF_SYNTAX for anything malformed
@@ -222,13 +198,39 @@ export function resolveTarget(host: Host, spec: TargetSpec, native: () => MapNat
     }
     return resolveBar(host, spec, bdf)
   }
-  // A bare word: a file in the current directory, if there is one.
-  if (fs.existsSync(target)) return resolvePath(host, spec, path.resolve(target), native)
+  // A bare word: a file in the current directory, if there is one (resource0 in a function's directory is its BAR).
+  if (fs.existsSync(target)) return resolveNamedPath(host, spec, target, native)
   throw new IopmemError(`${JSON.stringify(target)} is neither a PCI address ([domain:]bus:device.function) nor an existing file.`, {
     code: 'E_NO_TARGET',
     exit: Exit.USAGE,
     suggestions: ['`iopmem list` shows the PCI functions with device memory.'],
   })
+}
+
+/**
+ * A path, classified by what it really is after realpath: a BAR's resource
+ * file however reached (a /sys/class/… link, a relative path, a symlink of
+ * one's own) is the BDF form with every BAR check; p2pmem/allocate is the
+ * p2pmem form; any other sysfs file is refused; the rest is a file or node.
+ */
+function resolveNamedPath(host: Host, spec: TargetSpec, target: string, native: () => MapNative): ResolvedTarget {
+  const mode = spec.mode ?? 'auto'
+  const c = classifyPath(host, target)
+  if (c.kind === 'bar') {
+    if (spec.p2pmem !== undefined) throw usage(`--p2pmem takes a BDF, not a resource file (${target}).`, 'E_FLAG_COMBO')
+    if (spec.bar !== undefined && parseBarIndex(spec.bar) !== c.index) throw usage(`--bar ${spec.bar} contradicts ${target}, which is BAR${c.index}.`, 'E_FLAG_COMBO')
+    const fileMode: CachingMode = c.wc ? 'wc' : 'uc'
+    if (mode !== 'auto' && mode !== fileMode) throw usage(`--mode ${mode} contradicts ${target}, which maps ${fileMode}; name the BDF and --mode instead.`, 'E_FLAG_COMBO')
+    return resolveBar(host, spec, normalizeBdf(c.bdf), String(c.index), fileMode)
+  }
+  if (c.kind === 'p2pmem') {
+    if (spec.p2pmem === undefined) throw usage(`Mapping ${target} needs --p2pmem SIZE (how much to allocate).`, 'E_FLAG_COMBO')
+    return resolveP2pmem(host, spec, normalizeBdf(c.bdf))
+  }
+  if (c.kind === 'sysfs') {
+    throw targetKind(host.display(c.file), 'a sysfs attribute, not device memory', 'Map a BAR by its BDF (`iopmem map BDF --bar N`) or its resourceN file.')
+  }
+  return resolvePath(host, spec, c.file, native)
 }
 
 function baseFacts(target: string, modeAsked: ModeRequest): Pick<MapFacts, 'target' | 'modeAsked' | 'warnings' | 'notes' | 'bar' | 'bdf' | 'driver' | 'p2pmem' | 'physStart' | 'busStart' | 'offset'> {

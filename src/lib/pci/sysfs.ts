@@ -124,6 +124,20 @@ export function barName(index: number): string {
 
 const hex = (n: number, w: number) => '0x' + n.toString(16).padStart(w, '0')
 
+/** The largest CPU address (64 bits), and the largest BAR whose size a number holds exactly (2^53 bytes, 8 PiB). */
+const MAX_ADDR = 0xffff_ffff_ffff_ffffn
+const MAX_BAR = 1n << 53n
+
+/** A sysfs value no kernel writes: refused rather than computed with. */
+function corruptSysfs(host: Host, file: string, what: string): IopmemError {
+  return new IopmemError(`${host.display(file)} is not plausible: ${what}. This sysfs is corrupt (or not a kernel's); nothing was done.`, {
+    code: 'E_CORRUPT_SYSFS',
+    exit: Exit.UNSUPPORTED,
+    path: host.display(file),
+    suggestions: ['Check what is mounted on /sys (or IOPMEM_SYSFS_ROOT).'],
+  })
+}
+
 /** Parse a sysfs `resource` file: `0x%016llx 0x%016llx 0x%016llx` per line. */
 export function parseResourceFile(text: string): Array<{index: number; start: bigint; end: bigint; flags: bigint}> {
   const out: Array<{index: number; start: bigint; end: bigint; flags: bigint}> = []
@@ -306,6 +320,9 @@ export class PciScanner {
       const isMem = (flags & IORESOURCE.MEM) !== 0
       const isIo = (flags & IORESOURCE.IO) !== 0
       if (!isMem && !isIo) continue
+      if (r.end > MAX_ADDR || r.start > MAX_ADDR || (r.end >= r.start && r.end - r.start + 1n > MAX_BAR)) {
+        throw corruptSysfs(this.host, path.join(dir, 'resource'), `${barName(r.index)} spans ${r.start.toString(16)}-${r.end.toString(16)} (hex), more than any 64-bit address or BAR can`)
+      }
       const size = r.end >= r.start && (r.start !== 0n || r.end !== 0n) ? Number(r.end - r.start + 1n) : 0
       bars.push({
         index: r.index,
@@ -331,9 +348,12 @@ export class PciScanner {
     const p = path.join(dir, 'p2pmem')
     const size = this.host.readInt(path.join(p, 'size'))
     if (size === undefined) return null
+    const available = this.host.readInt(path.join(p, 'available')) ?? 0
+    if (size < 0 || !Number.isSafeInteger(size)) throw corruptSysfs(this.host, path.join(p, 'size'), `p2pmem size ${size}`)
+    if (available < 0 || available > size) throw corruptSysfs(this.host, path.join(p, 'available'), `p2pmem available ${available} of a ${size}-byte pool`)
     return {
       size,
-      available: this.host.readInt(path.join(p, 'available')) ?? 0,
+      available,
       published: this.host.readTrim(path.join(p, 'published')) === '1',
     }
   }

@@ -6,6 +6,7 @@ import * as path from 'node:path'
 
 import {Exit, IopmemError} from './errors.js'
 import type {Host, ProgramArg} from './host.js'
+import {trackChild} from './signals.js'
 
 /**
  * The external programs iopmem runs (mkfs.ext4, mkfs.xfs, wipefs, blkid,
@@ -104,12 +105,18 @@ export const processRunner: Runner = {
         timeout: opts.timeoutMs ?? 600_000,
         killSignal: 'SIGKILL',
       })
+      // A stop signal that iopmem holds back is passed on, so the program ends before iopmem reports.
+      const untrack = trackChild(child)
       const out: Buffer[] = []
       const err: Buffer[] = []
       child.stdout.on('data', (b: Buffer) => out.push(b))
       child.stderr.on('data', (b: Buffer) => err.push(b))
-      child.on('error', (e) => reject(e))
+      child.on('error', (e) => {
+        untrack()
+        reject(e)
+      })
       child.on('close', (code, signal) => {
+        untrack()
         const sig = signal ? ((osConstants.signals as Record<string, number>)[signal] ?? 9) : 0
         resolve({code: code ?? 128 + sig, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8')})
       })

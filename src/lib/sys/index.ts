@@ -1,8 +1,11 @@
-/** The host underneath everything: where /sys, /dev and /proc live, running programs, errors and exit codes, units, mounts and process scans. */
+/** The host underneath everything: where /sys, /dev and /proc live, running programs, errors and exit codes, units, mounts and process scans, locks, signals, output paths. */
 export * from './errors.js'
 export * from './exec.js'
 export * from './host.js'
+export * from './lock.js'
 export * from './mounts.js'
+export * from './outpath.js'
 export * from './procscan.js'
+export * from './signals.js'
 export * from './trust.js'
 export * from './units.js'
