@@ -2,7 +2,7 @@
 import * as path from 'node:path'
 
 import {normalizeBdf} from '../pci/index.js'
-import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, resolveSettings} from './driver.js'
+import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, lastErrorFor, resolveSettings} from './driver.js'
 import {Exit, IopmemError, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {checkInUse, type UsageReport} from './inuse.js'
@@ -276,8 +276,8 @@ export function executeBind(host: Host, plan: BindPlan): BindResult {
   const ended = restore(host, steps, fn, before, beforeOverride)
   const restored = ended === before && currentOverride(host, fn) === beforeOverride
   // The driver's own reason for a refused probe (a BAR that cannot serve, …).
-  const lastError = plan.iopmem ? host.readTrim(host.sys('bus/pci/drivers/iopmem/last_error')) : undefined
-  const reason = lastError?.startsWith(fn.bdf + ' ') ? `: ${lastError.slice(fn.bdf.length + 1)}` : ''
+  const lastError = plan.iopmem ? lastErrorFor(host, fn.bdf) : undefined
+  const reason = lastError ? `: ${lastError}` : ''
   if (plan.iopmem && host.exists(iopmemConfig)) {
     try {
       steps.write(iopmemConfig, fn.bdf + '\n') // forget the settings again
