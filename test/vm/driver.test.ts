@@ -103,8 +103,11 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
   const expectExclusive = async (what: string): Promise<void> => {
     const start = bar2.toString(16)
     expect(await sh(`grep -i '${start}-.* : iopmem' /proc/iomem | wc -l`), `${what}: /proc/iomem shows iopmem's claim`).to.not.equal('0\n')
-    const r = await iopmem(['map', bdf, '--bar', '2', '--read', '0', '--width', '32', '--json'])
-    expect(r.code, `${what}: map --bar 2 is refused: ${r.stdout}`).to.equal(6)
+    // auto tries WC first (a prefetchable BAR), which the UC- entry of the driver's mapping also refuses.
+    const auto = await iopmem(['map', bdf, '--bar', '2', '--read', '0', '--width', '32', '--json'])
+    expect(auto.code, `${what}: map --bar 2 is refused: ${auto.stdout}`).to.equal(6)
+    const r = await iopmem(['map', bdf, '--bar', '2', '--mode', 'uc', '--read', '0', '--width', '32', '--json'])
+    expect(r.code, `${what}: map --bar 2 --mode uc is refused: ${r.stdout}`).to.equal(6)
     expect(json(r).error).to.include({code: 'E_DEVMEM_STRICT'})
     expect(json(r).error.message).to.match(/claimed by its driver \(iopmem\), exclusively/)
     const mem = await vm.sh(`${PY} -c 'import mmap,os; f=os.open("/dev/mem",os.O_RDWR|os.O_SYNC); mmap.mmap(f,4096,offset=0x${start})'`)
@@ -328,6 +331,8 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     // its struct pages and the BAR claim alive until the last close (free_disk).
     await sh(`sleep 600 < /dev/iopmem0 > /dev/null 2>&1 & echo $! > /tmp/disk-holder.pid; echo ${bdf} > ${D}/unbind`)
     expect(await sh(`readlink /sys/bus/pci/devices/${bdf}/driver || echo none`)).to.equal('none\n')
+    // The module keeps its own reference until free_disk, beside the open file's.
+    expect(Number(await sh('cat /sys/module/iopmem/refcnt')), 'iopmem holds itself until free_disk').to.be.at.least(2)
     const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem', '--json'])
     expect(r.code, r.stdout + r.stderr).to.equal(6)
     expect(json(r).error.code).to.equal('E_BIND_FAILED')
@@ -357,6 +362,8 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
       const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax', ...args, '--yes', '--json'])
       expect(r.code, r.stdout + r.stderr).to.equal(0)
       expect(json(r).iopmem).to.include({memtype})
+      // A bound blockdax device pins the module (its free_disk may run after an unbind).
+      expect(await sh('cat /sys/module/iopmem/refcnt')).to.equal('1\n')
       await sh('printf IOPMEM-CACHE-MODES | dd of=/dev/iopmem0 bs=4096 seek=300 conv=sync oflag=direct 2>/dev/null')
       expect((await vm.readIvshmem(300 * 4096, 18)).toString(), `${args.join(' ')}: the write reached the BAR`).to.equal('IOPMEM-CACHE-MODES')
       await unbind()
@@ -366,6 +373,8 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
   it('config is parsed strictly: no trailing junk, 32-bit domains, each key once, at most 256 entries', async () => {
     const D = '/sys/bus/pci/drivers/iopmem'
     const tryWrite = async (line: string): Promise<number> => (await vm.sh(`printf '%s\n' '${line}' > ${D}/config`)).code
+    // A successful bind leaves its settings there: start from none.
+    await sh(`for d in $(cut -d' ' -f1 ${D}/config); do echo $d > ${D}/config; done`)
     for (const bad of [`${bdf}junk mode=p2pmem`, `${bdf} mode=p2pmem junk`, `${bdf} bar=2 bar=3`, `${bdf} bar=+2`, `${bdf} mode=devdax`, '0:0:3.0 mode=p2pmem', `${bdf} cache=wb force force`]) {
       expect(await tryWrite(bad), `refused: ${bad}`).to.not.equal(0)
     }
