@@ -14,13 +14,13 @@ export default class Bind extends BaseCommand {
 
 Before taking a function from its driver, bind refuses when it is in use: a mounted filesystem (DAX or not) or a holder on its block devices, or a process with its resource files, p2pmem or device nodes open or mapped. --force takes it anyway.
 
-The default driver is iopmem (see \`iopmem driver\`); when it is not loaded, bind (as root) loads it after checking the function and getting the confirmation, and unloads it again if the bind then fails. For iopmem, --mode picks what the BAR becomes: blockdax (/dev/iopmemN, a DAX block device), devdax (/dev/daxX.Y) or p2pmem (a P2PDMA provider); --bar the BAR (default: the largest memory BAR); --cache the CPU mapping of a blockdax device (wb gives DAX; wc, uc and wt a plain block device). A BAR that cannot serve (I/O, under 2 MiB, not 2 MiB aligned) is refused with the reason. A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
+The default driver is iopmem (see \`iopmem driver\`); when it is not loaded, bind (as root) loads it after checking the function and getting the confirmation, and unloads it again if the bind then fails. For iopmem, --mode picks what the BAR becomes: blockdax (/dev/iopmemN, a block device) or p2pmem (a P2PDMA provider); --bar the BAR (default: the largest memory BAR); --cache the CPU mapping of a blockdax device (wb gives DAX; wc, uc and wt a plain block device). The driver refuses a mapping the CPU caches where device writes would leave it stale (wb where the platform really caches the BAR, and wt) unless --force is given too. A BAR that cannot serve (I/O, under 2 MiB, not 2 MiB aligned, not prefetchable for anything but --cache uc) is refused with the reason. A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
 
 On a terminal, a missing BDF opens a picker and taking a device from its driver asks first; without a terminal, pass the BDF and --yes.`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0', description: 'Bind to the iopmem driver'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --mode devdax --bar 2', description: 'BAR2 as /dev/daxX.Y'},
+    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --mode p2pmem --bar 2', description: 'BAR2 as a P2PDMA provider'},
     {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --driver vfio-pci --yes', description: 'Hand a device to vfio-pci from a script'},
     {command: '<%= config.bin %> <%= command.id %> 00:04.0 --driver uio_pci_generic --json', description: 'Domain 0000 may be left out'},
   ]
@@ -31,7 +31,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
 
   static flags = {
     driver: Flags.string({char: 'd', description: 'Driver to bind to.', default: DEFAULT_DRIVER}),
-    force: Flags.boolean({char: 'f', description: 'Take the function even if it is in use (or is a bridge); also skips the confirmation.'}),
+    force: Flags.boolean({char: 'f', description: 'Take the function even if it is in use (or is a bridge); also skips the confirmation. With iopmem, also accepts a CPU-cached --cache wb/wt that device writes do not keep coherent.'}),
     mode: Flags.string({description: `iopmem only: ${MODES.join(', ')} (default blockdax).`}),
     bar: Flags.string({description: 'iopmem only: the BAR index 0-5 (default: the largest memory BAR).'}),
     cache: Flags.string({description: `iopmem only, blockdax: ${CACHE_MODES.join(', ')} (default wb).`}),

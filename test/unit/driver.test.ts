@@ -80,11 +80,14 @@ describe('iopmem driver: settings', () => {
   afterEach(() => fx.cleanup())
   const fn = (bdf: string = BDF.ivshmem) => new PciScanner(fx.host()).get(bdf)
 
-  it('accepts the three modes and four cache modes, BARs 0-5', async () => {
-    for (const m of ['blockdax', 'devdax', 'p2pmem']) expect(validateMode(m)).to.equal(m)
+  it('accepts the two modes and four cache modes, BARs 0-5', async () => {
+    for (const m of ['blockdax', 'p2pmem']) expect(validateMode(m)).to.equal(m)
     for (const c of ['wb', 'wc', 'uc', 'wt']) expect(validateCache(c)).to.equal(c)
     expect(validateBarIndex('5')).to.equal(5)
-    await expectError(() => validateMode('fsdax'), 'E_BAD_MODE', 2, /blockdax, devdax, p2pmem/)
+    await expectError(() => validateMode('fsdax'), 'E_BAD_MODE', 2, /blockdax, p2pmem/)
+    // devdax needed drivers/dax's private API: gone, with a pointer to what serves instead.
+    const e = await expectError(() => validateMode('devdax'), 'E_BAD_MODE', 2, /modes are blockdax, p2pmem/)
+    expect(e.suggestions.join('\n')).to.match(/DAX filesystem/)
     await expectError(() => validateCache('wp'), 'E_BAD_CACHE', 2)
     await expectError(() => validateBarIndex('6'), 'E_BAD_BAR', 2, /0-5/)
     await expectError(() => validateBarIndex('02'), 'E_BAD_BAR', 2)
@@ -92,13 +95,20 @@ describe('iopmem driver: settings', () => {
 
   it('defaults to blockdax, wb and the largest memory BAR', async () => {
     expect(resolveSettings(fn(), {})).to.deep.equal({mode: 'blockdax', bar: 2, cache: 'wb'})
-    expect(configLine(BDF.ivshmem, {mode: 'devdax', bar: 2, cache: 'wb'})).to.equal(`${BDF.ivshmem} mode=devdax bar=2 cache=wb\n`)
+    expect(configLine(BDF.ivshmem, {mode: 'p2pmem', bar: 2, cache: 'wb'})).to.equal(`${BDF.ivshmem} mode=p2pmem bar=2 cache=wb\n`)
+  })
+
+  it('--force hands the driver "force" for a cached mapping (wb, wt) only', () => {
+    expect(resolveSettings(fn(), {force: true})).to.deep.equal({mode: 'blockdax', bar: 2, cache: 'wb', force: true})
+    expect(configLine(BDF.ivshmem, resolveSettings(fn(), {cache: 'wt', force: true}))).to.equal(`${BDF.ivshmem} mode=blockdax bar=2 cache=wt force\n`)
+    expect(resolveSettings(fn(), {cache: 'uc', force: true})).to.deep.equal({mode: 'blockdax', bar: 2, cache: 'uc'})
+    expect(resolveSettings(fn(), {mode: 'p2pmem', force: true})).to.deep.equal({mode: 'p2pmem', bar: 2, cache: 'wb'})
   })
 
   it('refuses a BAR that cannot serve, saying why', async () => {
     await expectError(() => resolveSettings(fn(), {bar: '0'}), 'E_BAD_BAR', 7, /BAR 0 .* too small \(256 B/)
     await expectError(() => resolveSettings(fn(), {bar: '1'}), 'E_BAD_BAR', 7, /not implemented/)
-    await expectError(() => resolveSettings(fn(), {mode: 'devdax', cache: 'wc'}), 'E_BAD_CACHE', 2, /only for --mode blockdax/)
+    await expectError(() => resolveSettings(fn(), {mode: 'p2pmem', cache: 'wc'}), 'E_BAD_CACHE', 2, /only for --mode blockdax/)
     await expectError(() => resolveSettings(fn(), {mode: 'p2pmem', cache: 'uc'}), 'E_BAD_CACHE', 2)
   })
 
@@ -112,16 +122,21 @@ describe('iopmem driver: settings', () => {
         {index: 0, start: 0xc000, size: 256, io: true},
         {index: 2, start: 0xf0100000, size: 4 * MiB},
         {index: 4, start: 0xe0000000, size: 3 * MiB},
+        {index: 5, start: 0xe0400000, size: 4 * MiB},
       ],
     })
     const f = fn('0000:00:09.0')
     await expectError(() => resolveSettings(f, {bar: '0'}), 'E_BAD_BAR', 7, /I\/O port BAR/)
     await expectError(() => resolveSettings(f, {bar: '2'}), 'E_BAD_BAR', 7, /not 2 MiB aligned \(0x0*f0100000/)
     await expectError(() => resolveSettings(f, {bar: '4'}), 'E_BAD_BAR', 7, /not 2 MiB aligned/)
+    // Not prefetchable: reads may have side effects, so only an uncached blockdax (or p2pmem, uncached) may use it.
+    for (const cache of ['wb', 'wc', 'wt']) await expectError(() => resolveSettings(f, {bar: '5', cache}), 'E_BAD_BAR', 7, /not prefetchable.*only --cache uc/)
+    expect(resolveSettings(f, {bar: '5', cache: 'uc'})).to.deep.equal({mode: 'blockdax', bar: 5, cache: 'uc'})
+    expect(resolveSettings(f, {bar: '5', mode: 'p2pmem'})).to.deep.equal({mode: 'p2pmem', bar: 5, cache: 'wb'})
   })
 
   it('module parameters are checked', async () => {
-    expect(validateParams(['mode=devdax', 'bar=-1', 'cache=wc'])).to.have.length(3)
+    expect(validateParams(['mode=p2pmem', 'bar=-1', 'cache=wc'])).to.have.length(3)
     await expectError(() => validateParams(['mode=x']), 'E_BAD_MODE', 2)
     await expectError(() => validateParams(['foo=1']), 'E_BAD_PARAM', 2)
     await expectError(() => validateParams(['bar=7']), 'E_BAD_BAR', 2)
@@ -178,12 +193,12 @@ describe('iopmem driver: build, load, unload, status', () => {
   it('load: insmod of the built module with parameters; already loaded is a no-op', async () => {
     buildModule(driverEnv(fx.host(), env, recorder().run), {kdir: fakeTree(path.join(tmp, 'tree'))})
     const {run, calls} = recorder()
-    const r = loadModule(driverEnv(fx.host(), env, run), {params: ['mode=devdax']})
+    const r = loadModule(driverEnv(fx.host(), env, run), {params: ['mode=p2pmem']})
     expect(r).to.include({changed: true, how: 'insmod'})
     // insmod loads the descriptor that was checked, inherited as its fd 3, not the path again.
     expect(calls).to.have.length(1)
     expect(calls[0]).to.include({program: 'insmod'})
-    expect(calls[0].args).to.deep.equal(['/proc/self/fd/3', 'mode=devdax'])
+    expect(calls[0].args).to.deep.equal(['/proc/self/fd/3', 'mode=p2pmem'])
     expect(calls[0].fd).to.equal(fs.readFileSync(path.join(tmp, 'cache/iopmem/kmod/6.12.117/iopmem.ko')).toString('latin1'))
     fx.driver({name: 'iopmem'})
     expect(loadModule(driverEnv(fx.host(), env, run))).to.include({changed: false, how: 'already'})
@@ -249,22 +264,28 @@ describe('iopmem driver: build, load, unload, status', () => {
     fx.writeSys('module/iopmem/version', '0.1.0\n')
     fx.writeSys('module/iopmem/parameters/mode', 'blockdax\n')
     fx.writeSys('module/iopmem/parameters/bar', '-1\n')
-    fx.writeSys('module/iopmem/parameters/fail_probe', '\n')
-    fx.writeSys('bus/pci/drivers/iopmem/config', `${BDF.ivshmem} mode=devdax bar=2 cache=wb\n`)
+    fx.writeSys('kernel/debug/iopmem/fail_probe', '\n')
+    fx.writeSys('bus/pci/drivers/iopmem/config', `${BDF.ivshmem} mode=blockdax bar=2 cache=wb force\n`)
     fx.writeSys('bus/pci/drivers/iopmem/last_error', '')
     fx.bindLinks(BDF.ivshmem, 'iopmem')
     const a = path.join(fx.fnDir(BDF.ivshmem), 'iopmem')
     fs.mkdirSync(a)
-    for (const [f, v] of Object.entries({mode: 'devdax', bar: '2', cache: 'wb', node: 'dax64.0', phys: '0x0000000800000000', size: String(64 * MiB)})) fs.writeFileSync(path.join(a, f), v + '\n')
+    for (const [f, v] of Object.entries({mode: 'blockdax', bar: '2', cache: 'wb', node: 'iopmem0', phys: '0x0000000800000000', size: String(64 * MiB), memtype: 'uncached-minus'})) {
+      fs.writeFileSync(path.join(a, f), v + '\n')
+    }
     const s = driverStatus(driverEnv(fx.host(), env))
-    expect(s).to.include({loaded: true, version: '0.1.0', release: '6.12.117', lastError: null})
-    expect(s.parameters).to.deep.equal({bar: '-1', fail_probe: '', mode: 'blockdax'})
+    expect(s).to.include({loaded: true, version: '0.1.0', release: '6.12.117', lastError: null, failProbe: null})
+    expect(s.parameters).to.deep.equal({bar: '-1', mode: 'blockdax'})
     expect(renderStatus(s), 'the unset test hook is not shown').to.contain('parameters: bar=-1 mode=blockdax\n').and.not.contain('fail_probe')
-    expect(s.config).to.deep.equal([`${BDF.ivshmem} mode=devdax bar=2 cache=wb`])
-    expect(s.devices).to.deep.equal([{bdf: BDF.ivshmem, mode: 'devdax', bar: 2, cache: 'wb', node: 'dax64.0', path: '/dev/dax64.0', phys: '0x0000000800000000', size: 64 * MiB}])
-    expect(renderStatus(s)).to.match(/loaded, version 0\.1\.0[\s\S]*devdax {2}BAR2 64 MiB .*\/dev\/dax64\.0/)
-    fx.writeSys('module/iopmem/parameters/fail_probe', 'memremap\n')
-    expect(renderStatus(driverStatus(driverEnv(fx.host(), env)))).to.match(/parameters: bar=-1 fail_probe=memremap mode=blockdax\nwarning: fail_probe=memremap is set: every probe fails at that step/)
+    expect(s.config).to.deep.equal([`${BDF.ivshmem} mode=blockdax bar=2 cache=wb force`])
+    expect(s.devices).to.deep.equal([{bdf: BDF.ivshmem, mode: 'blockdax', bar: 2, cache: 'wb', node: 'iopmem0', path: '/dev/iopmem0', phys: '0x0000000800000000', size: 64 * MiB, memtype: 'uncached-minus'}])
+    expect(renderStatus(s)).to.match(/loaded, version 0\.1\.0[\s\S]*blockdax {2}BAR2 64 MiB .*cache wb \(uncached-minus\) {2}\/dev\/iopmem0/)
+    // The test hook lives in debugfs now (no writable module parameter), and shows loudly when set.
+    fx.writeSys('kernel/debug/iopmem/fail_probe', 'memremap\n')
+    fx.writeSys('bus/pci/drivers/iopmem/last_error', `${BDF.ivshmem} BAR 2 is claimed by someone else\n0000:00:09.0 BAR 0 is too small\n`)
+    const hooked = renderStatus(driverStatus(driverEnv(fx.host(), env)))
+    expect(hooked).to.match(/parameters: bar=-1 mode=blockdax\nwarning: fail_probe=memremap is set: every probe fails at that step/)
+    expect(hooked).to.contain(`last refused probe: ${BDF.ivshmem} BAR 2 is claimed by someone else\nlast refused probe: 0000:00:09.0 BAR 0 is too small`)
     fs.rmSync(path.join(fx.sys, 'module/iopmem'), {recursive: true})
     expect(renderStatus(driverStatus(driverEnv(fx.host(), env)))).to.match(/not loaded[\s\S]*iopmem driver build/)
   })
@@ -297,29 +318,30 @@ describe('bind --driver iopmem on a fake driver core', () => {
 
   it('a refused probe rolls back, forgets the settings and quotes the driver\'s reason', async () => {
     fx.drivers.get('iopmem')!.probe = (b) => {
-      fx.writeSys('bus/pci/drivers/iopmem/last_error', `${b} memremap_pages of BAR 2 failed (-22)\n`)
+      // one line per device: another device's reason is not this one's
+      fx.writeSys('bus/pci/drivers/iopmem/last_error', `0000:00:09.0 BAR 0 is too small\n${b} memremap_pages of BAR 2 failed (-22)\n`)
       return 'EINVAL'
     }
     const before = fx.hash()
     const e = await expectError(() => executeBind(host(), planBind(host(), BDF.ivshmem, 'iopmem', {})), 'E_BIND_FAILED', 6, /memremap_pages of BAR 2 failed/)
-    expect(e.message).to.match(/Rolled back/)
+    expect(e.message).to.match(/Rolled back/).and.not.match(/too small/)
     expect(cfg()).to.equal(`${BDF.ivshmem}\n`)
     expect(fx.currentDriver(BDF.ivshmem)).to.equal(undefined)
     expect(before).to.be.a('string')
   })
 
   it('--mode/--bar/--cache are for iopmem only', async () => {
-    await expectError(() => planBind(host(), BDF.ivshmem, 'uio_pci_generic', {mode: 'devdax'}), 'E_IOPMEM_ONLY', 2, /--mode is for --driver iopmem only/)
+    await expectError(() => planBind(host(), BDF.ivshmem, 'uio_pci_generic', {mode: 'p2pmem'}), 'E_IOPMEM_ONLY', 2, /--mode is for --driver iopmem only/)
     await expectError(() => planBind(host(), BDF.ivshmem, 'vfio-pci', {bar: '2', cache: 'wc'}), 'E_IOPMEM_ONLY', 2, /--bar, --cache are/)
   })
 
   it('a device already on iopmem: same settings is a no-op, others are refused', async () => {
-    await executeBind(host(), planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'devdax'}))
+    await executeBind(host(), planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'p2pmem'}))
     const a = path.join(fx.fnDir(BDF.ivshmem), 'iopmem')
     fs.mkdirSync(a)
-    for (const [f, v] of Object.entries({mode: 'devdax', bar: '2', cache: 'wb', node: 'dax64.0'})) fs.writeFileSync(path.join(a, f), v + '\n')
-    expect(planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'devdax'}).noop).to.equal(true)
-    await expectError(() => planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'blockdax'}), 'E_ALREADY_BOUND', 5, /already bound to iopmem as devdax on BAR 2/)
+    for (const [f, v] of Object.entries({mode: 'p2pmem', bar: '2', cache: 'wb', node: 'p2pmem'})) fs.writeFileSync(path.join(a, f), v + '\n')
+    expect(planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'p2pmem'}).noop).to.equal(true)
+    await expectError(() => planBind(host(), BDF.ivshmem, 'iopmem', {mode: 'blockdax'}), 'E_ALREADY_BOUND', 5, /already bound to iopmem as p2pmem on BAR 2/)
   })
 
   it('unbind is refused while /dev/iopmem0 is mounted, or iopmem p2pmem is allocated', async () => {

@@ -103,7 +103,7 @@ describe('map: target resolution', () => {
     expect(e.suggestions.join(' ')).to.match(/--mode uc/)
     for (const mode of ['wb', 'wt'] as const) {
       const w = rejects(() => resolve({target: BDF.ivshmem, mode}), 'E_MODE_NEEDS_DRIVER', 7, /kernel driver/)
-      expect(w.suggestions.join(' ')).to.match(/iopmem bind 0000:00:04.0.*devdax/)
+      expect(w.suggestions.join(' ')).to.match(/iopmem bind 0000:00:04.0.*blockdax mode with --cache wb.*mkfs-dax/)
     }
   })
 

@@ -6,11 +6,11 @@ import {driverEnv, type LoadResult, loadModule} from '../../lib/bind/index.js'
 
 export default class DriverLoad extends BaseCommand {
   static summary = 'Load the iopmem kernel module.'
-  static description = `Loads the module \`iopmem driver build\` made for the running kernel (or --ko FILE) with insmod; without one, \`modprobe iopmem\` (an installed module). A module built for another kernel is refused, and so is a file that is not a regular file of at most 64 MiB (a device, a FIFO, a symlink), or one that anyone but root can write (owned by another user, group/other-writable, or in a directory that is): the file is opened once, checked on that descriptor and handed to insmod as /proc/self/fd/3, so what was checked is what loads. Parameters set the defaults for devices bound without settings: mode=blockdax|devdax|p2pmem, bar=0-5 (or -1: the largest memory BAR), cache=wb|wc|uc|wt. The driver claims no device: bind one with \`iopmem bind BDF --driver iopmem\`.`
+  static description = `Loads the module \`iopmem driver build\` made for the running kernel (or --ko FILE) with insmod; without one, \`modprobe iopmem\` (an installed module). A module built for another kernel is refused, and so is a file that is not a regular file of at most 64 MiB (a device, a FIFO, a symlink), or one that anyone but root can write (owned by another user, group/other-writable, or in a directory that is): the file is opened once, checked on that descriptor and handed to insmod as /proc/self/fd/3, so what was checked is what loads. Parameters set the defaults for devices bound without settings: mode=blockdax|p2pmem, bar=0-5 (or -1: the largest memory BAR), cache=wb|wc|uc|wt. The driver claims no device: bind one with \`iopmem bind BDF --driver iopmem\`.`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %>', description: 'Load the module built for this kernel'},
-    {command: '<%= config.bin %> <%= command.id %> mode=devdax --ko ./iopmem.ko', description: 'A given file, devdax by default'},
+    {command: '<%= config.bin %> <%= command.id %> mode=p2pmem --ko ./iopmem.ko', description: 'A given file, p2pmem by default'},
   ]
 
   static strict = false

@@ -2,7 +2,7 @@
 import * as path from 'node:path'
 
 import {normalizeBdf} from '../pci/index.js'
-import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, resolveSettings} from './driver.js'
+import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, lastErrorFor, resolveSettings} from './driver.js'
 import {acquireLock, Exit, IopmemError, type LockOptions, SignalGuard, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {checkInUse, type UsageReport} from './inuse.js'
@@ -353,8 +353,8 @@ async function bindSteps(host: Host, plan: BindPlan, guard: SignalGuard): Promis
     return {...result(ended, !restored), interrupted: true, signal: guard.signal, rolledBack: restored}
   }
   // The driver's own reason for a refused probe (a BAR that cannot serve, …).
-  const lastError = plan.iopmem ? host.readTrim(host.sys('bus/pci/drivers/iopmem/last_error')) : undefined
-  const reason = lastError?.startsWith(fn.bdf + ' ') ? `: ${lastError.slice(fn.bdf.length + 1)}` : ''
+  const lastError = plan.iopmem ? lastErrorFor(host, fn.bdf) : undefined
+  const reason = lastError ? `: ${lastError}` : ''
   forgetConfig()
   const why = failure
     ? failure.code === 'ENODEV' && failure.path?.endsWith('/bind')

@@ -19,8 +19,9 @@ import {formatBytes} from '../sys/index.js'
  * The driver claims no PCI IDs. Settings reach it through
  * /sys/bus/pci/drivers/iopmem/config, one line per device written before the
  * bind: "0000:03:00.0 mode=blockdax bar=2 cache=wb". A bound device shows
- * what it got in /sys/bus/pci/devices/BDF/iopmem/{mode,bar,cache,node,phys,size};
- * a refused probe leaves its reason in drivers/iopmem/last_error.
+ * what it got in /sys/bus/pci/devices/BDF/iopmem/{mode,bar,cache,node,phys,size,memtype};
+ * a refused probe leaves its reason in drivers/iopmem/last_error, one line per
+ * device (native/kmod/ABI describes every file).
  *
  * External programs (make, insmod, modprobe, rmmod) run with argument arrays
  * the host builds (paths only as host.programPath), never through a shell.
@@ -38,7 +39,7 @@ import {formatBytes} from '../sys/index.js'
  */
 
 export const DRIVER = 'iopmem'
-export const MODES = ['blockdax', 'devdax', 'p2pmem'] as const
+export const MODES = ['blockdax', 'p2pmem'] as const
 export type Mode = (typeof MODES)[number]
 export const CACHE_MODES = ['wb', 'wc', 'uc', 'wt'] as const
 export type CacheMode = (typeof CACHE_MODES)[number]
@@ -49,13 +50,16 @@ export interface DeviceSettings {
   mode: Mode
   bar: number
   cache: CacheMode
+  /** Accept a CPU-cached mapping (wb where the platform really caches it, wt) that device writes do not keep coherent. */
+  force?: boolean
 }
 
 export function validateMode(s: string): Mode {
   if ((MODES as readonly string[]).includes(s)) return s as Mode
-  throw usage(`Invalid mode ${JSON.stringify(s.slice(0, 40))}: the iopmem driver's modes are ${MODES.join(', ')}.`, 'E_BAD_MODE', [
-    'blockdax: /dev/iopmemN, a DAX block device; devdax: /dev/daxX.Y; p2pmem: a P2PDMA provider.',
-  ])
+  const hints = ['blockdax: /dev/iopmemN, a block device (DAX with --cache wb); p2pmem: a P2PDMA provider.']
+  // devdax needed drivers/dax's private API (docs/driver.md says why it went).
+  if (s === 'devdax') hints.push('For a mappable BAR use blockdax --cache wb and a file on a DAX filesystem (`iopmem mkfs-dax`), or p2pmem.')
+  throw usage(`Invalid mode ${JSON.stringify(s.slice(0, 40))}: the iopmem driver's modes are ${MODES.join(', ')}.`, 'E_BAD_MODE', hints)
 }
 
 export function validateCache(s: string): CacheMode {
@@ -75,14 +79,11 @@ export function validateBarIndex(s: string | number): number {
  * Settings for one device, checked against its BARs before the kernel sees
  * them, so that a BAR that cannot serve is refused with the reason.
  */
-export function resolveSettings(fn: PciFunction, opts: {mode?: string; bar?: string | number; cache?: string}): DeviceSettings {
+export function resolveSettings(fn: PciFunction, opts: {mode?: string; bar?: string | number; cache?: string; force?: boolean}): DeviceSettings {
   const mode = validateMode(opts.mode ?? 'blockdax')
   const cache = validateCache(opts.cache ?? 'wb')
   if (mode !== 'blockdax' && cache !== 'wb') {
-    throw usage(
-      `--cache ${cache} is only for --mode blockdax: ${mode === 'devdax' ? 'device-dax maps the BAR write-back' : "p2pmem keeps the kernel's own mapping"}.`,
-      'E_BAD_CACHE',
-    )
+    throw usage(`--cache ${cache} is only for --mode blockdax: p2pmem keeps the kernel's own (uncached) mapping.`, 'E_BAD_CACHE')
   }
   let bar: number
   if (opts.bar === undefined) {
@@ -106,11 +107,22 @@ export function resolveSettings(fn: PciFunction, opts: {mode?: string; bar?: str
   if (BigInt(b!.start) % BigInt(BAR_ALIGN) !== 0n || b!.size % BAR_ALIGN !== 0) {
     refuse(`it is not 2 MiB aligned (${b!.start}, ${formatBytes(b!.size)}), which memremap_pages needs`)
   }
-  return {mode, bar, cache}
+  if (mode === 'blockdax' && cache !== 'uc' && !b!.prefetchable) {
+    refuse(`it is not prefetchable, and --cache ${cache} may read ahead and merge accesses; only --cache uc is safe on it`)
+  }
+  // The driver refuses a cached mapping the device cannot keep coherent unless forced (wb: where the platform really caches it).
+  const force = mode === 'blockdax' && (cache === 'wb' || cache === 'wt') && Boolean(opts.force)
+  return force ? {mode, bar, cache, force} : {mode, bar, cache}
 }
 
 export function configLine(bdf: string, s: DeviceSettings): string {
-  return `${bdf} mode=${s.mode} bar=${s.bar} cache=${s.cache}\n`
+  return `${bdf} mode=${s.mode} bar=${s.bar} cache=${s.cache}${s.force ? ' force' : ''}\n`
+}
+
+/** The driver's reason for the last refused probe of `bdf` (drivers/iopmem/last_error keeps one line per device). */
+export function lastErrorFor(host: Host, bdf: string): string | undefined {
+  const lines = (host.readTrim(host.sys('bus/pci/drivers', DRIVER, 'last_error')) ?? '').split('\n')
+  return lines.find((l) => l.startsWith(bdf + ' '))?.slice(bdf.length + 1)
 }
 
 // ---- programs ---------------------------------------------------------------
@@ -532,12 +544,14 @@ export interface BoundDevice {
   mode: string | null
   bar: number | null
   cache: string | null
-  /** iopmem0, dax64.0 or p2pmem. */
+  /** iopmem0 or p2pmem. */
   node: string | null
-  /** /dev/iopmem0, /dev/dax64.0, or the p2pmem sysfs directory. */
+  /** /dev/iopmem0 or the p2pmem sysfs directory. */
   path: string | null
   phys: string | null
   size: number | null
+  /** What the CPU mapping really is: write-back, uncached-minus, write-combining, uncached, write-through. */
+  memtype: string | null
 }
 
 export interface DriverStatus {
@@ -546,7 +560,10 @@ export interface DriverStatus {
   release: string
   parameters: Record<string, string>
   config: string[]
+  /** Every line of drivers/iopmem/last_error: "BDF reason", one per device whose last probe failed. */
   lastError: string | null
+  /** The probe step debugfs iopmem/fail_probe makes fail (a test hook), null when unset or unreadable. */
+  failProbe: string | null
   devices: BoundDevice[]
   /** The module `driver build` made for this kernel, if any. */
   built: {ko: string; vermagic: string | null} | null
@@ -562,7 +579,7 @@ export function deviceInfo(host: Host, bdf: string): BoundDevice {
   let p: string | null = null
   if (node && mode === 'p2pmem') p = host.display(host.sys('bus/pci/devices', bdf, 'p2pmem'))
   else if (node) p = '/dev/' + node
-  return {bdf, mode, bar: bar === null ? null : Number(bar), cache: r('cache'), node, path: p, phys: r('phys'), size: size === null ? null : Number(size)}
+  return {bdf, mode, bar: bar === null ? null : Number(bar), cache: r('cache'), node, path: p, phys: r('phys'), size: size === null ? null : Number(size), memtype: r('memtype')}
 }
 
 export function driverStatus(d: DriverEnv): DriverStatus {
@@ -579,6 +596,7 @@ export function driverStatus(d: DriverEnv): DriverStatus {
     parameters,
     config: (drv('config') ?? '').split('\n').filter(Boolean),
     lastError: drv('last_error') || null,
+    failProbe: h.readTrim(h.sys('kernel/debug', DRIVER, 'fail_probe')) || null,
     devices: boundDevices(h).map((b) => deviceInfo(h, b)),
     built: fs.existsSync(ko) ? {ko, vermagic: moduleVermagic(ko)} : null,
   }
@@ -588,17 +606,18 @@ export function renderStatus(s: DriverStatus): string {
   const lines: string[] = []
   lines.push(`iopmem driver: ${s.loaded ? `loaded, version ${s.version ?? '?'}` : 'not loaded'} (kernel ${s.release})`)
   if (s.built) lines.push(`built module: ${s.built.ko}${s.built.vermagic ? ` (${s.built.vermagic.split(' ')[0]})` : ''}`)
-  // fail_probe is the driver's test hook: shown only when set, and then loudly.
-  const shown = Object.entries(s.parameters).filter(([k, v]) => k !== 'fail_probe' || v !== '')
+  const shown = Object.entries(s.parameters)
   if (shown.length > 0) lines.push(`parameters: ${shown.map(([k, v]) => `${k}=${v}`).join(' ')}`)
-  if (s.parameters.fail_probe) lines.push(`warning: fail_probe=${s.parameters.fail_probe} is set: every probe fails at that step (a test hook; \`echo > /sys/module/iopmem/parameters/fail_probe\` clears it)`)
+  // fail_probe is the driver's test hook: shown only when set, and then loudly.
+  if (s.failProbe) lines.push(`warning: fail_probe=${s.failProbe} is set: every probe fails at that step (a test hook; \`echo > /sys/kernel/debug/iopmem/fail_probe\` clears it)`)
   if (s.loaded) {
     if (s.devices.length === 0) lines.push('no devices bound')
     for (const dev of s.devices) {
       const size = dev.size === null ? '' : ` ${formatBytes(dev.size)}`
-      lines.push(`  ${dev.bdf}  ${dev.mode ?? '?'}  BAR${dev.bar ?? '?'}${size} at ${dev.phys ?? '?'}  cache ${dev.cache ?? '?'}  ${dev.path ?? ''}`)
+      const memtype = dev.memtype ? ` (${dev.memtype})` : ''
+      lines.push(`  ${dev.bdf}  ${dev.mode ?? '?'}  BAR${dev.bar ?? '?'}${size} at ${dev.phys ?? '?'}  cache ${dev.cache ?? '?'}${memtype}  ${dev.path ?? ''}`)
     }
-    if (s.lastError) lines.push(`last refused probe: ${s.lastError}`)
+    for (const l of s.lastError?.split('\n') ?? []) lines.push(`last refused probe: ${l}`)
   } else lines.push(s.built ? 'load it: `iopmem driver load`' : 'build it: `iopmem driver build`, then `iopmem driver load`')
   return lines.join('\n')
 }

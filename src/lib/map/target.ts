@@ -346,7 +346,7 @@ function resolveBar(host: Host, spec: TargetSpec, bdf: string, barText = spec.ba
         code: 'E_MODE_NEEDS_DRIVER',
         exit: Exit.UNSUPPORTED,
         suggestions: [
-          `Bind ${bdf} to the iopmem driver (\`iopmem bind ${bdf}\`) in devdax mode and map /dev/daxX.Y, or in blockdax mode, \`iopmem mkfs-dax\`, and map a file on it: both give WB.`,
+          `Bind ${bdf} to the iopmem driver (\`iopmem bind ${bdf}\`) in blockdax mode with --cache wb, \`iopmem mkfs-dax\`, and map a file on it: that gives WB.`,
           `Or map ${name} with --mode uc${bar.wc ? ' or --mode wc' : ''}.`,
         ],
         details: {bdf, bar: bar.index, mode: asked},
@@ -699,7 +699,7 @@ export function explainMapError(host: Host, r: ResolvedTarget, err: unknown): Io
         Exit.PERMISSION,
         [
           'Lockdown cannot be lowered at run time: turn off Secure Boot (or boot with lockdown=none where the kernel allows it).',
-          `Or let a kernel driver own the memory: \`iopmem bind ${r.bdf ?? 'BDF'}\` (iopmem driver), then map its /dev/daxX.Y or a file on a DAX filesystem.`,
+          `Or let a kernel driver own the memory: \`iopmem bind ${r.bdf ?? 'BDF'}\` (iopmem driver), then map a file on a DAX filesystem on its /dev/iopmemN.`,
         ],
         {lockdown: lock},
       )
@@ -724,7 +724,7 @@ export function explainMapError(host: Host, r: ResolvedTarget, err: unknown): Io
     if (other && r.mode !== 'uc') return patConflict(r, other, e, err)
     if (r.driver) {
       return make(
-        `${what} is claimed by its driver (${r.driver}) and this kernel enforces strict devmem (CONFIG_IO_STRICT_DEVMEM): user space may not map memory a driver has requested (${kernelSaid}).`,
+        `${what} is claimed by its driver (${r.driver}), exclusively (IORESOURCE_EXCLUSIVE, as iopmem does) or under CONFIG_IO_STRICT_DEVMEM: user space may not map memory a driver has requested (${kernelSaid}).`,
         'E_DEVMEM_STRICT',
         Exit.KERNEL,
         [`Unbind the driver first (\`iopmem unbind ${r.bdf}\`), or boot with iomem=relaxed.`, ...(r.fn?.p2pmem ? [`Or take a chunk the driver shares: \`iopmem map ${r.bdf} --p2pmem SIZE\`.`] : [])],
