@@ -127,6 +127,17 @@ inline bool GetBytes(Napi::Env env, Napi::Value v, const char* what, uint8_t** d
   return true;
 }
 
+// A Mapping pinned as the buffer of an I/O running on other threads (io.cc
+// ↔ addon.cc): while pinned it cannot be unmapped (unmap throws E_BUSY).
+struct PinnedBuffer {
+  uint8_t* addr = nullptr;
+  size_t len = 0;
+  void* token = nullptr;
+  napi_ref ref = nullptr;
+};
+bool PinMapping(napi_env env, napi_value slot, uint64_t need, PinnedBuffer* out);
+void UnpinMapping(napi_env env, PinnedBuffer* pin);
+
 void InitSysfile(Napi::Env env, Napi::Object exports);
 void InitIo(Napi::Env env, Napi::Object exports);
 
