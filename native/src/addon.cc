@@ -490,7 +490,7 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
   if (!GetString(env, info[5], "mode", &modeStr)) return Napi::Value();
   if (!ParseMode(modeStr, &mode))
     return Throw(env, "E_MODE", "mode must be one of uc, wc, wb, wt (got '" + modeStr + "')", Kind::TypeError);
-  if (info.Length() > 6 && info[6].IsString()) path = info[6].As<Napi::String>().Utf8Value();
+  if (info.Length() > 6 && info[6].IsString() && !GetString(env, info[6], "path", &path)) return Napi::Value();
   if (length == 0) return Throw(env, "ERANGE", "length must be > 0", Kind::RangeError);
   // The mapping type (the low two bits) is always shared: MAP_SHARED, or
   // MAP_SHARED_VALIDATE, which MAP_SYNC needs. MAP_PRIVATE (0x02, one of

@@ -595,12 +595,7 @@ bool GetStr(Napi::Object o, const char* k, std::string* out, bool required) {
     if (required) Throw(o.Env(), "E_ARG", std::string(k) + " is required", Kind::TypeError);
     return !required;
   }
-  if (!v.IsString()) {
-    Throw(o.Env(), "E_ARG", std::string(k) + " must be a string", Kind::TypeError);
-    return false;
-  }
-  *out = v.As<Napi::String>().Utf8Value();
-  return true;
+  return GetString(o.Env(), v, k, out);
 }
 
 bool GetNum(Napi::Object o, const char* k, uint64_t* out, uint64_t dflt) {

@@ -73,6 +73,11 @@ row('mmap unknown flags', () => raw.mmap(fd, 0, 4096, true, 0x40000000, 'wb', 'f
 row('mmap mode', () => raw.mmap(fd, 0, 4096, true, 0, 'xx', 'f'), 'E_MODE')
 row('mmap length 2^64 - 1', () => raw.mmap(fd, 0, 2n ** 64n - 1n, true, 0, 'wb', 'f'), 'errno')
 row('mapAnonymous 2^53 - 1 bytes', () => raw.mapAnonymous(2 ** 53 - 1), 'errno')
+const long = 'x'.repeat(1 << 20)
+row('ioRun src 1 MiB long', () => raw.ioRun({src: long, length: 4096, bs: 4096}), 'ERANGE')
+row('mmap path 1 MiB long', () => raw.mmap(fd, 0, 4096, true, 0, 'wb', long), 'ERANGE')
+row('open path 1 MiB long', () => raw.open(long, 0), 'ERANGE')
+row('memfdCreate name 1 MiB long', () => raw.memfdCreate(long), 'ERANGE')
 row('memProbe control a Float64Array', () => raw.memProbe(new Float64Array(3), 1 << 20), 'E_ARG')
 
 const out = []
