@@ -17,7 +17,9 @@
 #include <atomic>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "common.h"
@@ -36,27 +38,69 @@ namespace {
 
 // ---- SIGBUS guard -------------------------------------------------------
 // An access to a mapping past the end of a truncated file, or to a device that
-// went away, raises SIGBUS. While a guarded access runs, the handler jumps back
-// to it; otherwise it restores the previous disposition and returns, so the
-// faulting instruction re-executes under it (chaining to whoever was there).
+// went away, raises SIGBUS. While a guarded access runs on a thread, a fault
+// the kernel raised for an address inside the mapping being accessed jumps
+// back to it (the access then fails with E_SIGBUS). Any other SIGBUS goes on
+// as POSIX says it would without us (the handler stays installed): a previous
+// handler is called once; an ignored one is ignored, unless it is a synchronous
+// fault (the kernel would force the default then); the default is restored and
+// the signal takes effect: a synchronous fault re-executes and kills the
+// process with SIGBUS, an asynchronous one (kill -BUS) is raised again.
 
 // initial-exec: a plain %fs-relative access (no __tls_get_addr call) on the hot path.
 __attribute__((tls_model("initial-exec"))) thread_local sigjmp_buf* tl_guard = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local uintptr_t tl_guardLo = 0;
+__attribute__((tls_model("initial-exec"))) thread_local uintptr_t tl_guardHi = 0;
 struct sigaction g_prevBus;
 
+// A fault the kernel raised for a memory access at si_addr (not kill(2),
+// sigqueue, tgkill, nor an action-optional machine check elsewhere).
+inline bool SyncBusFault(const siginfo_t* si) {
+  if (!si) return false;
+  switch (si->si_code) {
+    case BUS_ADRALN:
+    case BUS_ADRERR:
+    case BUS_OBJERR:
+#ifdef BUS_MCEERR_AR
+    case BUS_MCEERR_AR:
+#endif
+      return true;
+    default: return false;
+  }
+}
+
 void BusHandler(int sig, siginfo_t* si, void* uc) {
+  const bool sync = SyncBusFault(si);
   sigjmp_buf* j = tl_guard;
-  if (j) {
-    tl_guard = nullptr;
-    siglongjmp(*j, 1);
+  if (j && sync) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(si->si_addr);
+    if (a >= tl_guardLo && a < tl_guardHi) {
+      tl_guard = nullptr;
+      siglongjmp(*j, 1);
+    }
   }
-  sigaction(SIGBUS, &g_prevBus, nullptr);
-  if (g_prevBus.sa_flags & SA_SIGINFO) {
-    if (g_prevBus.sa_sigaction) g_prevBus.sa_sigaction(sig, si, uc);
-  } else if (g_prevBus.sa_handler != SIG_DFL && g_prevBus.sa_handler != SIG_IGN) {
-    g_prevBus.sa_handler(sig);
+  const struct sigaction& p = g_prevBus;
+  if (p.sa_flags & SA_SIGINFO) {
+    if (p.sa_sigaction) {
+      p.sa_sigaction(sig, si, uc);
+      return;
+    }
+  } else if (p.sa_handler == SIG_IGN) {
+    if (!sync) return;  // an ignored kill -BUS stays ignored
+  } else if (p.sa_handler != SIG_DFL) {
+    p.sa_handler(sig);
+    return;
   }
-  // SIG_DFL: returning re-executes the access, which now takes the default.
+  // The default action: terminate with SIGBUS (and a core dump).
+  struct sigaction d;
+  memset(&d, 0, sizeof d);
+  d.sa_handler = SIG_DFL;
+  sigemptyset(&d.sa_mask);
+  sigaction(SIGBUS, &d, nullptr);
+  if (sync) return;  // the access re-executes and faults under the default
+  // Asynchronous: send it again; SIGBUS is not blocked here (SA_NODEFER), so
+  // it is delivered on this thread before raise() returns.
+  raise(SIGBUS);
 }
 
 void InstallBusHandler() {
@@ -76,15 +120,21 @@ void InstallBusHandler() {
   (void)installed;
 }
 
-// Run f() with the guard armed; false if it was cut short by SIGBUS.
+// Run f() with the guard armed for faults in [lo, lo + n); false if it was
+// cut short by SIGBUS there.
 template <typename F>
-__attribute__((noinline)) bool Guarded(F&& f) {
+__attribute__((noinline)) bool Guarded(const uint8_t* lo, size_t n, F&& f) {
   sigjmp_buf jb;
   sigjmp_buf* volatile prev = tl_guard;
+  const uintptr_t pLo = tl_guardLo, pHi = tl_guardHi;
   if (sigsetjmp(jb, 0)) {
     tl_guard = prev;
+    tl_guardLo = pLo;
+    tl_guardHi = pHi;
     return false;
   }
+  tl_guardLo = reinterpret_cast<uintptr_t>(lo);
+  tl_guardHi = reinterpret_cast<uintptr_t>(lo) + n;
   tl_guard = &jb;
   // Keep the stores to tl_guard around the access: without the fences the
   // compiler may drop the first (nothing but the signal handler reads it).
@@ -92,6 +142,8 @@ __attribute__((noinline)) bool Guarded(F&& f) {
   f();
   std::atomic_signal_fence(std::memory_order_seq_cst);
   tl_guard = prev;
+  tl_guardLo = pLo;
+  tl_guardHi = pHi;
   return true;
 }
 
@@ -132,6 +184,7 @@ struct MapInit {
 };
 
 class Mapping;
+Napi::Value UnmapOrRefuse(Napi::Env env, Mapping* m);
 
 // The handle JS passes to the accessors is a Number, the mapping's `slot`:
 // generation * 2^22 + index into this table. Resolving it is an array lookup
@@ -232,13 +285,17 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   }
 
   ~Mapping() override {
-    Release();
+    // A pinned mapping is never finalized (the pin holds a reference to it)
+    // unless its environment is torn down under a running I/O: then leak it
+    // rather than unmap memory a kernel I/O may still write.
+    if (busy_ == 0) Release();
     if (reg_) reg_->Unref();
   }
 
   // munmap if still mapped, and retire the slot; true if this call did it.
+  // Never while the mapping is pinned (busy()): the caller checks.
   bool Release() {
-    if (!mapped) return false;
+    if (!mapped || busy_ > 0) return false;
     mapped = false;
     munmap(mapBase_, mapLen_);
     Slot& s = reg_->slots[idx_];
@@ -259,6 +316,14 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     o.Set("writable", Napi::Boolean::New(env, writable));
     return o;
   }
+
+  const uint8_t* mapBase() const { return mapBase_; }
+  size_t mapLen() const { return mapLen_; }
+  // Pins by I/O in flight on other threads (PinMapping). Only touched on the
+  // environment's thread, like the rest of the object.
+  unsigned busy() const { return busy_; }
+  void Pin() { busy_++; }
+  void Unpin() { busy_--; }
 
   uint8_t* addr = nullptr;
   size_t len = 0;
@@ -283,9 +348,10 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   Napi::Value GetSync(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), (flags_ & MAP_SYNC) != 0);
   }
-  Napi::Value JsUnmap(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), Release()); }
+  Napi::Value JsUnmap(const Napi::CallbackInfo& info) { return UnmapOrRefuse(info.Env(), this); }
 
   Registry* reg_ = nullptr;
+  unsigned busy_ = 0;
   uint32_t idx_ = 0;
   uint64_t slot_ = 0;
   uint8_t* mapBase_ = nullptr;
@@ -298,6 +364,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
 // Environment teardown (process exit, worker end): unmap what is still mapped.
 // Mapping objects finalized later find themselves released already.
 AddonData::~AddonData() {
+  // Release() leaves pinned mappings alone (their I/O may still be running).
   for (size_t i = 0; i < reg->slots.size(); i++)
     if (reg->slots[i].m) reg->slots[i].m->Release();
   reg->Unref();
@@ -423,13 +490,20 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
   if (!GetString(env, info[5], "mode", &modeStr)) return Napi::Value();
   if (!ParseMode(modeStr, &mode))
     return Throw(env, "E_MODE", "mode must be one of uc, wc, wb, wt (got '" + modeStr + "')", Kind::TypeError);
-  if (info.Length() > 6 && info[6].IsString()) path = info[6].As<Napi::String>().Utf8Value();
+  if (info.Length() > 6 && info[6].IsString() && !GetString(env, info[6], "path", &path)) return Napi::Value();
   if (length == 0) return Throw(env, "ERANGE", "length must be > 0", Kind::RangeError);
+  // The mapping type (the low two bits) is always shared: MAP_SHARED, or
+  // MAP_SHARED_VALIDATE, which MAP_SYNC needs. MAP_PRIVATE (0x02, one of
+  // MAP_SHARED_VALIDATE's two bits) would give a copy-on-write mapping whose
+  // writes never reach the file or the device: refused.
+  const int64_t type = extra & 0x03;
+  if (type != 0 && type != MAP_SHARED && type != MAP_SHARED_VALIDATE)
+    return Throw(env, "E_ARG", "MAP_PRIVATE is not supported: iopmem mappings are shared with the file or device",
+                 Kind::TypeError);
   const int allowed = MAP_SYNC | MAP_SHARED_VALIDATE | MAP_POPULATE | MAP_LOCKED | MAP_NORESERVE;
   if (extra & ~allowed) return Throw(env, "E_ARG", "unsupported mmap flags " + Hex(extra), Kind::TypeError);
-  int flags = static_cast<int>(extra);
-  if (!(flags & MAP_SHARED_VALIDATE)) flags |= MAP_SHARED;
-  if (flags & MAP_SYNC) flags |= MAP_SHARED_VALIDATE;  // MAP_SYNC is only honoured with it
+  int flags = static_cast<int>(extra & ~int64_t{0x03});
+  flags |= (type == MAP_SHARED_VALIDATE || (extra & MAP_SYNC)) ? MAP_SHARED_VALIDATE : MAP_SHARED;
 
   size_t ps = PageSize();
   uint64_t pgOff = offset & ~static_cast<uint64_t>(ps - 1);
@@ -462,14 +536,29 @@ Napi::Value MapAnonymous(const Napi::CallbackInfo& info) {
   return NewMapping(env, &init);
 }
 
-// unmap(slot) -> true if it unmapped now, false if it was unmapped already.
+// Unmapping a mapping an ioRun is using is refused (E_BUSY), not waited for:
+// the run ends on this very thread (its completion callback unpins), so a wait
+// here could only block the event loop for the rest of the run (minutes with
+// durationMs) with SIGINT unanswered. The caller stops the run and unmaps once
+// its promise has settled.
+Napi::Value UnmapOrRefuse(Napi::Env env, Mapping* m) {
+  if (m->busy() > 0)
+    return Throw(env, "E_BUSY",
+                 "the mapping is the buffer of an I/O run still in flight: stop the run and unmap when it has "
+                 "settled");
+  return Napi::Boolean::New(env, m->Release());
+}
+
+// unmap(slot) -> true if it unmapped now, false if it was unmapped already;
+// throws E_BUSY while an ioRun uses it.
 Napi::Value Unmap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Mapping* m = nullptr;
   int r = Resolve(env, info[0], &m);
   if (r < 0)
     return Throw(env, "E_HANDLE", "not a mapping handle (expected the object map() returned)", Kind::TypeError);
-  return Napi::Boolean::New(env, r > 0 && m->Release());
+  if (r == 0) return Napi::Boolean::New(env, false);
+  return UnmapOrRefuse(env, m);
 }
 
 std::vector<Mapping*> Live(napi_env env) {
@@ -479,11 +568,53 @@ std::vector<Mapping*> Live(napi_env env) {
   return v;
 }
 
+// Skips (leaves mapped) the mappings an ioRun is using: at exit the kernel
+// unmaps them once the I/O threads are gone.
 Napi::Value UnmapAll(const Napi::CallbackInfo& info) {
   uint32_t n = 0;
   for (Mapping* m : Live(info.Env())) n += m->Release() ? 1 : 0;
   return Napi::Number::New(info.Env(), n);
 }
+
+}  // namespace
+
+// Pin the mapping behind `slot` as the buffer of an I/O on another thread:
+// live, writable (the I/O reads into it), at least `need` bytes. Throws and
+// returns false otherwise. Until UnpinMapping it cannot be unmapped (E_BUSY),
+// and a reference keeps its object from being collected.
+bool PinMapping(napi_env env, napi_value slot, uint64_t need, PinnedBuffer* out) {
+  Mapping* m = GetMapping(env, slot);
+  if (!m) return false;
+  if (!CheckWritable(env, m)) return false;
+  if (need > m->len) {
+    Throw(env, "ERANGE",
+          "the buffer mapping is " + std::to_string(m->len) + " bytes, smaller than qd * bs * jobs = " +
+              std::to_string(need),
+          Kind::RangeError);
+    return false;
+  }
+  napi_ref ref;
+  if (napi_create_reference(env, m->Value(), 1, &ref) != napi_ok) {
+    Throw(env, "E_ARG", "cannot reference the buffer mapping");
+    return false;
+  }
+  m->Pin();
+  out->addr = m->addr;
+  out->len = m->len;
+  out->token = m;
+  out->ref = ref;
+  return true;
+}
+
+void UnpinMapping(napi_env env, PinnedBuffer* pin) {
+  if (!pin->token) return;
+  static_cast<Mapping*>(pin->token)->Unpin();
+  napi_delete_reference(env, pin->ref);
+  pin->token = nullptr;
+  pin->ref = nullptr;
+}
+
+namespace {
 
 Napi::Value LiveMappings(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -512,7 +643,7 @@ napi_value ReadN(napi_env env, napi_callback_info cbi) {
   if (!GetOff(env, argv[1], &off) || !CheckRange(env, m, off, sizeof(T), 1)) return nullptr;
   const volatile T* p = reinterpret_cast<const volatile T*>(m->addr + off);
   T v = 0;
-  if (!Guarded([&] { v = *p; })) {
+  if (!Guarded(m->mapBase(), m->mapLen(), [&] { v = *p; })) {
     BusError(env);
     return nullptr;
   }
@@ -577,7 +708,7 @@ napi_value WriteN(napi_env env, napi_callback_info cbi) {
   T tv = static_cast<T>(val);
   // WC: drain the write-combining buffer so the store is on its way now.
   const bool fence = m->mode == Mode::WC;
-  if (!Guarded([&] {
+  if (!Guarded(m->mapBase(), m->mapLen(), [&] {
         *p = tv;
         if (fence) _mm_sfence();
       })) {
@@ -610,8 +741,28 @@ void WriteLoop(uint8_t* dst, const T* src, uint64_t count) {
   for (uint64_t i = 0; i < count; i++) d[i] = src[i];
 }
 
+// readValues and writeValues move at most this many bytes per call: they make
+// one volatile access per element (copyFrom/copyTo are the bulk path), and
+// their buffers are allocated from what JS asked for, so the bound comes first.
+constexpr uint64_t kMaxValuesBytes = uint64_t{1} << 30;
+
+bool CheckValuesBytes(napi_env env, size_t w, uint64_t count) {
+  if (count > kMaxValuesBytes / w) {
+    Throw(env, "ERANGE",
+          "count " + std::to_string(count) + " of " + std::to_string(w) +
+              "-byte values is more than 1 GiB: use copyFrom/copyTo for bulk data",
+          Kind::RangeError);
+    return false;
+  }
+  return true;
+}
+
+void FreeBytes(napi_env, void* data, void*) { free(data); }
+
 // readValues(handle, offset, width, count) -> Uint8Array | Uint16Array |
-// Uint32Array | BigUint64Array, one volatile access per element.
+// Uint32Array | BigUint64Array, one volatile access per element. The result's
+// memory is malloc'ed (a failure is ENOMEM, not V8's fatal "Allocation failed")
+// and handed to an external ArrayBuffer.
 Napi::Value ReadValues(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Mapping* m = GetMapping(env, info[0]);
@@ -619,12 +770,13 @@ Napi::Value ReadValues(const Napi::CallbackInfo& info) {
   uint64_t off, count;
   size_t w;
   if (!GetOff(env, info[1], &off) || !GetWidth(env, info[2], &w) || !GetU64(env, info[3], "count", &count) ||
-      !CheckRange(env, m, off, w, count))
+      !CheckValuesBytes(env, w, count) || !CheckRange(env, m, off, w, count))
     return Napi::Value();
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, static_cast<size_t>(count * w));
-  void* dst = ab.Data();
+  const size_t bytes = static_cast<size_t>(count * w);
+  void* dst = malloc(bytes ? bytes : 1);
+  if (!dst) return Throw(env, "ENOMEM", "cannot allocate " + std::to_string(bytes) + " bytes for readValues");
   const uint8_t* src = m->addr + off;
-  bool ok = Guarded([&] {
+  bool ok = Guarded(m->mapBase(), m->mapLen(), [&] {
     switch (w) {
       case 1: ReadLoop(static_cast<uint8_t*>(dst), src, count); break;
       case 2: ReadLoop(static_cast<uint16_t*>(dst), src, count); break;
@@ -632,7 +784,28 @@ Napi::Value ReadValues(const Napi::CallbackInfo& info) {
       default: ReadLoop(static_cast<uint64_t*>(dst), src, count); break;
     }
   });
-  if (!ok) return BusError(env);
+  if (!ok) {
+    free(dst);
+    return BusError(env);
+  }
+  napi_value abv;
+  if (napi_create_external_arraybuffer(env, dst, bytes, FreeBytes, nullptr, &abv) != napi_ok) {
+    // A runtime that refuses external buffers (V8 sandbox): copy into its own.
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      free(dst);
+      return Napi::Value();
+    }
+    void* data = nullptr;
+    if (napi_create_arraybuffer(env, bytes, &data, &abv) != napi_ok) {
+      free(dst);
+      return Napi::Value();
+    }
+    memcpy(data, dst, bytes);
+    free(dst);
+  }
+  Napi::ArrayBuffer ab(env, abv);
   napi_typedarray_type t = w == 1 ? napi_uint8_array
                            : w == 2 ? napi_uint16_array
                            : w == 4 ? napi_uint32_array
@@ -652,10 +825,12 @@ Napi::Value WriteValues(const Napi::CallbackInfo& info) {
   uint64_t off;
   size_t w;
   if (!GetOff(env, info[1], &off) || !GetWidth(env, info[2], &w)) return Napi::Value();
-  std::vector<uint64_t> tmp;
   const uint8_t* src = nullptr;
   uint64_t count = 0;
-  std::vector<uint8_t> packed;
+  struct Free {
+    void operator()(uint8_t* p) const { free(p); }
+  };
+  std::unique_ptr<uint8_t[], Free> packed;
   if (info[3].IsTypedArray()) {
     napi_typedarray_type t;
     size_t length, byteOffset;
@@ -675,7 +850,13 @@ Napi::Value WriteValues(const Napi::CallbackInfo& info) {
   } else if (info[3].IsArray()) {
     Napi::Array a = info[3].As<Napi::Array>();
     count = a.Length();
-    packed.resize(static_cast<size_t>(count * w));
+    // Bounds before the packing buffer: its size comes from JS (a sparse
+    // Array can claim 2^32 - 1 elements).
+    if (!CheckValuesBytes(env, w, count) || !CheckRange(env, m, off, w, count) || !CheckWritable(env, m))
+      return Napi::Value();
+    const size_t bytes = static_cast<size_t>(count * w);
+    packed.reset(static_cast<uint8_t*>(malloc(bytes ? bytes : 1)));
+    if (!packed) return Throw(env, "ENOMEM", "cannot allocate " + std::to_string(bytes) + " bytes for writeValues");
     for (uint32_t i = 0; i < count; i++) {
       uint64_t v;
       if (!GetValue(env, a.Get(i), w, &v)) return Napi::Value();
@@ -686,7 +867,10 @@ Napi::Value WriteValues(const Napi::CallbackInfo& info) {
         default: memcpy(&packed[i * 8], &v, 8); break;
       }
     }
-    src = packed.data();
+    src = packed.get();
+    // Reading the elements ran JS (getters) that may have unmapped it: look again.
+    m = GetMapping(env, info[0]);
+    if (!m) return Napi::Value();
   } else {
     return Throw(env, "E_ARG", "values must be a TypedArray or an Array", Kind::TypeError);
   }
@@ -694,7 +878,7 @@ Napi::Value WriteValues(const Napi::CallbackInfo& info) {
   uint8_t* dst = m->addr + off;
   // Element reads from src go through memcpy: a TypedArray is aligned, the
   // packed vector is too, but say so to the compiler rather than assume.
-  bool ok = Guarded([&] {
+  bool ok = Guarded(m->mapBase(), m->mapLen(), [&] {
     switch (w) {
       case 1: WriteLoop(dst, src, count); break;
       case 2: {
@@ -758,7 +942,7 @@ Napi::Value CopyTo(const Napi::CallbackInfo& info) {
   if (s == Strategy::Auto)
     s = m->mode == Mode::WC ? Strategy::StreamStore : m->mode == Mode::UC ? Strategy::Exact64 : Strategy::Memcpy;
   uint8_t* dst = m->addr + off;
-  bool ok = Guarded([&] {
+  bool ok = Guarded(m->mapBase(), m->mapLen(), [&] {
     switch (s) {
       case Strategy::StreamStore: copyStreamStore(dst, src, n); break;
       case Strategy::Exact64: copyExact64To(dst, src, n); break;
@@ -791,7 +975,7 @@ Napi::Value CopyFrom(const Napi::CallbackInfo& info) {
   if (s == Strategy::Auto) s = (m->mode == Mode::WC || m->mode == Mode::UC) ? Strategy::StreamLoad : Strategy::Memcpy;
   const uint8_t* src = m->addr + off;
   const char* used = "memcpy";
-  bool ok = Guarded([&] {
+  bool ok = Guarded(m->mapBase(), m->mapLen(), [&] {
     switch (s) {
       case Strategy::StreamLoad:
         used = strcmp(copyStreamLoad(dst, src, n), "exact64") == 0 ? "exact64" : "stream-load";
@@ -816,7 +1000,7 @@ Napi::Value Flush(const Napi::CallbackInfo& info) {
   if (!GetOff(env, info[1], &off) || !GetU64(env, info[2], "length", &n) || !CheckRange(env, m, off, 1, n))
     return Napi::Value();
   const char* used = "sfence";
-  if (!Guarded([&] { used = flushRange(m->addr + off, static_cast<size_t>(n)); })) return BusError(env);
+  if (!Guarded(m->mapBase(), m->mapLen(), [&] { used = flushRange(m->addr + off, static_cast<size_t>(n)); })) return BusError(env);
   return Napi::String::New(env, used);
 }
 
@@ -901,7 +1085,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("MAP_NORESERVE", MAP_NORESERVE);
   c.Set("pageSize", static_cast<double>(PageSize()));
   exports.Set("constants", c);
-  exports.Set("abiVersion", 2);
+  exports.Set("abiVersion", 3);
 #ifdef IOPMEM_SOURCE_HASH
 #define IOPMEM_STR2(x) #x
 #define IOPMEM_STR(x) IOPMEM_STR2(x)

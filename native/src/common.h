@@ -79,9 +79,17 @@ inline bool GetInt(Napi::Env env, Napi::Value v, const char* what, int64_t lo, i
   return true;
 }
 
+// A string argument: names, modes and paths, so at most 64 KiB of UTF-8
+// (checked before the copy is allocated: no bad_alloc from a huge string).
 inline bool GetString(Napi::Env env, Napi::Value v, const char* what, std::string* out) {
   if (!v.IsString()) {
     Throw(env, "E_ARG", std::string(what) + " must be a string", Kind::TypeError);
+    return false;
+  }
+  size_t n = 0;
+  napi_get_value_string_utf8(env, v, nullptr, 0, &n);
+  if (n > (size_t{1} << 16)) {
+    Throw(env, "ERANGE", std::string(what) + " is longer than 64 KiB", Kind::RangeError);
     return false;
   }
   *out = v.As<Napi::String>().Utf8Value();
@@ -126,6 +134,17 @@ inline bool GetBytes(Napi::Env env, Napi::Value v, const char* what, uint8_t** d
   *len = n;
   return true;
 }
+
+// A Mapping pinned as the buffer of an I/O running on other threads (io.cc
+// ↔ addon.cc): while pinned it cannot be unmapped (unmap throws E_BUSY).
+struct PinnedBuffer {
+  uint8_t* addr = nullptr;
+  size_t len = 0;
+  void* token = nullptr;
+  napi_ref ref = nullptr;
+};
+bool PinMapping(napi_env env, napi_value slot, uint64_t need, PinnedBuffer* out);
+void UnpinMapping(napi_env env, PinnedBuffer* pin);
 
 void InitSysfile(Napi::Env env, Napi::Object exports);
 void InitIo(Napi::Env env, Napi::Object exports);

@@ -393,6 +393,11 @@ const char* copyStreamLoad(uint8_t* host, const uint8_t* dev, size_t n) {
   }
   size_t w = isa >= ISA_AVX512 ? 64 : isa >= ISA_AVX2 ? 32 : 16;
   const char* used = isa >= ISA_AVX512 ? "avx512f" : isa >= ISA_AVX2 ? "avx2" : "sse4.1";
+  // MOVNTDQA is weakly ordered: it may pass older loads and stores and may
+  // read a WC line fetched before them. MFENCE first, as the Intel SDM (vol. 1
+  // 12.10.3) advises, so the copy sees what the device (or an earlier store
+  // of ours) put there before the call.
+  _mm_mfence();
   size_t h = loadHead(host, dev, n, w);
   host += h;
   dev += h;

@@ -6,13 +6,16 @@
 // ioRun(options, control) → Promise. The run happens on napi async work (a
 // libuv worker) which starts `jobs` pthreads, each with its own ring and its
 // own `qd * bs` slice of the buffer. The buffer is anonymous page-aligned RAM
-// ("bounce") or memory the caller mapped (a p2pmem chunk: "p2p"), given as its
-// address and length. `control` is a Float64Array the engine writes progress
-// into ([1] bytes, [2] ops) and reads a stop request from ([0] != 0), so the JS
-// thread can print progress and stop the run on SIGINT.
+// ("bounce") or a Mapping the caller made (a p2pmem chunk: "p2p"), passed as
+// its handle: resolved, bounds-checked and pinned here, so it cannot be
+// unmapped (E_BUSY) until the run has settled and no I/O is in flight.
+// `control` is an IoControl: a C++-owned block of atomics (bytes and ops,
+// running totals over every run that used it, which only grow; a stop
+// request) that the JS thread reads and the engine's threads update, so no
+// thread ever writes into memory JS owns.
 //
 // memProbe(control, bytes) → Promise: a STREAM-like copy loop on its own
-// thread until control[0] != 0; writes [1] bytes moved (read+write), [2] s.
+// thread until control.stop(); control.bytes counts bytes moved (read+write).
 //
 // A failed system call does not reject: the result carries `error` {errno,
 // syscall, offset} with the partial counts, and the JS glue throws.
@@ -90,6 +93,22 @@ struct Hist {
   }
 };
 
+// The progress and stop request shared by the JS thread and the engine's
+// threads. Reference-counted: the IoControl object and each run using it hold
+// one, so a collected IoControl never frees a block a run still writes.
+struct ControlBlock {
+  std::atomic<uint64_t> bytes{0}, ops{0};
+  std::atomic<bool> stop{false};
+  std::atomic<unsigned> refs{1};
+  ControlBlock* Ref() {
+    refs.fetch_add(1, std::memory_order_relaxed);
+    return this;
+  }
+  void Unref() {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
 struct Options {
   std::string src, dst;  // dst empty: read only
   uint64_t srcOffset = 0, dstOffset = 0, length = 0, bs = 0;
@@ -110,9 +129,12 @@ struct Failure {
 
 struct Shared {
   const Options* o;
-  volatile double* control;  // [0] stop, [1] bytes, [2] ops
-  std::atomic<uint64_t> bytes{0}, ops{0};
+  ControlBlock* ctl;  // never null: the caller's, or the run's own
+  std::atomic<uint64_t> bytes{0}, ops{0};  // this run's (ctl's run on over every run using it)
   std::atomic<bool> stop{false};
+  // A job could not reap its I/O after a fatal io_uring_enter error: the
+  // buffer must stay mapped (and pinned) for the life of the process.
+  std::atomic<bool> leakBuffer{false};
   std::atomic<int> failed{0};
   Failure fail;
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -141,20 +163,19 @@ void SetFail(Shared* s, int err, const char* sc, uint64_t off) {
 
 inline bool ShouldStop(Shared* s) {
   if (s->stop.load(std::memory_order_relaxed)) return true;
-  if (s->control && s->control[0] != 0) {
+  if (s->ctl->stop.load(std::memory_order_relaxed)) {
     s->stop.store(true);
     return true;
   }
   return false;
 }
 
+// Counters only ever grow (fetch_add), so a reader never sees progress go back.
 inline void Progress(Shared* s, uint64_t n) {
-  uint64_t b = s->bytes.fetch_add(n, std::memory_order_relaxed) + n;
-  uint64_t o = s->ops.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (s->control) {
-    s->control[1] = static_cast<double>(b);
-    s->control[2] = static_cast<double>(o);
-  }
+  s->bytes.fetch_add(n, std::memory_order_relaxed);
+  s->ops.fetch_add(1, std::memory_order_relaxed);
+  s->ctl->bytes.fetch_add(n, std::memory_order_relaxed);
+  s->ctl->ops.fetch_add(1, std::memory_order_relaxed);
 }
 
 uint64_t Rng(uint64_t* x) {  // xorshift64*
@@ -252,6 +273,39 @@ void RunPsync(Shared* s, uint32_t j, JobResult* r) {
   }
 }
 
+// After a fatal error: cancel what is in flight and wait for the completion
+// of every I/O submitted. false if the completions could not be reaped.
+bool Drain(struct io_uring* ring, uint32_t* inflight) {
+  constexpr uint64_t kCancelTag = ~uint64_t{0};
+  bool cancelSent = false;
+  int failures = 0;
+  while (*inflight > 0) {
+    if (!cancelSent) {
+      struct io_uring_sqe* sqe = io_uring_get_sqe(ring);
+      if (sqe) {
+        io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+        io_uring_sqe_set_data64(sqe, kCancelTag);
+        cancelSent = true;
+      }
+    }
+    int rc = io_uring_submit_and_wait(ring, 1);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+      if (++failures > 100) return false;
+      struct timespec ts = {0, 1000000};
+      nanosleep(&ts, nullptr);
+      continue;
+    }
+    struct io_uring_cqe* cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(ring, head, cqe) {
+      seen++;
+      if (io_uring_cqe_get_data64(cqe) != kCancelTag) (*inflight)--;
+    }
+    io_uring_cq_advance(ring, seen);
+  }
+  return true;
+}
+
 // false: the ring could not be set up (r->fallbackReason says why) — the caller
 // falls back to psync when the engine is `auto`.
 bool RunUring(Shared* s, uint32_t j, JobResult* r) {
@@ -302,10 +356,23 @@ bool RunUring(Shared* s, uint32_t j, JobResult* r) {
   uint32_t inflight = 0;
   bool exhausted = false;
 
+  // An SQE for slot i; a full submission queue is submitted first, so no
+  // block is dropped. false only when the ring still has no room (then the
+  // run fails, saying so, rather than skip the block).
   auto prep = [&](uint32_t i, bool write) -> bool {
     Slot& sl = slots[i];
     struct io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-    if (!sqe) return false;
+    for (int tries = 0; !sqe && tries < 64; tries++) {
+      int sr = io_uring_submit(&ring);
+      if (sr < 0 && sr != -EINTR && sr != -EAGAIN && sr != -EBUSY) break;
+      sqe = io_uring_get_sqe(&ring);
+    }
+    if (!sqe) {
+      SetFail(s, EBUSY, "io_uring_get_sqe (submission queue full)", (write ? o.dstOffset : o.srcOffset) + sl.blk * o.bs);
+      exhausted = true;
+      sl.state = 0;
+      return false;
+    }
     uint8_t* p = sl.mem + sl.done;
     unsigned n = static_cast<unsigned>(sl.len - sl.done);
     if (write) {
@@ -356,6 +423,14 @@ bool RunUring(Shared* s, uint32_t j, JobResult* r) {
     }
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       SetFail(s, -rc, "io_uring_enter", 0);
+      exhausted = true;
+      // The I/O already submitted still reads into (and writes from) the
+      // buffer: cancel it and reap every completion before the buffer can be
+      // unmapped. If even that fails, the buffer and the ring are kept.
+      if (!Drain(&ring, &inflight)) {
+        s->leakBuffer.store(true);
+        return true;
+      }
       break;
     }
     struct io_uring_cqe* cqe;
@@ -453,6 +528,10 @@ struct VerifyResult {
   const char* syscall = "";
 };
 
+// The largest logical block size of a device O_DIRECT may need (4Kn disks);
+// a multiple of 512, so it serves 512-byte devices too.
+constexpr size_t kDioAlign = 4096;
+
 // Read both ranges (O_DIRECT when the copy used it: the device's bytes, not
 // the page cache's) and compare them.
 void Verify(Shared* s, VerifyResult* v) {
@@ -471,12 +550,16 @@ void Verify(Shared* s, VerifyResult* v) {
   bool same = true;
   for (uint64_t off = 0; off < o.length; off += chunk) {
     size_t n = o.length - off < chunk ? static_cast<size_t>(o.length - off) : chunk;
+    // O_DIRECT takes whole logical blocks: ask for the range's tail rounded
+    // up (the chunk buffers have room), compare only its n bytes. At the end
+    // of a file the kernel returns the bytes there are.
+    const size_t want = o.direct ? (n + kDioAlign - 1) & ~(kDioAlign - 1) : n;
     for (int side = 0; side < 2; side++) {
       uint8_t* m = static_cast<uint8_t*>(side ? b : a);
       int fd = side ? s->dstFd : s->srcFd;
       uint64_t base = side ? o.dstOffset : o.srcOffset;
       for (size_t done = 0; done < n;) {
-        ssize_t r = pread(fd, m + done, n - done, static_cast<off_t>(base + off + done));
+        ssize_t r = pread(fd, m + done, want - done, static_cast<off_t>(base + off + done));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
           v->err = r < 0 ? errno : EIO;
@@ -512,12 +595,7 @@ bool GetStr(Napi::Object o, const char* k, std::string* out, bool required) {
     if (required) Throw(o.Env(), "E_ARG", std::string(k) + " is required", Kind::TypeError);
     return !required;
   }
-  if (!v.IsString()) {
-    Throw(o.Env(), "E_ARG", std::string(k) + " must be a string", Kind::TypeError);
-    return false;
-  }
-  *out = v.As<Napi::String>().Utf8Value();
-  return true;
+  return GetString(o.Env(), v, k, out);
 }
 
 bool GetNum(Napi::Object o, const char* k, uint64_t* out, uint64_t dflt) {
@@ -545,19 +623,15 @@ bool GetBool(Napi::Object o, const char* k, bool* out, bool dflt) {
 
 class IoWorker : public Napi::AsyncWorker {
  public:
-  IoWorker(Napi::Env env, Options o, Napi::Float64Array control)
-      : Napi::AsyncWorker(env), o_(std::move(o)), deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!control.IsEmpty()) {
-      controlRef_ = Napi::Persistent(control);
-      control_ = control.Data();
-    }
-  }
+  IoWorker(Napi::Env env, Options o, ControlBlock* ctl, PinnedBuffer pin)
+      : Napi::AsyncWorker(env), o_(std::move(o)), deferred_(Napi::Promise::Deferred::New(env)), ctl_(ctl), pin_(pin) {}
+  ~IoWorker() override { ctl_->Unref(); }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
     Shared s;
     s.o = &o_;
-    s.control = control_;
+    s.ctl = ctl_;
     const char* env = getenv("IOPMEM_NO_IO_URING");
     s.ioUringDisabledByEnv = env && *env && strcmp(env, "0") != 0;
     int dflag = o_.direct ? O_DIRECT : 0;
@@ -621,7 +695,7 @@ class IoWorker : public Napi::AsyncWorker {
       if (r.engine != engine_) engine_ = "mixed";
     bytes_ = s.bytes.load();
     ops_ = s.ops.load();
-    stopped_ = control_ && control_[0] != 0;
+    stopped_ = ctl_->stop.load();
     if (s.failed.load()) {
       err_ = s.fail.err;
       errSyscall_ = s.fail.syscall;
@@ -629,12 +703,20 @@ class IoWorker : public Napi::AsyncWorker {
     } else if (o_.verify && s.dstFd >= 0 && !stopped_) {
       Verify(&s, &verify_);
     }
-    if (anon) munmap(anon, need);
-    CloseFds(&s);
+    leak_ = s.leakBuffer.load();
+    if (anon && !leak_) munmap(anon, need);
+    if (!leak_) CloseFds(&s);
+  }
+
+  // The buffer mapping stays pinned (unmap refused) for good when the run
+  // could not reap its I/O: the kernel may still write into it.
+  void Unpin() {
+    if (!leak_) UnpinMapping(Env(), &pin_);
   }
 
   void OnOK() override {
     Napi::Env env = Env();
+    Unpin();
     if (openErr_) {
       Napi::Object e = Napi::Object::New(env);
       e.Set("errno", openErr_);
@@ -687,11 +769,15 @@ class IoWorker : public Napi::AsyncWorker {
       e.Set("errno", err_);
       e.Set("syscall", errSyscall_);
       e.Set("offset", static_cast<double>(errOffset_));
+      if (leak_) e.Set("bufferKept", true);
       r.Set("error", e);
     }
     deferred_.Resolve(r);
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override {
+    Unpin();
+    deferred_.Reject(e.Value());
+  }
 
  private:
   void CloseFds(Shared* s) {
@@ -705,8 +791,9 @@ class IoWorker : public Napi::AsyncWorker {
   }
   Options o_;
   Napi::Promise::Deferred deferred_;
-  Napi::Reference<Napi::Float64Array> controlRef_;
-  volatile double* control_ = nullptr;
+  ControlBlock* ctl_;
+  PinnedBuffer pin_;
+  bool leak_ = false;
   std::string bufferKind_ = "caller";
   Hist hist_;
   double seconds_ = 0, user_ = 0, sys_ = 0, procUser_ = 0, procSys_ = 0;
@@ -721,48 +808,123 @@ class IoWorker : public Napi::AsyncWorker {
   std::string openSyscall_, openPath_;
 };
 
+// The JS face of a ControlBlock: `new IoControl()`, then `bytes`, `ops`,
+// `stopRequested` (atomic loads) and `stop()`. Type-tagged, so another
+// wrapped object (a Mapping) is never taken for one.
+const napi_type_tag kControlTag = {0x696f706d656d4374ull, 0x726c426c6f636b31ull};
+
+class IoControl : public Napi::ObjectWrap<IoControl> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "IoControl",
+                       {
+                           InstanceAccessor<&IoControl::GetBytes>("bytes"),
+                           InstanceAccessor<&IoControl::GetOps>("ops"),
+                           InstanceAccessor<&IoControl::GetStopRequested>("stopRequested"),
+                           InstanceMethod<&IoControl::Stop>("stop"),
+                       });
+  }
+  explicit IoControl(const Napi::CallbackInfo& info) : Napi::ObjectWrap<IoControl>(info) {
+    napi_type_tag_object(info.Env(), info.This(), &kControlTag);
+  }
+  ~IoControl() override { block_->Unref(); }
+  ControlBlock* block() { return block_; }
+
+  // The block behind a JS value, or null after throwing.
+  static ControlBlock* From(Napi::Env env, Napi::Value v) {
+    bool tagged = false;
+    if (v.IsObject()) napi_check_object_type_tag(env, v, &kControlTag, &tagged);
+    IoControl* c = nullptr;
+    if (tagged) napi_unwrap(env, v, reinterpret_cast<void**>(&c));
+    if (!c) {
+      Throw(env, "E_ARG", "control must be an IoControl (new IoControl())", Kind::TypeError);
+      return nullptr;
+    }
+    return c->block_;
+  }
+
+ private:
+  Napi::Value GetBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(block_->bytes.load()));
+  }
+  Napi::Value GetOps(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(block_->ops.load()));
+  }
+  Napi::Value GetStopRequested(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), block_->stop.load());
+  }
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    block_->stop.store(true);
+    return info.Env().Undefined();
+  }
+  ControlBlock* block_ = new ControlBlock();
+};
+
+// The control argument of ioRun/memProbe: an IoControl's block (a new
+// reference), or a fresh block of the run's own when it is absent.
+ControlBlock* GetControl(Napi::Env env, Napi::Value v, bool required) {
+  if (!required && (v.IsUndefined() || v.IsNull())) return new ControlBlock();
+  ControlBlock* b = IoControl::From(env, v);
+  return b ? b->Ref() : nullptr;
+}
+
+// An end offset (offset + length) must be a valid off_t: a negative one
+// would mean "the current file position" to io_uring.
+bool CheckEnd(Napi::Env env, const char* what, uint64_t offset, uint64_t length) {
+  const uint64_t kMaxOff = static_cast<uint64_t>(INT64_MAX);
+  if (offset > kMaxOff || length > kMaxOff - offset) {
+    Throw(env, "ERANGE", std::string(what) + " + length is past the largest file offset (2^63 - 1)", Kind::RangeError);
+    return false;
+  }
+  return true;
+}
+
 Napi::Value IoRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) return Throw(env, "E_ARG", "ioRun(options, control?)", Kind::TypeError);
   Napi::Object a = info[0].As<Napi::Object>();
   Options o;
-  uint64_t qd, jobs, dur, base, seed;
+  uint64_t qd, jobs, dur, seed;
   if (!GetStr(a, "src", &o.src, true) || !GetStr(a, "dst", &o.dst, false) ||
       !GetStr(a, "engine", &o.engine, false) || !GetNum(a, "srcOffset", &o.srcOffset, 0) ||
       !GetNum(a, "dstOffset", &o.dstOffset, 0) || !GetNum(a, "length", &o.length, 0) ||
       !GetNum(a, "bs", &o.bs, 0) || !GetNum(a, "qd", &qd, 1) || !GetNum(a, "jobs", &jobs, 1) ||
-      !GetNum(a, "durationMs", &dur, 0) || !GetNum(a, "bufferBase", &base, 0) ||
-      !GetNum(a, "bufferLength", &o.bufLen, 0) || !GetNum(a, "seed", &seed, 1) ||
+      !GetNum(a, "durationMs", &dur, 0) || !GetNum(a, "seed", &seed, 1) ||
       !GetBool(a, "direct", &o.direct, true) || !GetBool(a, "random", &o.random, false) ||
       !GetBool(a, "verify", &o.verify, false) || !GetBool(a, "fsync", &o.fsync, true) ||
       !GetBool(a, "registerBuffers", &o.registerBuffers, true) || !GetBool(a, "verifyOnly", &o.verifyOnly, false))
     return env.Undefined();
+  Napi::Value bufferSlot = a.Get("bufferSlot");
   if (o.engine.empty()) o.engine = "auto";
   if (o.engine != "auto" && o.engine != "io_uring" && o.engine != "psync")
     return Throw(env, "E_ARG", "engine must be auto, io_uring or psync", Kind::TypeError);
   if (o.bs == 0 || o.bs > (1u << 30)) return Throw(env, "ERANGE", "bs must be 1..1 GiB", Kind::RangeError);
   if (o.length == 0) return Throw(env, "ERANGE", "length must be > 0", Kind::RangeError);
+  if (!CheckEnd(env, "srcOffset", o.srcOffset, o.length) || !CheckEnd(env, "dstOffset", o.dstOffset, o.length))
+    return env.Undefined();
   if (qd < 1 || qd > 4096) return Throw(env, "ERANGE", "qd must be 1..4096", Kind::RangeError);
   if (jobs < 1 || jobs > 256) return Throw(env, "ERANGE", "jobs must be 1..256", Kind::RangeError);
+  if (dur > (uint64_t{1} << 32)) return Throw(env, "ERANGE", "durationMs must be at most 2^32", Kind::RangeError);
   o.qd = static_cast<uint32_t>(qd);
   o.jobs = static_cast<uint32_t>(jobs);
   o.durationNs = dur * 1000000ull;
   o.seed = seed ? seed : 1;
   if (o.verifyOnly) o.verify = true;
   if (o.verify && o.dst.empty()) return Throw(env, "E_ARG", "verify needs a dst", Kind::TypeError);
-  if (base) {
-    if (o.bufLen < static_cast<uint64_t>(o.qd) * o.bs * o.jobs)
-      return Throw(env, "ERANGE", "bufferLength is smaller than qd * bs * jobs", Kind::RangeError);
-    o.buf = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(base));
+  // Last, after every getter of `options` has run: the buffer is pinned from
+  // here until the run settles.
+  ControlBlock* ctl = GetControl(env, info.Length() > 1 ? info[1] : env.Undefined(), false);
+  if (!ctl) return env.Undefined();
+  PinnedBuffer pin;
+  if (!bufferSlot.IsUndefined() && !bufferSlot.IsNull()) {
+    if (!PinMapping(env, bufferSlot, static_cast<uint64_t>(o.qd) * o.bs * o.jobs, &pin)) {
+      ctl->Unref();
+      return env.Undefined();
+    }
+    o.buf = pin.addr;
+    o.bufLen = pin.len;
   }
-  Napi::Float64Array control;
-  if (info.Length() > 1 && !info[1].IsUndefined()) {
-    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-        info[1].As<Napi::Float64Array>().ElementLength() < 3)
-      return Throw(env, "E_ARG", "control must be a Float64Array of at least 3 elements", Kind::TypeError);
-    control = info[1].As<Napi::Float64Array>();
-  }
-  IoWorker* w = new IoWorker(env, std::move(o), control);
+  IoWorker* w = new IoWorker(env, std::move(o), ctl, pin);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
@@ -772,11 +934,9 @@ Napi::Value IoRun(const Napi::CallbackInfo& info) {
 
 class ProbeWorker : public Napi::AsyncWorker {
  public:
-  ProbeWorker(Napi::Env env, Napi::Float64Array control, uint64_t bytes)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), bytes_(bytes) {
-    ref_ = Napi::Persistent(control);
-    control_ = control.Data();
-  }
+  ProbeWorker(Napi::Env env, ControlBlock* ctl, uint64_t bytes)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), ctl_(ctl), bytes_(bytes) {}
+  ~ProbeWorker() override { ctl_->Unref(); }
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     void* a = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -791,15 +951,16 @@ class ProbeWorker : public Napi::AsyncWorker {
     uint64_t t0 = NowNs();
     uint64_t moved = 0;
     const size_t step = 1 << 20;
+    auto stopped = [&] { return ctl_->stop.load(std::memory_order_relaxed); };
     // At least one whole pass, so a probe stopped early still measures something.
-    for (bool first = true; first || control_[0] == 0; first = false) {
-      for (size_t off = 0; off < bytes_ && (first || control_[0] == 0); off += step) {
+    for (bool first = true; first || !stopped(); first = false) {
+      for (size_t off = 0; off < bytes_ && (first || !stopped()); off += step) {
         size_t n = bytes_ - off < step ? bytes_ - off : step;
         if ((off / step) & 1) memcpy(static_cast<uint8_t*>(a) + off, static_cast<uint8_t*>(b) + off, n);
         else memcpy(static_cast<uint8_t*>(b) + off, static_cast<uint8_t*>(a) + off, n);
         moved += 2 * n;  // STREAM "copy" counts the read and the write
-        control_[1] = static_cast<double>(moved);
-        control_[2] = static_cast<double>(NowNs() - t0) / 1e9;
+        ctl_->bytes.fetch_add(2 * n, std::memory_order_relaxed);
+        ctl_->ops.fetch_add(1, std::memory_order_relaxed);
       }
     }
     seconds_ = static_cast<double>(NowNs() - t0) / 1e9;
@@ -822,8 +983,7 @@ class ProbeWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  Napi::Reference<Napi::Float64Array> ref_;
-  volatile double* control_;
+  ControlBlock* ctl_;
   uint64_t bytes_, moved_ = 0;
   double seconds_ = 0;
   int err_ = 0;
@@ -831,14 +991,13 @@ class ProbeWorker : public Napi::AsyncWorker {
 
 Napi::Value MemProbe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[0].As<Napi::Float64Array>().ElementLength() < 3)
-    return Throw(env, "E_ARG", "memProbe(control: Float64Array(3), bytes)", Kind::TypeError);
+  if (info.Length() < 2) return Throw(env, "E_ARG", "memProbe(control: IoControl, bytes)", Kind::TypeError);
   uint64_t bytes;
   if (!GetU64(env, info[1], "bytes", &bytes)) return env.Undefined();
   if (bytes < (1 << 20) || bytes > (1ull << 34)) return Throw(env, "ERANGE", "bytes must be 1 MiB..16 GiB", Kind::RangeError);
-  ProbeWorker* w = new ProbeWorker(env, info[0].As<Napi::Float64Array>(), bytes);
+  ControlBlock* ctl = GetControl(env, info[0], true);
+  if (!ctl) return env.Undefined();
+  ProbeWorker* w = new ProbeWorker(env, ctl, bytes);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
@@ -854,6 +1013,7 @@ Napi::Value IoUringProbe(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitIo(Napi::Env env, Napi::Object exports) {
+  exports.Set("IoControl", IoControl::Define(env));
   exports.Set("ioRun", Napi::Function::New(env, IoRun, "ioRun"));
   exports.Set("memProbe", Napi::Function::New(env, MemProbe, "memProbe"));
   exports.Set("ioUringProbe", Napi::Function::New(env, IoUringProbe, "ioUringProbe"));

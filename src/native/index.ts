@@ -36,7 +36,7 @@ import type {
 export type * from './types.js'
 
 /** The `abiVersion` this glue was written for; a stale build is refused. */
-export const NATIVE_ABI_VERSION = 2
+export const NATIVE_ABI_VERSION = 3
 
 /** FIEMAP extent flags (fe_flags), include/uapi/linux/fiemap.h. */
 export const FIEMAP_EXTENT = {
@@ -358,13 +358,15 @@ function wrap(raw: RawBinding, file: string): Native {
     closeFd(fd) {
       num(raw.close(fd), 'close', `fd:${fd}`)
     },
+    ioControl: () => new raw.IoControl(),
     async ioRun(options, control) {
       const {buffer, ...rest} = options
       let extra = {}
       if (buffer !== undefined) {
         if (!buffer || typeof buffer !== 'object' || !buffer.mapped)
           throw new IopmemError('ioRun: buffer is not a live mapping', {code: 'E_UNMAPPED', exit: Exit.USAGE})
-        extra = {bufferBase: buffer.base, bufferLength: buffer.length}
+        // The handle, not the address: the addon resolves, bounds-checks and pins it.
+        extra = {bufferSlot: buffer.slot}
       }
       const r = await raw.ioRun({...rest, ...extra}, control)
       if (r.error) {

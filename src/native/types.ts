@@ -93,7 +93,7 @@ export interface Mapping {
    * (generation·2^22 + table index); a stale one is refused with E_UNMAPPED.
    */
   readonly slot: number
-  /** munmap now. Returns false if it was already unmapped (never throws). */
+  /** munmap now. Returns false if it was already unmapped; throws E_BUSY while an `ioRun` uses it as its buffer. */
   unmap(): boolean
 }
 
@@ -302,7 +302,7 @@ export interface ScalarAccess<M> {
  * `m.slot` to the native one (an inline-cached property load: a few ns).
  */
 export interface NativeAccess extends ScalarAccess<Mapping> {
-  /** `count` volatile loads of `width` bytes from `offset`, into a new typed array. */
+  /** `count` volatile loads of `width` bytes from `offset`, into a new typed array (at most 1 GiB: ERANGE above). */
   readValues(m: Mapping, offset: number, width: 1, count: number): Uint8Array
   readValues(m: Mapping, offset: number, width: 2, count: number): Uint16Array
   readValues(m: Mapping, offset: number, width: 4, count: number): Uint32Array
@@ -312,7 +312,7 @@ export interface NativeAccess extends ScalarAccess<Mapping> {
    * Volatile stores of `width` bytes each from `offset`: `values` is an
    * integer TypedArray of that element size (its bytes as they are; another
    * kind is E_ARG), or an Array of Numbers (BigInts or safe Numbers for
-   * width 8). Returns the count.
+   * width 8), at most 1 GiB of values (ERANGE above). Returns the count.
    */
   writeValues(
     m: Mapping,
@@ -338,11 +338,11 @@ export interface NativeAccess extends ScalarAccess<Mapping> {
    * ISA in force (the request clamped to the CPU's).
    */
   setIsaLimit(isa: IsaName | 'best'): IsaName
-  /** Unmap all live mappings of this thread's JS environment. Returns how many. */
+  /** Unmap all live mappings of this thread's JS environment but those an `ioRun` uses. Returns how many. */
   unmapAll(): number
   /** The live mappings of this JS environment, in creation order. */
   liveMappings(): MappingInfo[]
-  /** munmap `m`; false if already unmapped (never throws for that). */
+  /** munmap `m`; false if already unmapped (never throws for that); throws E_BUSY while an `ioRun` uses it as its buffer. */
   unmap(m: Mapping): boolean
 }
 
@@ -428,8 +428,24 @@ export interface IoRunResult {
   verify?: {ok: boolean; srcHash: string; dstHash: string; mismatchAt: number; errno?: number; syscall?: string}
 }
 
+/**
+ * Progress and a stop request of an `ioRun()` or `memProbe()`: a block of
+ * atomics the addon owns (JS reads it, the engine's threads update it; no
+ * thread writes into JS memory). `bytes` and `ops` are running totals over
+ * every run that used it (they only grow: take a baseline before a run);
+ * `stop()` asks every run using it to stop, and stays set.
+ */
+export interface IoControl {
+  readonly bytes: number
+  readonly ops: number
+  readonly stopRequested: boolean
+  stop(): void
+}
+
 /** Raw answer of the addon's ioRun (an `error` instead of a throw). */
-export type RawIoRunResult = Partial<IoRunResult> & {error?: {errno: number; syscall: string; offset?: number; path?: string}}
+export type RawIoRunResult = Partial<IoRunResult> & {
+  error?: {errno: number; syscall: string; offset?: number; path?: string; bufferKept?: boolean}
+}
 
 /** The .node file's exports (see the module comment for the -errno rule); read8…write64 as NativeAccess's, with the mapping's slot. */
 export interface RawBinding extends ScalarAccess<number> {
@@ -481,10 +497,12 @@ export interface RawBinding extends ScalarAccess<number> {
   ftruncate(fd: number, size: number | bigint): number
   /** strerror_r(3) of an errno (either sign). */
   strerror(errno: number): string
-  /** The I/O engine on a worker thread; `control`: [0] stop (JS writes), [1] bytes, [2] ops (engine writes). */
-  ioRun(options: Omit<IoRunOptions, 'buffer'> & {bufferBase?: bigint; bufferLength?: number}, control?: Float64Array): Promise<RawIoRunResult>
-  /** STREAM-like copy loop over 2 × `bytes` until control[0] != 0 → {bytes, seconds}, or -errno. */
-  memProbe(control: Float64Array, bytes: number): Promise<{bytes: number; seconds: number} | number>
+  /** The IoControl class: `new IoControl()`. */
+  IoControl: new () => IoControl
+  /** The I/O engine on a worker thread; `bufferSlot`: the buffer Mapping's slot (pinned until the run settles). */
+  ioRun(options: Omit<IoRunOptions, 'buffer'> & {bufferSlot?: number}, control?: IoControl): Promise<RawIoRunResult>
+  /** STREAM-like copy loop over 2 × `bytes` until control.stop() → {bytes, seconds}, or -errno. */
+  memProbe(control: IoControl, bytes: number): Promise<{bytes: number; seconds: number} | number>
   /** io_uring_queue_init(4) → 0, or -errno (ENOSYS, EPERM when disabled). */
   ioUringProbe(): number
 }
@@ -524,17 +542,20 @@ export interface Native extends NativeAccess {
   statx(target: string | number, options?: StatxOptions): StatxResult
   /** strerror of an errno. */
   strerror(errno: number): string
+  /** A new IoControl for ioRun/memProbe. */
+  ioControl(): IoControl
   /**
-   * Run the I/O engine (a worker thread; the JS thread stays free). Pass a
-   * `control` Float64Array(3) to watch progress ([1] bytes, [2] ops) and to
-   * stop early (set [0] = 1). A failed system call throws NativeErrnoError
+   * Run the I/O engine (a worker thread; the JS thread stays free). Pass an
+   * `ioControl()` to watch progress (`bytes`, `ops`) and to stop early
+   * (`stop()`). A `buffer` mapping is pinned until the promise settles:
+   * unmapping it before throws E_BUSY. A failed system call throws NativeErrnoError
    * (syscall `open`, `io_uring read`, `pwrite`, …) with the partial
    * result in `partial`; an I/O engine that cannot start io_uring under
    * `engine: 'auto'` falls back to pread/pwrite and says why in `fallbackReason`.
    */
-  ioRun(options: IoRunOptions, control?: Float64Array): Promise<IoRunResult>
-  /** Start the DRAM probe; resolves when control[0] is set. Bandwidth = bytes / seconds. */
-  memProbe(control: Float64Array, bytes?: number): Promise<{bytes: number; seconds: number}>
+  ioRun(options: IoRunOptions, control?: IoControl): Promise<IoRunResult>
+  /** Start the DRAM probe; resolves after control.stop(). Bandwidth = bytes / seconds. */
+  memProbe(control: IoControl, bytes?: number): Promise<{bytes: number; seconds: number}>
   /** Whether io_uring can be set up here, and the error if not (`IOPMEM_NO_IO_URING` counts as not). */
   ioUring(): {available: boolean; reason?: string}
 }

@@ -4,6 +4,7 @@
  * Nothing here touches /sys, /dev/mem or a PCI device.
  */
 import {expect} from 'chai'
+import {spawnSync, type SpawnSyncReturns} from 'node:child_process'
 import {randomFillSync} from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -28,6 +29,11 @@ export function throwsCode(fn: () => unknown, code: string): Error & {code: stri
     return e
   }
   expect.fail(`expected an error with code ${code}`)
+}
+
+/** Run `script` (an ES module body) in a child node with tsx, from the checkout. */
+export function tsxChild(script: string, options: {env?: NodeJS.ProcessEnv; timeout?: number} = {}): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20, ...options})
 }
 
 export function randomBytes(n: number): Buffer {

@@ -1,8 +1,9 @@
 /**
  * The I/O engine (native/src/io.cc) on temp files: bounce copies through
  * io_uring and pread/pwrite, every option path (seq/random, qd, jobs, odd tail,
- * offsets, buffered, registered or not, a caller's buffer, duration mode,
- * stop through the control array), --verify catching a corrupted byte, the
+ * offsets, buffered, registered or not, a caller's buffer (pinned: no unmap
+ * while in flight), duration mode, progress and stop through an IoControl),
+ * --verify catching a corrupted byte (and an O_DIRECT tail not block-sized), the
  * fallback when io_uring is unavailable, errors with partial results, and the
  * DRAM probe. Nothing here touches /sys, /dev or a PCI device.
  */
@@ -11,7 +12,7 @@ import {spawnSync} from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-import type {IoRunOptions, IoRunResult} from '../../src/native/index.js'
+import type {IoRunOptions, IoRunResult, Mapping} from '../../src/native/index.js'
 import {devShm, native, randomBytes, realFsDir, ROOT, throwsCode} from './helpers.js'
 
 const KiB = 1024
@@ -113,6 +114,71 @@ describe('native: the I/O engine (ioRun)', function () {
     }
   })
 
+  it('a buffer in use cannot be unmapped (E_BUSY), and a new mapping never receives its I/O', async () => {
+    const len = 4 * 64 * KiB
+    const m = n.mapAnonymous(len)
+    const ctl = n.ioControl()
+    // Unregistered buffer, buffered reads: the kernel copies to the buffer's
+    // virtual address on each read, so whatever is mapped there gets the data.
+    const p = n.ioRun({src, length: SIZE, bs: 64 * KiB, qd: 4, durationMs: 20_000, direct: false, registerBuffers: false, buffer: m}, ctl)
+    let fresh: Mapping | undefined
+    try {
+      while (ctl.bytes === 0) await new Promise((r) => setTimeout(r, 5))
+      throwsCode(() => m.unmap(), 'E_BUSY')
+      throwsCode(() => n.unmap(m), 'E_BUSY')
+      expect(m.mapped).to.equal(true)
+      expect(n.liveMappings().map((x) => x.id)).to.include(m.id)
+      // Where the buffer would be free again had the unmap gone through.
+      fresh = n.mapAnonymous(len)
+      const seen = ctl.bytes
+      while (ctl.bytes < seen + 8 * len) await new Promise((r) => setTimeout(r, 5))
+      const got = Buffer.alloc(len)
+      n.copyFrom(fresh, 0, got)
+      expect(got.equals(Buffer.alloc(len)), 'the new mapping is untouched').to.equal(true)
+    } finally {
+      ctl.stop()
+      const r = await p
+      expect(r.bytes).to.be.greaterThan(0)
+    }
+    // Settled: the pin is gone.
+    expect(m.unmap()).to.equal(true)
+    fresh?.unmap()
+  })
+
+  it('refuses a read-only buffer mapping (the I/O reads into it)', async () => {
+    const f = path.join(scratch.dir, 'ro-buffer')
+    fs.writeFileSync(f, Buffer.alloc(64 * KiB))
+    const m = n.map(f, {readOnly: true, mode: 'wb'})
+    try {
+      throwsCode(() => n.raw.ioRun({src, length: 64 * KiB, bs: 64 * KiB, bufferSlot: m.slot}), 'E_READONLY')
+      throwsCode(() => n.raw.ioRun({src, length: 64 * KiB, bs: 64 * KiB, bufferSlot: 12345.5}), 'E_HANDLE')
+    } finally {
+      m.unmap()
+    }
+  })
+
+  it('verify reads an O_DIRECT range whose length is not a whole number of blocks', async () => {
+    fs.writeFileSync(dst, data)
+    const length = MiB + 100
+    const v = await n.ioRun({src, dst, length, bs: 64 * KiB, verifyOnly: true})
+    expect(v.verify?.errno ?? null, v.verify?.syscall).to.equal(null)
+    expect(v.verify?.ok).to.equal(true)
+    // ... and still compares the tail byte for byte.
+    const fd = fs.openSync(dst, 'r+')
+    fs.writeSync(fd, Buffer.from([data[MiB + 99] ^ 1]), 0, 1, MiB + 99)
+    fs.closeSync(fd)
+    const bad = await n.ioRun({src, dst, length, bs: 64 * KiB, verifyOnly: true})
+    expect(bad.verify?.mismatchAt).to.equal(MiB + 99)
+    // A range that ends at the end of both files.
+    const tail = 4 * KiB + 100
+    const src2 = path.join(scratch.dir, 'tail-src')
+    const dst2 = path.join(scratch.dir, 'tail-dst')
+    fs.writeFileSync(src2, data.subarray(0, tail))
+    fs.writeFileSync(dst2, data.subarray(0, tail))
+    const end = await n.ioRun({src: src2, dst: dst2, length: tail, bs: 4 * KiB, verifyOnly: true})
+    expect(end.verify?.ok, JSON.stringify(end.verify)).to.equal(true)
+  })
+
   it('refuses a buffer that is too small or unmapped', async () => {
     const m = n.mapAnonymous(64 * KiB)
     try {
@@ -124,19 +190,44 @@ describe('native: the I/O engine (ioRun)', function () {
   })
 
   it('read-only runs for a duration, wrapping around, and report progress', async () => {
-    const ctl = new Float64Array(3)
+    const ctl = n.ioControl()
     const r = await n.ioRun({src, length: SIZE, bs: 4 * KiB, qd: 16, random: true, durationMs: 300}, ctl)
     expect(r.seconds).to.be.within(0.25, 5)
     expect(r.ops).to.be.greaterThan(SIZE / (4 * KiB))
-    expect(ctl[1]).to.equal(r.bytes)
-    expect(ctl[2]).to.equal(r.ops)
+    expect(ctl.bytes).to.equal(r.bytes)
+    expect(ctl.ops).to.equal(r.ops)
+    // A second run adds to the running totals.
+    const r2 = await n.ioRun({src, length: 64 * KiB, bs: 4 * KiB}, ctl)
+    expect(ctl.bytes).to.equal(r.bytes + r2.bytes)
   })
 
-  it('stops when control[0] is set, with partial counts', async () => {
-    const ctl = new Float64Array(3)
+  it('progress never goes backwards while jobs race to update it', async () => {
+    const ctl = n.ioControl()
+    const p = n.ioRun({src, length: SIZE, bs: 4 * KiB, qd: 8, jobs: 4, random: true, durationMs: 600, direct: false}, ctl)
+    let settled = false
+    void p.finally(() => (settled = true))
+    let last = 0
+    let samples = 0
+    let back = 0
+    while (!settled) {
+      const b = ctl.bytes
+      if (b < last) back++
+      last = b
+      samples++
+      await new Promise((r) => setImmediate(r))
+    }
+    const r = await p
+    expect(samples).to.be.greaterThan(10)
+    expect(back, 'samples where progress went back').to.equal(0)
+    expect(ctl.bytes).to.equal(r.bytes)
+  })
+
+  it('stops when control.stop() is called, with partial counts', async () => {
+    const ctl = n.ioControl()
     const p = n.ioRun({src, length: SIZE, bs: 4 * KiB, qd: 4, durationMs: 20_000}, ctl)
     await new Promise((r) => setTimeout(r, 150))
-    ctl[0] = 1
+    ctl.stop()
+    expect(ctl.stopRequested).to.equal(true)
     const r = await p
     expect(r.stopped).to.equal(true)
     expect(r.seconds).to.be.lessThan(10)
@@ -213,10 +304,15 @@ describe('native: the I/O engine (ioRun)', function () {
     throwsCode(() => raw.ioRun({length: 4096, bs: 4096} as never), 'E_ARG')
     throwsCode(() => raw.ioRun({src, length: -1, bs: 4096}), 'ERANGE')
     throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096, direct: 'yes' as never}), 'E_ARG')
-    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096}, new Float64Array(2)), 'E_ARG')
-    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096}, new Uint8Array(24) as never), 'E_ARG')
-    throwsCode(() => raw.memProbe(new Float64Array(3), 1024), 'ERANGE')
-    throwsCode(() => raw.memProbe(new Float64Array(1), 1 << 20), 'E_ARG')
+    // The control is an IoControl, never JS memory the engine's threads would write into.
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096}, new Float64Array(3) as never), 'E_ARG')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096}, n.mapAnonymous(4096) as never), 'E_ARG')
+    throwsCode(() => raw.memProbe(n.ioControl(), 1024), 'ERANGE')
+    throwsCode(() => raw.memProbe(new Float64Array(3) as never, 1 << 20), 'E_ARG')
+    // offset + length must stay a valid off_t (-1 would mean "the current position" to io_uring).
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096, srcOffset: 2n ** 63n - 1n} as never), 'ERANGE')
+    throwsCode(() => raw.ioRun({src, dst, length: 4096, bs: 4096, dstOffset: 2n ** 64n - 1n} as never), 'ERANGE')
+    throwsCode(() => raw.ioRun({src, length: 4096, bs: 4096, durationMs: 2 ** 53} as never), 'ERANGE')
   })
 
   it('O_DIRECT on tmpfs works (Linux ≥ 6.6) where there is one', async function () {
@@ -235,10 +331,10 @@ describe('native: the I/O engine (ioRun)', function () {
   })
 
   it('the DRAM probe measures a copy loop until stopped', async () => {
-    const ctl = new Float64Array(3)
+    const ctl = n.ioControl()
     const p = n.memProbe(ctl, 8 * MiB)
     await new Promise((r) => setTimeout(r, 100))
-    ctl[0] = 1
+    ctl.stop()
     const r = await p
     // At least one whole pass over both buffers (read + write counted), however early the stop.
     expect(r.bytes).to.be.at.least(2 * 8 * MiB)

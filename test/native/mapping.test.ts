@@ -1,7 +1,8 @@
 /**
  * Mappings: map by path and by fd, options, errno errors, unmap / unmapAll /
  * finalizer, use after unmap, stale and forged handles, many live mappings,
- * SIGBUS caught.
+ * MAP_PRIVATE refused, SIGBUS caught inside the guard and passed on (POSIX
+ * chaining) outside it.
  */
 import {expect} from 'chai'
 import {spawnSync} from 'node:child_process'
@@ -10,7 +11,7 @@ import * as path from 'node:path'
 
 import {IopmemError} from '../../src/lib/sys/errors.js'
 import {NativeErrnoError, type Mapping} from '../../src/native/index.js'
-import {ROOT, devShm, native, throwsCode, tmpDir} from './helpers.js'
+import {ROOT, devShm, native, throwsCode, tmpDir, tsxChild} from './helpers.js'
 
 describe('native: mappings', function () {
   const n = native()
@@ -235,6 +236,64 @@ describe('native: mappings', function () {
     expect(n.unmapAll()).to.equal(501)
   })
 
+  it('refuses MAP_PRIVATE: writes to it would never reach the file', () => {
+    const f = path.join(scratch.dir, 'private')
+    fs.writeFileSync(f, Buffer.alloc(4096))
+    const fd = fs.openSync(f, 'r+')
+    try {
+      const {MAP_SHARED_VALIDATE, MAP_SYNC} = n.constants
+      for (const flags of [0x02, 0x02 | n.constants.MAP_POPULATE, 0x02 | MAP_SYNC])
+        throwsCode(() => n.raw.mmap(fd, 0, 4096, true, flags, 'wb', f), 'E_ARG')
+      // Shared mappings still work, and their writes reach the file.
+      for (const flags of [0, 0x01, MAP_SHARED_VALIDATE]) {
+        const m = n.raw.mmap(fd, 0, 4096, true, flags, 'wb', f) as Mapping
+        n.write8(m, flags, 0x5a)
+        m.unmap()
+        expect(fs.readFileSync(f)[flags], `flags ${flags}`).to.equal(0x5a)
+      }
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+
+  describe('SIGBUS outside a guarded access goes on as POSIX says', function () {
+    this.timeout(30000)
+    // A child that first takes a guarded fault (E_SIGBUS), then runs `body`.
+    const child = (body: string, before = '') =>
+      tsxChild(
+        `${before}
+         const {loadNative} = await import(${JSON.stringify(path.join(ROOT, 'src/native/index.ts'))})
+         const n = loadNative()
+         const fd = n.memfd('bus', 2 * 4096)
+         const m = n.map(fd, {mode: 'wb'})
+         n.truncate(fd, 4096)
+         const guarded = () => { try { n.read32(m, 4096); return 'no fault' } catch (e) { return e.code } }
+         console.log('guarded:' + guarded())
+         ${body}`,
+        {timeout: 20000},
+      )
+
+    it('kill -BUS with the default disposition kills the process with SIGBUS', () => {
+      const r = child(`process.kill(process.pid, 'SIGBUS'); setTimeout(() => console.log('survived'), 1000)`)
+      expect(r.stdout).to.contain('guarded:E_SIGBUS')
+      expect(r.stdout, 'an asynchronous SIGBUS is not swallowed').to.not.contain('survived')
+      expect(r.signal).to.equal('SIGBUS')
+    })
+
+    it('a previous handler is called once per signal, and the guard stays in force after it', () => {
+      const r = child(
+        `process.kill(process.pid, 'SIGBUS')
+         setTimeout(() => { console.log('calls:' + calls); console.log('again:' + guarded()); process.exit(0) }, 500)`,
+        `let calls = 0; process.on('SIGBUS', () => calls++)`,
+      )
+      expect(r.error, 'the child hung').to.equal(undefined)
+      expect(r.status, r.stderr).to.equal(0)
+      expect(r.stdout).to.contain('guarded:E_SIGBUS')
+      expect(r.stdout).to.contain('calls:1')
+      expect(r.stdout, 'a later guarded fault is still an error').to.contain('again:E_SIGBUS')
+    })
+  })
+
   it('catches SIGBUS (file truncated under the mapping) as E_SIGBUS and carries on', () => {
     const fd = memfd(4 * 4096)
     const m = n.map(fd, {mode: 'wb'})
@@ -253,21 +312,11 @@ describe('native: mappings', function () {
   it('releaseOnExit unmaps on exit, and on SIGTERM before dying of it', function () {
     this.timeout(30000)
     const run = (body: string) =>
-      spawnSync(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          '--input-type=module',
-          '-e',
-          `import {loadNative, releaseOnExit} from ${JSON.stringify(path.join(ROOT, 'src/native/index.ts'))}
+      tsxChild(`import {loadNative, releaseOnExit} from ${JSON.stringify(path.join(ROOT, 'src/native/index.ts'))}
            const n = loadNative()
            const fd = n.memfd('exit', 4096)
            for (let i = 0; i < 3; i++) n.map(fd, {mode: 'wb'})
-           ${body}`,
-        ],
-        {cwd: ROOT, encoding: 'utf8'},
-      )
+           ${body}`)
     // Our 'exit' listener runs after releaseOnExit's, so it sees the result.
     const exit = run(`releaseOnExit(); process.on('exit', () => console.log('live=' + n.liveMappings().length))`)
     expect(exit.status, exit.stderr).to.equal(0)

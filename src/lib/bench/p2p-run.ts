@@ -94,17 +94,19 @@ async function measure(
   hooks: BenchP2pHooks,
 ): Promise<BenchP2pResult> {
   const {probe, plot} = req
-  const control = new Float64Array(3)
+  // Its counters are running totals over the runs: `base` is where the current one started.
+  const control = n.ioControl()
+  let base = 0
   let interrupted = false
   const onSigint = () => {
     interrupted = true
-    control[0] = 1
+    control.stop()
   }
   process.on('SIGINT', onSigint)
   let label = ''
   const total = plan.size
   const progress = hooks.progress
-  const timer = progress ? setInterval(() => progress(label, control[1], total), 200) : undefined
+  const timer = progress ? setInterval(() => progress(label, control.bytes - base, total), 200) : undefined
   const notes = [...plan.notes]
   const results: ModeResult[] = []
   let sweep: BenchP2pResult['sweep']
@@ -114,7 +116,7 @@ async function measure(
     for (const [i, mode] of plan.modes.entries()) {
       if (interrupted) break
       label = mode
-      control[1] = 0
+      base = control.bytes
       const dstOffset = plan.dstOffset + i * plan.size
       results.push(await runMode(n, plan, mode, {buffer: mode === 'p2p' ? buffer : undefined, dstOffset, probe, idleGbps: dramIdleGbps, control, verify: plan.verify}))
     }
@@ -125,7 +127,7 @@ async function measure(
           if (interrupted) break
           if (plan.size % bs !== 0 && plan.size < bs) continue
           label = `sweep ${mode} ${formatBytes(bs)}`
-          control[1] = 0
+          base = control.bytes
           const r = await runMode(n, plan, mode, {buffer: mode === 'p2p' ? buffer : undefined, dstOffset: plan.dstOffset + i * plan.size, bs, probe: false, control, verify: false})
           sweep.push({mode, bs, gbps: r.gbps, iops: r.iops, p99Us: r.latency.p99Us})
         }

@@ -22,7 +22,7 @@ import {deniedNote, processesUsing} from '../sys/index.js'
 import {analyzePair, type PairAnalysis} from '../pci/index.js'
 import {formatBytes, parseSize} from '../sys/index.js'
 import {dmaCheckpoint, type DmaTotals, subtractTotals} from '../vm/index.js'
-import type {IoRunResult, Mapping, Native} from '../../native/types.js'
+import type {IoControl, IoRunResult, Mapping, Native} from '../../native/types.js'
 
 export type P2pMode = 'bounce' | 'p2p' | 'both'
 
@@ -507,7 +507,7 @@ export async function runMode(
   native: Native,
   plan: P2pPlan,
   mode: 'bounce' | 'p2p',
-  opts: {buffer?: Mapping; dstOffset: number; bs?: number; probe: boolean; idleGbps?: number; control: Float64Array; verify: boolean},
+  opts: {buffer?: Mapping; dstOffset: number; bs?: number; probe: boolean; idleGbps?: number; control: IoControl; verify: boolean},
 ): Promise<ModeResult> {
   const bs = opts.bs ?? plan.bs
   // In the sandbox the copy is bracketed by two DMA checkpoints, and the read-back of --verify
@@ -524,7 +524,7 @@ export async function runMode(
     jobs: plan.jobs,
     engine: plan.engine,
   }
-  const probeCtl = new Float64Array(3)
+  const probeCtl = native.ioControl()
   const probe = opts.probe ? native.memProbe(probeCtl) : undefined
   let r: IoRunResult
   let dma: DmaTotals | undefined
@@ -538,7 +538,7 @@ export async function runMode(
   } catch (err) {
     throw copyError(err, mode, opts.buffer)
   } finally {
-    probeCtl[0] = 1
+    probeCtl.stop()
   }
   const p = probe ? await probe : undefined
   const cpuS = r.cpu.processUserS + r.cpu.processSysS
@@ -603,10 +603,10 @@ export function copyError(err: unknown, mode: 'bounce' | 'p2p', buffer: Mapping 
 
 /** The idle DRAM figure: the probe alone for `ms`. */
 export async function idleDram(native: Native, ms = 300): Promise<number> {
-  const ctl = new Float64Array(3)
+  const ctl = native.ioControl()
   const p = native.memProbe(ctl)
   await new Promise((r) => setTimeout(r, ms))
-  ctl[0] = 1
+  ctl.stop()
   const r = await p
   return r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0
 }
