@@ -114,14 +114,27 @@ export function setNvmeRegisters(fx: SysfsFixture, bdf: string, regs: {cmbloc: n
   }
 }
 
+/** No IOMMU: no groups at all, as the kernel shows it (standardMachine gives some functions groups for vfio's sake). */
+export function removeIommu(fx: SysfsFixture): SysfsFixture {
+  const groups = path.join(fx.sys, 'kernel/iommu_groups')
+  fs.rmSync(groups, {recursive: true})
+  fs.mkdirSync(groups)
+  for (const b of fx.fns.keys()) fs.rmSync(path.join(fx.fnDir(b), 'iommu_group'), {force: true})
+  fs.rmSync(path.join(fx.sys, 'class/iommu'), {recursive: true, force: true})
+  return fx
+}
+
 /**
  * standardMachine() with a P2P-ready kernel around it: config in
- * /proc/config.gz, no lockdown, no IOMMU, and the CMB NVMe's registers
- * saying what QEMU's cmb_size_mb=64 sets (CAP.CMBS, BIR 2).
+ * /proc/config.gz, no lockdown, and the CMB NVMe's registers saying what
+ * QEMU's cmb_size_mb=64 sets (CAP.CMBS, BIR 2). No IOMMU unless `iommu`
+ * names the domain type of its groups (null: groups without a type file).
  */
-export function checkMachine(opts: {configSize?: number} & KernelSpec = {}): SysfsFixture {
+export function checkMachine(opts: {configSize?: number; iommu?: string | null} & KernelSpec = {}): SysfsFixture {
   const fx = standardMachine({configSize: opts.configSize})
   setKernel(fx, opts)
+  if (opts.iommu === undefined) removeIommu(fx)
+  else setIommu(fx, opts.iommu)
   setNvmeRegisters(fx, BDF.nvmeCmb, {cmbloc: 0x2, cmbsz: qemuCmbsz(64), capHi: 1 << 25})
   return fx
 }

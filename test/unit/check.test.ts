@@ -9,7 +9,7 @@ import * as path from 'node:path'
 
 import {decodeCmb, kernelCmbOutcome, parseKernelConfig, parseMtrr, parseResizeMask, readCmdline, runCheck, iommuParams, type CheckItem, type CheckReport} from '../../src/lib/check/index.js'
 import {BDF, GiB, MiB} from '../helpers/machines.js'
-import {boot, checkMachine, modules, qemuCmbsz, RELEASE, setIommu, setKernel, setNvmeRegisters} from '../helpers/check-machines.js'
+import {boot, checkMachine, modules, qemuCmbsz, RELEASE, setKernel, setNvmeRegisters} from '../helpers/check-machines.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
 import {ACS_REDIRECT, setAcs, SKX, skylakeMachine} from '../helpers/topo-machines.js'
 
@@ -25,7 +25,8 @@ describe('check: gatherers on fixture trees', () => {
     fixtures.push(fx)
     return fx
   }
-  after(() => {
+  after(function () {
+    this.timeout(120_000)
     for (const fx of fixtures) fx.cleanup()
   })
   const check = (fx: SysfsFixture, bdfs: string[] = [], uid = 0) => runCheck(fx.host({uid}), bdfs)
@@ -203,9 +204,6 @@ describe('check: gatherers on fixture trees', () => {
   describe('IOMMU states', () => {
     it('no IOMMU: groups pass, vfio warns; unsafe no-IOMMU mode makes vfio pass', () => {
       const fx = track(checkMachine())
-      fs.rmSync(path.join(fx.sys, 'kernel/iommu_groups'), {recursive: true})
-      fs.mkdirSync(path.join(fx.sys, 'kernel/iommu_groups'))
-      for (const b of [BDF.nic, BDF.nvmeRoot, BDF.nvmeCmb, BDF.nvmePeer]) fs.rmSync(path.join(fx.fnDir(b), 'iommu_group'))
       const r = check(fx)
       expect(item(r, 'iommu.present').found).to.match(/^none/)
       expect(item(r, 'iommu.vfio').verdict).to.equal('warn')
@@ -222,7 +220,7 @@ describe('check: gatherers on fixture trees', () => {
       [null, 'unknown'],
     ] as const) {
       it(`group type ${type ?? '(no type file)'} → ${verdict}`, () => {
-        const fx = track(setIommu(checkMachine(), type))
+        const fx = track(checkMachine({iommu: type}))
         const g = item(check(fx, [BDF.nvmeCmb, BDF.nvmePeer]), 'iommu.groups')
         expect(g.verdict).to.equal(verdict)
         expect(g.found).to.include(`5: ${type ?? '?'} (03:00.0)`)
@@ -231,12 +229,12 @@ describe('check: gatherers on fixture trees', () => {
     }
 
     it('a function without a group under an IOMMU → warn', () => {
-      const fx = track(setIommu(checkMachine(), 'DMA'))
+      const fx = track(checkMachine({iommu: 'DMA'}))
       expect(item(check(fx, [BDF.ivshmem]), 'iommu.groups')).to.include({verdict: 'warn'})
     })
 
     it('vfio: a group shared with a function bound to another driver → warn, naming it', () => {
-      const fx = track(setIommu(checkMachine(), 'DMA'))
+      const fx = track(checkMachine({iommu: 'DMA'}))
       // The NIC (e1000e) joins the CMB NVMe's group 5.
       fs.symlinkSync(path.relative(path.join(fx.sys, 'kernel/iommu_groups/5/devices'), fx.fnDir(BDF.nic)), path.join(fx.sys, 'kernel/iommu_groups/5/devices', BDF.nic))
       const v = item(check(fx, [BDF.nvmeCmb]), 'iommu.vfio')
@@ -291,6 +289,15 @@ describe('check: gatherers on fixture trees', () => {
       expect(a.fix).to.equal('Boot with pci=disable_acs_redir=0000:02:00.0')
       const br = (a.details!.bridges as Array<{bdf: string; ctrl: string[]}>).find((b) => b.bdf === BDF.switchDown0)!
       expect(br.ctrl).to.deep.equal(['RR', 'CR'])
+    })
+
+    it('redirect on the root port above the switch (what the kernel sets under an IOMMU) is not on the switch pair\'s path → pass, and said', () => {
+      const fx = track(checkMachine())
+      setAcs(fx, BDF.rootPort, ACS_REDIRECT)
+      const a = item(check(fx, [BDF.nvmeCmb, BDF.nvmePeer]), 'path.acs')
+      expect(a.verdict).to.equal('pass')
+      expect(a.found).to.match(/redirect on 00:1c.0, above the pairs' common bridges \(not consulted\)/)
+      expect(a.details!.redirectOffPath).to.deep.equal([BDF.rootPort])
     })
 
     it('redirect with an AMD Zen CPU → warn (through the host bridge, allowed)', () => {

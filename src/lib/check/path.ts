@@ -79,12 +79,12 @@ export function hostBridgeItem(topo: Topology): CheckItem {
 export function acsItem(scanner: PciScanner, fns: PciFunction[], topo: Topology, cmdline: Record<string, string>): CheckItem {
   const base = {id: 'path.acs', area: 'path' as const, title: 'ACS on bridges'}
   const bridges = bridgesAbove(scanner, fns).map((b) => bridgeAcs(scanner, b))
-  const redirect = bridges.filter((b) => b.redirect)
   const unreadable = bridges.filter((b) => b.state === 'unreadable')
-  // The kernel also checks the provider and client themselves: take the pairs' own lists.
-  const pairRedirect = [...new Set(topo.pairs.flatMap((p) => p.acsRedirect))]
-  const onPath = [...new Set([...redirect.map((b) => b.bdf), ...pairRedirect])]
-  const details = {bridges, redirect: onPath, cmdline: cmdline['pci=disable_acs_redir'] ?? null}
+  // What the kernel consults: each pair's path up to (provider side: including) the common
+  // bridge, the two functions themselves included. Redirect above a common bridge is not on it.
+  const onPath = [...new Set(topo.pairs.flatMap((p) => p.acsRedirect))]
+  const offPath = bridges.filter((b) => b.redirect && !onPath.includes(b.bdf)).map((b) => b.bdf)
+  const details = {bridges, redirect: onPath, redirectOffPath: offPath, cmdline: cmdline['pci=disable_acs_redir'] ?? null}
   const short = (b: string) => b.replace(/^0000:/, '')
   if (bridges.length === 0 && onPath.length === 0) return {...base, verdict: 'pass', found: 'no bridge above the chosen functions (all on root buses)', fix: null, details}
   if (onPath.length > 0) {
@@ -102,6 +102,7 @@ export function acsItem(scanner: PciScanner, fns: PciFunction[], topo: Topology,
       details,
     }
   }
+  const above = offPath.length > 0 ? `; redirect on ${offPath.map(short).join(', ')}, above the pairs' common bridges (not consulted)` : ''
   if (unreadable.length > 0) {
     return {
       ...base,
@@ -115,7 +116,10 @@ export function acsItem(scanner: PciScanner, fns: PciFunction[], topo: Topology,
   return {
     ...base,
     verdict: 'pass',
-    found: `no redirect on ${bridges.length} bridge(s)` + (withCap.length > 0 ? ` (${withCap.map((b) => `${short(b.bdf)} ${b.ctrl.join('+') || 'off'}`).join(', ')})` : ''),
+    found:
+      `no redirect on the pairs' paths; ${bridges.length} bridge(s)` +
+      (withCap.length > 0 ? `, ACS control ${withCap.map((b) => `${short(b.bdf)} ${b.ctrl.join('+') || '0'}`).join(', ')}` : '') +
+      above,
     fix: null,
     details,
   }
