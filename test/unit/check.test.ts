@@ -8,6 +8,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {decodeCmb, kernelCmbOutcome, parseKernelConfig, parseMtrr, parseResizeMask, readCmdline, runCheck, iommuParams, type CheckItem, type CheckReport} from '../../src/lib/check/index.js'
+import {Host} from '../../src/lib/sys/host.js'
 import {BDF, GiB, MiB} from '../helpers/machines.js'
 import {boot, checkMachine, modules, qemuCmbsz, RELEASE, setKernel, setNvmeRegisters} from '../helpers/check-machines.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
@@ -167,6 +168,12 @@ describe('check: gatherers on fixture trees', () => {
       expect(item(check(fx), 'kernel.iopmem-module').found).to.match(/signed, not loaded/)
       fx.writeSys('module/iopmem/version', '0.1.0\n')
       expect(item(check(fx), 'kernel.iopmem-module')).to.include({verdict: 'pass', found: 'loaded, version 0.1.0'})
+    })
+
+    it('boot and modules roots: the live ones with the live /sys, the env\'s, else beside a fixture\'s sys', () => {
+      expect(new Host().roots).to.include({boot: '/boot', modules: '/lib/modules'})
+      expect(Host.fromEnv({IOPMEM_SYSFS_ROOT: '/x/sys', IOPMEM_BOOT_ROOT: '/b'}).roots).to.include({boot: '/b', modules: '/x/lib/modules'})
+      expect(Host.fromEnv({IOPMEM_MODULES_ROOT: '/m'}).roots).to.include({boot: '/boot', modules: '/m'})
     })
 
     it('boot and modules are looked up beside the fixture, never in the host /boot', () => {
