@@ -48,6 +48,33 @@ async function guestConfig(vm: Guest, name: string): Promise<string | null> {
   return r.stdout.trim().split('=')[1] ?? null
 }
 
+interface ProbeJson {
+  code: number
+  probe: {bytes: number; pairs: Array<{provider: string; client: string; device: string; kernel: string; read: {result: string; errno?: string}; agrees: boolean | null}>; mismatches: unknown[]}
+}
+
+/** `topo --probe --json` over the three NVMe, and what the guest's own helper sees for each pair. */
+async function probe(vm: Guest): Promise<ProbeJson> {
+  const {cmb, peer, rc} = vm.devices
+  const r = await vm.run(['node', 'bin/run.js', 'topo', cmb.bdf, peer.bdf, rc!.bdf, '--probe', '--json'], {timeoutMs: 180_000})
+  return {code: r.code, probe: JSON.parse(r.stdout).probe}
+}
+
+async function probeMatchesKernel(vm: Guest, p: ProbeJson['probe']): Promise<string[]> {
+  const {cmb} = vm.devices
+  expect(p.pairs.map((x) => x.provider)).to.deep.equal(vm.devices.nvme.map(() => cmb.bdf))
+  const seen: string[] = []
+  for (const nv of vm.devices.nvme) {
+    const pair = p.pairs.find((x) => x.client === nv.bdf)!
+    expect(pair.device).to.equal(nv.namespace)
+    const k = await kernelRead(vm, cmb.bdf, nv.namespace)
+    expect(pair.read.result, `${nv.bdf}: probe ${pair.read.result}, the helper's read ${k}`).to.equal(k)
+    if (k === 'refused') expect(pair.read.errno).to.equal('EREMOTEIO')
+    seen.push(`${nv.bdf.slice(5)} kernel ${pair.kernel}, read ${pair.read.result}`)
+  }
+  return seen
+}
+
 async function commonItems(vm: Guest, c: Awaited<ReturnType<typeof checkJson>>): Promise<void> {
   expect(c.report.schemaVersion).to.equal(1)
   expect(c.report.machine).to.deep.equal({kernelRelease: vm.release, root: true, live: true})
@@ -140,6 +167,20 @@ describe('guest: iopmem check on the real kernel (topology both, no IOMMU)', fun
     console.log(human.stdout.replaceAll(/^/gm, '      | '))
   })
 
+  it('topo --probe: the switch peer and the CMB\'s own namespace land byte-exact, the root-complex NVMe is refused (EREMOTEIO): no mismatch, exit 0', async function () {
+    this.timeout(300_000)
+    const p = await probe(vm)
+    const seen = await probeMatchesKernel(vm, p.probe)
+    expect(p.probe.pairs.map((x) => [x.client, x.kernel, x.read.result, x.agrees])).to.deep.equal([
+      [vm.devices.cmb.bdf, 'yes', 'ok', true],
+      [vm.devices.peer.bdf, 'yes', 'ok', true],
+      [vm.devices.rc!.bdf, 'no', 'refused', true],
+    ])
+    expect(p.probe.mismatches).to.deep.equal([])
+    expect(p.code).to.equal(0)
+    console.log(`      probe: ${seen.join('; ')}`)
+  })
+
   it('the root-complex pair alone: every pair refused → exit 9, as the kernel refuses it', async function () {
     this.timeout(300_000)
     const {cmb, rc} = vm.devices
@@ -187,5 +228,20 @@ describe('guest: iopmem check with --iommu (intel-iommu, ACS redirect on the roo
     await cmbMatches(vm, c, 64)
     const seen = await pairsMatchKernel(vm, c)
     console.log(`      pairs: ${seen.join(', ')}; summary ${JSON.stringify(c.report.summary)}; ${acs.found}`)
+  })
+
+  it('topo --probe: the headline is the switch pair: the kernel maps it, the read succeeds, the bytes never land (QEMU\'s IOMMU faults the bus address) → exit 8', async function () {
+    this.timeout(300_000)
+    const p = await probe(vm)
+    const seen = await probeMatchesKernel(vm, p.probe)
+    const peer = p.probe.pairs.find((x) => x.client === vm.devices.peer.bdf)!
+    expect(peer).to.deep.include({kernel: 'yes', agrees: false})
+    expect(peer.read.result).to.equal('corrupt')
+    expect(p.probe.mismatches).to.have.length(1)
+    expect(p.code).to.equal(8)
+    const human = await vm.run(['node', 'bin/run.js', 'topo', vm.devices.cmb.bdf, vm.devices.peer.bdf, vm.devices.rc!.bdf, '--probe'], {timeoutMs: 180_000})
+    expect(human.stdout).to.match(/MISMATCH: 1 pair/)
+    console.log(`      probe: ${seen.join('; ')}`)
+    console.log(human.stdout.split('\n').filter((l) => /probe|MISMATCH|→|p2pmem/.test(l)).join('\n').replaceAll(/^/gm, '      | '))
   })
 })
