@@ -56,10 +56,18 @@ const cases: Case[] = [
   {args: ['check', '--probe'], exit: 2, message: /Nonexistent flag: --probe/},
   {args: ['check', '--write', BDF.nvmeCmb], exit: 2, message: /Nonexistent flag: --write/},
   {args: ['check', '-s', '03:00.0'], exit: 2, message: /Nonexistent flag: -s/},
+  // topo --probe: never against fixture roots (it moves real data), and its input checked first
+  {args: ['topo', '--probe'], exit: 7, message: /runs only against the live kernel/, code: 'E_NOT_LIVE'},
+  {args: ['topo', BDF.nvmeCmb, BDF.nvmePeer, '--probe'], exit: 7, message: /runs only against the live kernel/, code: 'E_NOT_LIVE'},
+  {args: ['topo', BDF.nvmeCmb, '--probe'], exit: 2, message: /needs at least two functions/, code: 'E_TOO_FEW'},
+  {args: ['topo', BDF.nvmeCmb, 'nvme0n1', '--probe'], exit: 2, message: BAD},
+  {args: ['topo', BDF.nvmeCmb, '0000:55:00.0', '--probe'], exit: 3, message: /No PCI function 0000:55:00.0/},
+  {args: ['topo', '--probe', '--write'], exit: 2, message: /Nonexistent flag: --write/},
+  {args: ['topo', '--probe', '--lba', '0'], exit: 2, message: /Nonexistent flag: --lba/},
 ]
 
 badInputTable({
-  title: `check: bad input (${cases.length} cases): clear message, meaningful exit code, nothing changed`,
+  title: `check and topo --probe: bad input (${cases.length} cases): clear message, meaningful exit code, nothing changed`,
   cases,
   atLeast: 30,
   label: (c) => argsLabel(c.args),
