@@ -398,3 +398,26 @@ describe('check: gatherers on fixture trees', () => {
     })
   })
 })
+
+describe('topo --probe rendering', () => {
+  it('puts the mismatches first and fits 80 columns', async () => {
+    const {renderProbe} = await import('../../src/ui/render-probe.js')
+    const {Chalk} = await import('chalk')
+    const pair = (client: string, kernel: 'yes' | 'no', result: 'ok' | 'corrupt' | 'refused', agrees: boolean) => ({
+      provider: BDF.nvmeCmb,
+      client,
+      device: '/dev/nvme0n1',
+      kernel,
+      read: {result, bytes: result === 'refused' ? 0 : 65536, ...(result === 'corrupt' ? {mismatchAt: 0} : {}), ...(result === 'refused' ? {errno: 'EREMOTEIO'} : {})},
+      agrees,
+    })
+    const pairs = [pair(BDF.nvmeCmb, 'yes', 'ok', true), pair(BDF.nvmePeer, 'yes', 'corrupt', false), pair(BDF.nvmeRoot, 'no', 'refused', true)]
+    const out = renderProbe({schemaVersion: 1, bytes: 65536, pairs, mismatches: [pairs[1]]}, new Chalk({level: 0}), 80)
+    const lines = out.split('\n')
+    for (const l of lines) expect([...l].length, l).to.be.at.most(80)
+    const mis = lines.findIndex((l) => l.startsWith('MISMATCH: 1 pair'))
+    expect(mis).to.be.greaterThan(0)
+    expect(lines[mis + 1]).to.match(/04:00.0 → 03:00.0: kernel rules say yes, the read succeeded but byte 0/)
+    expect(out).to.match(/00:03.0 \/dev\/nvme0n1 → 03:00.0 {2}kernel no {6}read refused \(EREMOTEIO\)/)
+  })
+})
