@@ -516,3 +516,19 @@ export class SysfsFixture {
     return h.digest('hex')
   }
 }
+
+/**
+ * Inside a mocha `describe`: a `track` that keeps each fixture it is given and removes
+ * them all after the suite.
+ */
+export function trackFixtures(): (fx: SysfsFixture) => SysfsFixture {
+  const fixtures: SysfsFixture[] = []
+  after(function () {
+    this.timeout(120_000)
+    for (const fx of fixtures) fx.cleanup()
+  })
+  return (fx) => {
+    fixtures.push(fx)
+    return fx
+  }
+}

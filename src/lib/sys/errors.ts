@@ -23,6 +23,8 @@ export const Exit = {
   UNSUPPORTED: 7,
   /** A check of data found a difference (`map --verify`: device memory does not hold the pattern). */
   MISMATCH: 8,
+  /** `check` found an item that fails: P2P will not work here until it is fixed. */
+  CHECK_FAILED: 9,
   /** Interrupted by SIGINT. */
   INTERRUPTED: 130,
 } as const

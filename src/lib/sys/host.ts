@@ -15,6 +15,13 @@ export interface HostRoots {
   sysfs: string
   dev: string
   proc: string
+  /**
+   * /boot (kernel configs) and /lib/modules (modules.dep, modules.builtin):
+   * IOPMEM_BOOT_ROOT and IOPMEM_MODULES_ROOT, else the live ones when sysfs
+   * is the live /sys, else `boot` and `lib/modules` beside a fixture's sys.
+   */
+  boot: string
+  modules: string
 }
 
 /** Writes one value into a sysfs attribute, as `echo value > path` would. */
@@ -116,6 +123,7 @@ export class Host {
       sysfs: path.resolve(opts.roots?.sysfs ?? '/sys'),
       dev: path.resolve(opts.roots?.dev ?? '/dev'),
       proc: path.resolve(opts.roots?.proc ?? '/proc'),
+      ...besideSysfs(opts.roots),
     }
     this.writer = opts.writer ?? (this.isLiveRoots() ? kernelWriter : fixtureWriter)
     this.seqRoots = [this.roots.proc + path.sep, path.join(this.roots.sysfs, 'kernel', 'debug') + path.sep]
@@ -129,6 +137,8 @@ export class Host {
         sysfs: env.IOPMEM_SYSFS_ROOT || '/sys',
         dev: env.IOPMEM_DEV_ROOT || '/dev',
         proc: env.IOPMEM_PROC_ROOT || '/proc',
+        ...(env.IOPMEM_BOOT_ROOT ? {boot: env.IOPMEM_BOOT_ROOT} : {}),
+        ...(env.IOPMEM_MODULES_ROOT ? {modules: env.IOPMEM_MODULES_ROOT} : {}),
       },
     })
   }
@@ -203,6 +213,14 @@ export class Host {
 
   proc(...parts: string[]): string {
     return path.join(this.roots.proc, ...parts)
+  }
+
+  boot(...parts: string[]): string {
+    return path.join(this.roots.boot, ...parts)
+  }
+
+  modules(...parts: string[]): string {
+    return path.join(this.roots.modules, ...parts)
   }
 
   isRoot(): boolean {
@@ -367,6 +385,16 @@ export class Host {
       if (p === real || p.startsWith(real + '/')) return root + p.slice(real.length)
     }
     return p
+  }
+}
+
+/** The boot and modules roots: as given, else the live ones beside the live /sys, else beside a fixture's sys directory. */
+function besideSysfs(roots: Partial<HostRoots> | undefined): Pick<HostRoots, 'boot' | 'modules'> {
+  const sysfs = path.resolve(roots?.sysfs ?? '/sys')
+  const base = sysfs === '/sys' ? '/' : path.dirname(sysfs)
+  return {
+    boot: path.resolve(roots?.boot ?? path.join(base, 'boot')),
+    modules: path.resolve(roots?.modules ?? path.join(base, 'lib', 'modules')),
   }
 }
 
