@@ -38,10 +38,14 @@ case "$name" in
     case "$*" in *--no-act*) case "$last" in *pmem0) printf '{"signatures":[{"device":"%s","offset":"0x438","type":"ext4","uuid":"u","label":null}]}\\n' "$last";; esac;; esac;;
   blkid) printf 'TYPE=ext4\\nBLOCK_SIZE=4096\\nUUID=0000\\n';;
   insmod)
+    # A person's Ctrl-C (or a service manager's SIGTERM) reaching iopmem while insmod runs.
+    if [ -n "$REC_SIGNAL_PARENT" ]; then kill -"$REC_SIGNAL_PARENT" "$PPID"; sleep 0.3; fi
     if head -c 65536 "$1" | grep -q vermagic; then echo "insmod-fd-ok" >> "$REC_LOG"; fi
     d="$IOPMEM_SYSFS_ROOT/bus/pci/drivers/iopmem"; mkdir -p "$d" "$IOPMEM_SYSFS_ROOT/module/iopmem"
     for f in bind unbind new_id remove_id config last_error; do : > "$d/$f"; done;;
-  rmmod) rm -rf "$IOPMEM_SYSFS_ROOT/bus/pci/drivers/iopmem" "$IOPMEM_SYSFS_ROOT/module/iopmem";;
+  rmmod)
+    if [ -n "$REC_SIGNAL_PARENT" ]; then kill -"$REC_SIGNAL_PARENT" "$PPID"; sleep 0.3; fi
+    rm -rf "$IOPMEM_SYSFS_ROOT/bus/pci/drivers/iopmem" "$IOPMEM_SYSFS_ROOT/module/iopmem";;
   make) for a in "$@"; do case "$a" in M=*) printf 'vermagic=${RELEASE} SMP\\0' > "\${a#M=}/iopmem.ko";; esac; done;;
 esac
 exit 0
@@ -336,6 +340,23 @@ describe('modules: bind loads after the plan, unloads on failure; driver load ch
       expect(programs()).to.deep.equal([])
     })
   }
+
+  for (const sig of ['INT', 'TERM', 'HUP']) {
+    it(`driver load: SIG${sig} while insmod runs does not kill iopmem; the load completes and the state is said (exit 130)`, () => {
+      const r = cliProcess(['driver', 'load', '--ko', ko, '--json'], fx, {...env, REC_SIGNAL_PARENT: sig})
+      expect(r.exit, r.stdout + r.stderr).to.equal(130)
+      expect(r.json).to.include({interrupted: true, signal: `SIG${sig}`, changed: true})
+      expect(fs.existsSync(path.join(fx.sys, 'module/iopmem')), 'the module the stand-in loaded').to.equal(true)
+    })
+  }
+
+  it('driver unload: SIGINT while rmmod runs: the unload completes and is said (exit 130)', () => {
+    expect(cliProcess(['driver', 'load', '--ko', ko, '--json'], fx, env).exit).to.equal(0)
+    const r = cliProcess(['driver', 'unload', '--json'], fx, {...env, REC_SIGNAL_PARENT: 'INT'})
+    expect(r.exit, r.stdout + r.stderr).to.equal(130)
+    expect(r.json).to.include({interrupted: true, signal: 'SIGINT', changed: true})
+    expect(fs.existsSync(path.join(fx.sys, 'module/iopmem'))).to.equal(false)
+  })
 
   it('driver load --ko of a module owned by the user (under fixture roots) with safe modes: insmod gets it as fd 3', () => {
     const r = cliProcess(['driver', 'load', '--ko', ko, '--json'], fx, env)

@@ -3,6 +3,7 @@ import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../../base-command.js'
 import {driverEnv, type LoadResult, loadModule} from '../../lib/bind/index.js'
+import {heldBack} from '../../lib/sys/index.js'
 
 export default class DriverLoad extends BaseCommand {
   static summary = 'Load the iopmem kernel module.'
@@ -24,7 +25,12 @@ export default class DriverLoad extends BaseCommand {
 
   async run(): Promise<LoadResult> {
     const {argv, flags} = await this.parse(DriverLoad)
-    const r = loadModule(driverEnv(this.host), {ko: flags.ko, params: argv as string[]})
+    // A stop signal during insmod does not kill iopmem mid-way: the load finishes or fails, then the state is said.
+    const {result: r, signal} = await heldBack(() => loadModule(driverEnv(this.host), {ko: flags.ko, params: argv as string[]}))
+    if (signal) {
+      const state = r.changed ? 'the iopmem module was loaded before it stopped, and stays loaded (`iopmem driver unload` removes it)' : 'the iopmem module was already loaded'
+      this.stopInterrupted({...r, interrupted: true, signal}, `${signal}: ${state}.`)
+    }
     if (!this.jsonEnabled()) this.log(r.changed ? `iopmem loaded (${r.how}${r.ko ? ` ${r.ko}` : ''})` : 'iopmem is already loaded')
     return r
   }

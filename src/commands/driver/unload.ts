@@ -1,5 +1,6 @@
 import {BaseCommand, examples} from '../../base-command.js'
 import {driverEnv, unloadModule, type UnloadResult} from '../../lib/bind/index.js'
+import {heldBack} from '../../lib/sys/index.js'
 
 export default class DriverUnload extends BaseCommand {
   static summary = 'Unload the iopmem kernel module.'
@@ -11,7 +12,11 @@ export default class DriverUnload extends BaseCommand {
 
   async run(): Promise<UnloadResult> {
     await this.parse(DriverUnload)
-    const r = unloadModule(driverEnv(this.host))
+    const {result: r, signal} = await heldBack(() => unloadModule(driverEnv(this.host)))
+    if (signal) {
+      const state = r.changed ? 'the iopmem module was unloaded before it stopped' : 'the iopmem module was not loaded'
+      this.stopInterrupted({...r, interrupted: true, signal}, `${signal}: ${state}.`)
+    }
     if (!this.jsonEnabled()) this.log(r.changed ? 'iopmem unloaded' : 'iopmem is not loaded')
     return r
   }

@@ -105,3 +105,19 @@ export function interruptedError(message: string, signal: StopSignal | undefined
     details: {interrupted: true, signal: signal ?? null, ...details},
   })
 }
+
+/**
+ * Run one synchronous kernel change (an insmod, an rmmod: a child the process waits for)
+ * with the stop signals held back, and say afterwards which one came, so the caller can
+ * report the state the change left instead of dying half-way through telling it.
+ */
+export async function heldBack<T>(work: () => T): Promise<{result: T; signal?: StopSignal}> {
+  const guard = new SignalGuard()
+  try {
+    const result = work()
+    await guard.checkpoint()
+    return {result, signal: guard.signal}
+  } finally {
+    guard.release()
+  }
+}
