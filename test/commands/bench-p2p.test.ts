@@ -60,7 +60,7 @@ async function holder(file: string, how: 'open' | 'map'): Promise<ChildProcess> 
     how === 'open'
       ? `import * as fs from 'node:fs'; fs.openSync(${JSON.stringify(file)}, 'r+'); console.log('ready'); setInterval(() => {}, 1000)`
       : `const {loadNative} = await import(${JSON.stringify(pathToFileURL(path.join(ROOT, 'dist/native/index.js')).href)}); ` +
-        `loadNative().map(${JSON.stringify(file)}, {length: 4096, mode: 'wb'}); console.log('ready'); setInterval(() => {}, 1000)`
+        `globalThis.held = loadNative().map(${JSON.stringify(file)}, {length: 4096, mode: 'wb'}); console.log('ready'); setInterval(() => {}, 1000)`
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], {stdio: ['ignore', 'pipe', 'pipe']})
   await new Promise<void>((resolve, reject) => {
     let err = ''
