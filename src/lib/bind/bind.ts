@@ -477,6 +477,9 @@ async function unbindSteps(host: Host, plan: UnbindPlan, guard: SignalGuard): Pr
  */
 export async function withFunctionLock<T>(host: Host, bdfText: string, opts: LockOptions, fn: (guard: SignalGuard) => Promise<T>): Promise<T> {
   const bdf = normalizeBdf(bdfText)
+  // The lock lives in /run/lock, which only root may write: say what a normal user lacks
+  // (E_NOT_ROOT, as planning would) rather than fail on the lock file.
+  if (host.isLive) requireRoot(host, `Changing the driver of ${bdf}`)
   const guard = new SignalGuard()
   try {
     const lock = await acquireLock(host, `pci-${bdf}`, `PCI function ${bdf}`, opts)
