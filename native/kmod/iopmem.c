@@ -38,9 +38,16 @@
 
 #define DRV_NAME	"iopmem"
 #define IOPMEM_ALIGN	SZ_2M
-/* Bounds on the driver-wide lists that user space can grow. */
-#define IOPMEM_MAX_CFGS	256
-#define IOPMEM_MAX_ERRS	64
+/*
+ * Bounds on the driver-wide lists that user space can grow. Each list is shown
+ * whole in one sysfs page: a config line is at most 53 bytes
+ * ("ffffffff:ff:1f.7 mode=blockdax bar=-1 cache=wb force\n"), an error line at
+ * most 16 + 1 + 160 + 1, so the bounds keep both under PAGE_SIZE.
+ */
+#define IOPMEM_MAX_CFGS	64
+#define IOPMEM_MAX_ERRS	16
+static_assert(IOPMEM_MAX_CFGS * 53 <= 4096);
+static_assert(IOPMEM_MAX_ERRS * (16 + 1 + 160 + 1) <= 4096);
 /* struct pages for a BAR may take at most 1/IOPMEM_MEMMAP_SHARE of RAM. */
 #define IOPMEM_MEMMAP_SHARE	16
 
