@@ -3,7 +3,7 @@ import * as path from 'node:path'
 
 import {normalizeBdf} from '../pci/index.js'
 import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, lastErrorFor, resolveSettings} from './driver.js'
-import {acquireLock, Exit, IopmemError, type LockOptions, SignalGuard, usage} from '../sys/index.js'
+import {Exit, IopmemError, type LockOptions, SignalGuard, usage, withLock} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {checkInUse, type UsageReport} from './inuse.js'
 import {type PciFunction, PciScanner} from '../pci/index.js'
@@ -480,17 +480,7 @@ export async function withFunctionLock<T>(host: Host, bdfText: string, opts: Loc
   // The lock lives in /run/lock, which only root may write: say what a normal user lacks
   // (E_NOT_ROOT, as planning would) rather than fail on the lock file.
   if (host.isLive) requireRoot(host, `Changing the driver of ${bdf}`)
-  const guard = new SignalGuard()
-  try {
-    const lock = await acquireLock(host, `pci-${bdf}`, `PCI function ${bdf}`, opts)
-    try {
-      return await fn(guard)
-    } finally {
-      lock.release()
-    }
-  } finally {
-    guard.release()
-  }
+  return withLock(host, `pci-${bdf}`, `PCI function ${bdf}`, opts, fn)
 }
 
 /** After the confirmation: the fresh plan, refused when the device changed hands while a person was asked (the in-use check ran again in planning). */

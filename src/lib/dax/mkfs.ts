@@ -3,7 +3,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {type BlockInfo, blockUsage, type BlockUsage, daxCapableDisks, type MemoryBacking, memoryBacking, resolveDeviceArg} from './blockdev.js'
-import {acquireLock, Exit, interruptedError, IopmemError, type LockOptions, SignalGuard, usage} from '../sys/index.js'
+import {Exit, interruptedError, IopmemError, type LockOptions, SignalGuard, usage, withLock} from '../sys/index.js'
 import {type ExecResult, getRunner, outputTail, type ProgramArg, type Runner, runProgram} from '../sys/index.js'
 import {describeSignature, probeSignatures, type Signature} from './signatures.js'
 import type {Host} from '../sys/index.js'
@@ -359,17 +359,7 @@ function stoppedAt(state: State, plan: MkfsPlan, guard: SignalGuard, commands: M
  */
 export async function withBlockLock<T>(host: Host, deviceArg: string, opts: LockOptions, fn: (guard: SignalGuard) => Promise<T>, deps: DaxDeps = daxDeps()): Promise<T> {
   const b = resolveDeviceArg(host, deviceArg, {checkNode: deps.checkNode})
-  const guard = new SignalGuard()
-  try {
-    const lock = await acquireLock(host, `block-${b.disk.name}`, host.display(host.dev(b.disk.name)), opts)
-    try {
-      return await fn(guard)
-    } finally {
-      lock.release()
-    }
-  } finally {
-    guard.release()
-  }
+  return withLock(host, `block-${b.disk.name}`, host.display(host.dev(b.disk.name)), opts, fn)
 }
 
 /**

@@ -6,7 +6,7 @@ import * as path from 'node:path'
 import {Exit, IopmemError} from './errors.js'
 import {findProgram} from './exec.js'
 import type {Host} from './host.js'
-import {interruptedError, STOP_SIGNALS, type StopSignal} from './signals.js'
+import {interruptedError, SignalGuard, STOP_SIGNALS, type StopSignal} from './signals.js'
 
 /**
  * A lock is flock(2) LOCK_EX on /run/lock/iopmem/NAME.lock. The kernel drops
@@ -181,5 +181,23 @@ export async function acquireLocks(host: Host, names: Array<{name: string; what:
   } catch (error) {
     for (const h of held) h.release()
     throw error
+  }
+}
+
+/**
+ * Run `fn` under a SignalGuard while holding the lock `name` (see acquireLock): the one
+ * shape of every multi-step change, from before its in-use check to its last write.
+ */
+export async function withLock<T>(host: Host, name: string, what: string, opts: LockOptions, fn: (guard: SignalGuard) => Promise<T>): Promise<T> {
+  const guard = new SignalGuard()
+  try {
+    const lock = await acquireLock(host, name, what, opts)
+    try {
+      return await fn(guard)
+    } finally {
+      lock.release()
+    }
+  } finally {
+    guard.release()
   }
 }
