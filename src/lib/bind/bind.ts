@@ -3,7 +3,7 @@ import * as path from 'node:path'
 
 import {normalizeBdf} from '../pci/index.js'
 import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, lastErrorFor, resolveSettings} from './driver.js'
-import {Exit, IopmemError, type LockOptions, SignalGuard, usage, withLock} from '../sys/index.js'
+import {Exit, IopmemError, type LockOptions, type SignalGuard, underGuard, usage, withLock} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {checkInUse, type UsageReport} from './inuse.js'
 import {type PciFunction, PciScanner} from '../pci/index.js'
@@ -270,12 +270,7 @@ function rollback(host: Host, steps: Steps, fn: PciFunction, changed: Changed, b
  * during the last write finds the bind done: that is the state reported.
  */
 export async function executeBind(host: Host, plan: BindPlan, guard?: SignalGuard): Promise<BindResult> {
-  const own = guard ?? new SignalGuard()
-  try {
-    return await bindSteps(host, plan, own)
-  } finally {
-    if (!guard) own.release()
-  }
+  return underGuard(guard, (g) => bindSteps(host, plan, g))
 }
 
 async function bindSteps(host: Host, plan: BindPlan, guard: SignalGuard): Promise<BindResult> {
@@ -403,12 +398,7 @@ export function planUnbind(host: Host, bdfText: string, opts: {force?: boolean} 
  * `interrupted: true`; during the last one, the unbind is complete.
  */
 export async function executeUnbind(host: Host, plan: UnbindPlan, guard?: SignalGuard): Promise<BindResult> {
-  const own = guard ?? new SignalGuard()
-  try {
-    return await unbindSteps(host, plan, own)
-  } finally {
-    if (!guard) own.release()
-  }
+  return underGuard(guard, (g) => unbindSteps(host, plan, g))
 }
 
 async function unbindSteps(host: Host, plan: UnbindPlan, guard: SignalGuard): Promise<BindResult> {

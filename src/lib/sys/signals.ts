@@ -121,3 +121,13 @@ export async function heldBack<T>(work: () => T): Promise<{result: T; signal?: S
     guard.release()
   }
 }
+
+/** Run `work` under `guard`, or under a guard of its own (released after) when none is given. */
+export async function underGuard<T>(guard: SignalGuard | undefined, work: (guard: SignalGuard) => Promise<T>): Promise<T> {
+  const own = guard ?? new SignalGuard()
+  try {
+    return await work(own)
+  } finally {
+    if (!guard) own.release()
+  }
+}
