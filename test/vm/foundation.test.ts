@@ -63,7 +63,7 @@ describe('guest: list, topo, bind, unbind on Linux with P2PDMA', function () {
     expect(cmb.upstream).to.be.a('string')
     console.log(`      CMB ${cmbBar.name} ${cmbBar.size / MiB} MiB at ${cmbBar.start}, p2pmem ${cmb.p2pmem.size} bytes`)
 
-    const human = await iopmem(['list'])
+    const human = await iopmem(['list', '--wide'])
     expect(human.code).to.equal(0)
     expect(human.stdout).to.contain(vm.devices.cmb.bdf).and.contain('free')
   })
