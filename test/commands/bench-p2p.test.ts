@@ -109,6 +109,15 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
   })
   after(() => fs.rmSync(tmp, {recursive: true, force: true}))
 
+  it('the report fits $COLUMNS (80 when not a terminal): long lines are wrapped, the sweep chart fits', () => {
+    for (const cols of ['80', '']) {
+      const r = cliProcess(base('--size', '256K', '--sweep', '4K,64K', '--no-probe'), undefined, {COLUMNS: cols})
+      expect(r.exit, r.stderr).to.equal(0)
+      expect(r.stdout).to.contain('sweep (GB/s by block size)')
+      for (const l of r.stdout.split('\n')) expect([...l].length, l).to.be.at.most(80)
+    }
+  })
+
   it('--verify --json: the documented shape, and the destination holds the source bytes', async () => {
     const r = await cli(base('--size', '1M', '--bs', '64K', '--qd', '4', '--verify', '--json'))
     expect(r.exit, r.stderr + r.stdout).to.equal(0)
