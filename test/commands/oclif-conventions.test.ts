@@ -187,9 +187,14 @@ describe('parse errors under --json', () => {
   })
 
   it('a bad option value: the whole message', () => {
-    const r = cliProcess(['bench', 'mmio', '0000:03:00.0', '--mode', 'bogus', '--json'])
+    const r = cliProcess(['bench', 'mmio', '0000:03:00.0', '--cache', 'bogus', '--json'])
     expect(r.exit).to.equal(2)
-    expect(r.json.error).to.include({code: 'E_USAGE', message: 'Expected --mode=bogus to be one of: auto, uc, wc, wb, wt'})
+    expect(r.json.error).to.include({code: 'E_USAGE', message: 'Expected --cache=bogus to be one of: auto, uc, wc, wb, wt'})
+    // The old names (--mode, -m) are the same flag for one release (docs/vocabulary.md).
+    for (const old of ['--mode', '-m']) {
+      const o = cliProcess(['map', '0000:03:00.0', old, 'bogus', '--json'])
+      expect(o.json.error).to.include({code: 'E_USAGE', message: 'Expected --cache=bogus to be one of: auto, uc, wc, wb, wt'})
+    }
   })
 
   it('a plugin command\'s parse error (help, autocomplete) is the envelope too, not oclif\'s stack', () => {

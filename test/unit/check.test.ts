@@ -404,12 +404,30 @@ describe('topo --probe rendering', () => {
       agrees,
     })
     const pairs = [pair(BDF.nvmeCmb, 'yes', 'ok', true), pair(BDF.nvmePeer, 'yes', 'corrupt', false), pair(BDF.nvmeRoot, 'no', 'refused', true)]
-    const out = renderProbe({schemaVersion: 1, bytes: 65536, pairs, mismatches: [pairs[1]]}, new Chalk({level: 0}), 80)
+    const out = renderProbe({schemaVersion: 1, bytes: 65536, write: null, pairs, mismatches: [pairs[1]]}, new Chalk({level: 0}), 80)
     const lines = out.split('\n')
     for (const l of lines) expect([...l].length, l).to.be.at.most(80)
     const mis = lines.findIndex((l) => l.startsWith('MISMATCH: 1 pair'))
     expect(mis).to.be.greaterThan(0)
     expect(lines[mis + 1]).to.match(/04:00.0 → 03:00.0: kernel rules say yes, the read succeeded but byte 0/)
     expect(out).to.match(/00:03.0 \/dev\/nvme0n1 → 03:00.0 {2}kernel no {6}read refused \(EREMOTEIO\)/)
+  })
+})
+
+describe('topo --probe --write rendering', () => {
+  it('shows each direction, and a region that was not restored loudly', async () => {
+    const {renderProbe} = await import('../../src/ui/render-probe.js')
+    const {Chalk} = await import('chalk')
+    const ok = {result: 'ok' as const, bytes: 65536}
+    const good = {provider: BDF.nvmeCmb, client: BDF.nvmePeer, device: '/dev/nvme1n1', kernel: 'yes' as const, read: ok, write: {...ok, restored: true}, agrees: true}
+    const lost = {...good, client: BDF.nvmeRoot, device: '/dev/nvme2n1', write: {result: 'corrupt' as const, bytes: 65536, mismatchAt: 7, restored: false}, agrees: true}
+    const write = {bytes: 131072, disks: [{name: 'nvme1n1', node: '/dev/nvme1n1', offset: 0}, {name: 'nvme2n1', node: '/dev/nvme2n1', offset: 0}]}
+    const out = renderProbe({schemaVersion: 1, bytes: 65536, write, pairs: [good, lost], mismatches: [lost]}, new Chalk({level: 0}), 80)
+    const flat = out.replaceAll(/\s+/g, ' ')
+    expect(flat).to.match(/and a write of 64 KiB from p2pmem to each disk/)
+    expect(out).to.match(/04:00.0 \/dev\/nvme1n1 → 03:00.0 {2}kernel yes {5}read ok {2}write ok$/m)
+    expect(out).to.match(/MISMATCH: 1 pair/)
+    expect(flat).to.match(/the write succeeded but byte 7 differs/)
+    expect(flat).to.match(/NOT RESTORED/)
   })
 })

@@ -151,9 +151,9 @@ describe('guest: mkfs-dax and locate on fsdax pmem, checked in host memory', fun
     console.log(`      fragmented file: ${n} extents, ${j.totals.segments} segments`)
   })
 
-  it('a window (--offset/--length) gives the addresses of exactly those bytes', async () => {
+  it('a window (--offset/--size) gives the addresses of exactly those bytes', async () => {
     const data = pattern('ext4', 5 * MiB + 12345)
-    const r = await iopmem(['locate', '/tmp/dax/pattern.bin', '--offset', '1234567', '--length', '300000', '--json'])
+    const r = await iopmem(['locate', '/tmp/dax/pattern.bin', '--offset', '1234567', '--size', '300000', '--json'])
     const j = json(r)
     expect(j.window).to.deep.equal({offset: 1234567, length: 300000, clipped: true})
     expect(j.extents.reduce((s: number, e: any) => s + e.length, 0)).to.equal(300000)

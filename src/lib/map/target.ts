@@ -62,7 +62,7 @@ export interface TargetSpec {
   bar?: string
   /** `--p2pmem` as given (a size). */
   p2pmem?: string
-  /** `--mode` (default auto). */
+  /** `--cache` (default auto). */
   mode?: ModeRequest
   /** Accept a regular file that is not DAX (backend `file`): benches and tests. */
   allowPageCache?: boolean
@@ -104,7 +104,7 @@ export interface MapFacts {
   length: number
   /** The caching mode obtained. */
   mode: CachingMode
-  /** The mode asked (`auto` unless --mode). */
+  /** The mode asked (`auto` unless --cache). */
   modeAsked: ModeRequest
   /** Why this mode (and this file): one sentence. */
   why: string
@@ -183,7 +183,7 @@ function resourceFile(f: PciFunction, index: number, wc: boolean): string {
  */
 export function resolveTarget(host: Host, spec: TargetSpec, native: () => MapNative): ResolvedTarget {
   const mode = spec.mode ?? 'auto'
-  if (!MODE_REQUESTS.includes(mode)) throw usage(`Invalid --mode ${JSON.stringify(mode)}: use one of ${MODE_REQUESTS.join(', ')}.`, 'E_MODE_SYNTAX')
+  if (!MODE_REQUESTS.includes(mode)) throw usage(`Invalid --cache ${JSON.stringify(mode)}: use one of ${MODE_REQUESTS.join(', ')}.`, 'E_MODE_SYNTAX')
   const target = spec.target
   if (target === '') throw usage('Missing TARGET: give a PCI address (BDF) or a path.', 'E_TARGET_SYNTAX')
 
@@ -220,7 +220,7 @@ function resolveNamedPath(host: Host, spec: TargetSpec, target: string, native: 
     if (spec.p2pmem !== undefined) throw usage(`--p2pmem takes a BDF, not a resource file (${target}).`, 'E_FLAG_COMBO')
     if (spec.bar !== undefined && parseBarIndex(spec.bar) !== c.index) throw usage(`--bar ${spec.bar} contradicts ${target}, which is BAR${c.index}.`, 'E_FLAG_COMBO')
     const fileMode: CachingMode = c.wc ? 'wc' : 'uc'
-    if (mode !== 'auto' && mode !== fileMode) throw usage(`--mode ${mode} contradicts ${target}, which maps ${fileMode}; name the BDF and --mode instead.`, 'E_FLAG_COMBO')
+    if (mode !== 'auto' && mode !== fileMode) throw usage(`--cache ${mode} contradicts ${target}, which maps ${fileMode}; name the BDF and --cache instead.`, 'E_FLAG_COMBO')
     return resolveBar(host, spec, normalizeBdf(c.bdf), String(c.index), fileMode)
   }
   if (c.kind === 'p2pmem') {
@@ -347,7 +347,7 @@ function resolveBar(host: Host, spec: TargetSpec, bdf: string, barText = spec.ba
         exit: Exit.UNSUPPORTED,
         suggestions: [
           `Bind ${bdf} to the iopmem driver (\`iopmem bind ${bdf}\`) in blockdax mode with --cache wb, \`iopmem mkfs-dax\`, and map a file on it: that gives WB.`,
-          `Or map ${name} with --mode uc${bar.wc ? ' or --mode wc' : ''}.`,
+          `Or map ${name} with --cache uc${bar.wc ? ' or --cache wc' : ''}.`,
         ],
         details: {bdf, bar: bar.index, mode: asked},
       },
@@ -360,7 +360,7 @@ function resolveBar(host: Host, spec: TargetSpec, bdf: string, barText = spec.ba
         {
           code: 'E_WC_NOT_PREFETCHABLE',
           exit: Exit.UNSUPPORTED,
-          suggestions: [`Map it uncached: --mode uc (or --mode auto).`, barsList(f).replace(/\.$/, '') + ': a prefetchable BAR can be mapped WC.'],
+          suggestions: [`Map it uncached: --cache uc (or --cache auto).`, barsList(f).replace(/\.$/, '') + ': a prefetchable BAR can be mapped WC.'],
           details: {bdf, bar: bar.index, prefetchable: false},
         },
       )
@@ -371,7 +371,7 @@ function resolveBar(host: Host, spec: TargetSpec, bdf: string, barText = spec.ba
         {
           code: 'E_WC_UNAVAILABLE',
           exit: Exit.UNSUPPORTED,
-          suggestions: ['Map it uncached: --mode uc (or --mode auto).', 'Check that PAT is on (`grep -w pat /proc/cpuinfo`, no `nopat` on the kernel command line).'],
+          suggestions: ['Map it uncached: --cache uc (or --cache auto).', 'Check that PAT is on (`grep -w pat /proc/cpuinfo`, no `nopat` on the kernel command line).'],
           details: {bdf, bar: bar.index, prefetchable: true},
         },
       )
@@ -445,8 +445,8 @@ function resolveP2pmem(host: Host, spec: TargetSpec, bdf: string): ResolvedTarge
         code: 'E_MODE_UNAVAILABLE',
         exit: Exit.UNSUPPORTED,
         suggestions: [
-          'Drop --mode (or use --mode uc).',
-          asked === 'wc' ? `For write-combining, map the BAR itself: \`iopmem map ${bdf} --bar N --mode wc\` (not safe while a driver uses it).` : `For WB, bind the device to iopmem in devdax or blockdax mode and map the DAX device or a file.`,
+          'Drop --cache (or use --cache uc).',
+          asked === 'wc' ? `For write-combining, map the BAR itself: \`iopmem map ${bdf} --bar N --cache wc\` (not safe while a driver uses it).` : `For WB, bind the device to iopmem in devdax or blockdax mode and map the DAX device or a file.`,
         ],
         details: {bdf, mode: asked, backend: 'p2pmem'},
       },
@@ -609,7 +609,7 @@ function modeUnavailable(shown: string, asked: ModeRequest, backend: Backend): I
     {
       code: 'E_MODE_UNAVAILABLE',
       exit: Exit.UNSUPPORTED,
-      suggestions: ['Drop --mode (or use --mode wb).', 'For uc/wc, map the BAR itself: `iopmem map BDF --bar N --mode uc|wc`.'],
+      suggestions: ['Drop --cache (or use --cache wb).', 'For uc/wc, map the BAR itself: `iopmem map BDF --bar N --cache uc|wc`.'],
       details: {backend, mode: asked},
       path: shown,
     },
@@ -792,7 +792,7 @@ function patConflict(r: ResolvedTarget, entry: PatEntry, e: ErrnoLike | undefine
       exit: Exit.KERNEL,
       suggestions: [
         `Close the other mapping (\`iopmem unbind ${r.bdf}\` shows processes holding ${r.bar!.name}) or unbind the driver that ioremapped it, then map again.`,
-        `Or map with --mode ${got === 'wc' || got === 'uc' ? got : 'auto'}.`,
+        `Or map with --cache ${got === 'wc' || got === 'uc' ? got : 'auto'}.`,
       ],
       errno: e?.errno,
       syscall: e?.syscall,

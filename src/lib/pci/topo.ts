@@ -60,7 +60,8 @@ import {PCI_ACS_CR, PCI_ACS_EC, PCI_ACS_RR, PCIE_TYPE_NAMES, PcieType} from './c
 
 export type PathClass = 'X' | 'PIX' | 'PXB' | 'PHB' | 'NODE' | 'SYS'
 
-export type MapType = 'bus-addr' | 'thru-host-bridge' | 'not-supported' | 'unknown'
+/** PCI_P2PDMA_MAP_*; `n/a` in the matrix for a pair that is not a provider and a client (see analyzeTopology). */
+export type MapType = 'bus-addr' | 'thru-host-bridge' | 'not-supported' | 'unknown' | 'n/a'
 
 export interface PairAnalysis {
   /** BDF of the function whose memory is used (the kernel's provider). */
@@ -72,8 +73,13 @@ export interface PairAnalysis {
   distance: number
   /** PCI_P2PDMA_MAP_*; unknown when it hinges on what could not be read. */
   mapType: MapType
-  /** Would Linux P2PDMA allow the pair (pci_p2pdma_distance_many() >= 0). */
-  p2p: 'yes' | 'no' | 'unknown'
+  /**
+   * Would Linux P2PDMA allow the pair (pci_p2pdma_distance_many() >= 0).
+   * `n/a` (matrix only): no verdict, as neither function has memory to offer
+   * (no p2pmem, not bound to iopmem), or one is a bridge (it forwards the
+   * traffic, it is not a peer).
+   */
+  p2p: 'yes' | 'no' | 'unknown' | 'n/a'
   /**
    * Where the two upward walks meet (the kernel's `a == bb`): a bridge, or one
    * of the two functions when it is upstream of the other (the function itself
@@ -546,7 +552,36 @@ export function analyzePair(scanner: PciScanner, provider: string, client: strin
   return new Analyzer(scanner).pair(provider, client)
 }
 
-/** Every unordered pair (i < j: bdfs[i] as provider, bdfs[j] as client) of the given functions. */
+/**
+ * A function with memory a peer can DMA to: a p2pmem pool (an NVMe CMB, a
+ * driver's pci_p2pdma_add_resource(), iopmem in p2pmem mode), or bound to
+ * iopmem (its BAR is device memory, as a block device or device-dax).
+ */
+export function offersMemory(f: PciFunction): boolean {
+  return f.p2pmem !== null || f.driver === 'iopmem'
+}
+
+/** Why a pair of the matrix gets no verdict (provider is the first), or undefined when it gets one. */
+function notApplicable(p: PciFunction, c: PciFunction, common: string | null): string | undefined {
+  for (const [b, o] of [
+    [p, c],
+    [c, p],
+  ]) {
+    if (!b.isBridge) continue
+    return common === b.bdf
+      ? `${b.bdf} is a bridge upstream of ${o.bdf} (on its path to the host bridge): it forwards peer-to-peer traffic, it is not a peer.`
+      : `${b.bdf} is a bridge: it forwards peer-to-peer traffic, it is neither provider nor client.`
+  }
+  if (!offersMemory(p)) return `Neither ${p.bdf} nor ${c.bdf} has memory to offer a peer (no p2pmem, not bound to iopmem): P2PDMA needs a provider.`
+  return undefined
+}
+
+/**
+ * Every unordered pair of the given functions. The provider is the one with
+ * memory to offer (offersMemory; the first given when both have); pairs
+ * with no provider, or with a bridge, get no verdict (`n/a`), only their
+ * path class and distance.
+ */
 export function analyzeTopology(scanner: PciScanner, bdfs: string[]): Topology {
   const an = new Analyzer(scanner)
   const functions: string[] = []
@@ -556,7 +591,22 @@ export function analyzeTopology(scanner: PciScanner, bdfs: string[]): Topology {
   }
   const pairs: PairAnalysis[] = []
   for (let i = 0; i < functions.length; i++) {
-    for (let j = i + 1; j < functions.length; j++) pairs.push(an.pair(functions[i], functions[j]))
+    for (let j = i + 1; j < functions.length; j++) {
+      let p = an.fn(functions[i])
+      let c = an.fn(functions[j])
+      if (!offersMemory(p) && offersMemory(c)) [p, c] = [c, p]
+      const r = an.pair(p.bdf, c.bdf)
+      const na = notApplicable(p, c, r.commonUpstream)
+      if (na) {
+        r.p2p = 'n/a'
+        r.mapType = 'n/a'
+        r.reasons = [na]
+        r.acsRedirect = []
+        r.acsUnknown = []
+        delete r.hint
+      }
+      pairs.push(r)
+    }
   }
   for (const f of functions) an.hostBridge(an.hostBridgeDir(an.fn(f)))
 
