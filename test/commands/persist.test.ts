@@ -71,7 +71,7 @@ describe('iopmem bind --persist / unbind --persist / persist list|apply|remove',
     expect((fs.statSync(rec(BDF.ivshmem)).mode & 0o777).toString(8)).to.equal('644')
     const text = fs.readFileSync(rule(), 'utf8')
     expect(text).to.contain(`ACTION=="add", SUBSYSTEM=="pci", TEST=="${etc}/iopmem/bind.d/$kernel.conf", RUN+="${fs.realpathSync(process.execPath)} `)
-    expect(text).to.match(/\/bin\/run\.js persist apply \$kernel"\n$/)
+    expect(text).to.match(/\/bin\/run\.js persist apply \$kernel --kmsg"\n$/)
     const l = await run(['persist', 'list', '--json'])
     expect(l.exit).to.equal(0)
     expect(l.json.rule).to.deep.equal({path: rule(), installed: true})
@@ -105,6 +105,18 @@ describe('iopmem bind --persist / unbind --persist / persist list|apply|remove',
     expect(fs.readFileSync(path.join(fx.fnDir(BDF.ivshmem), 'iopmem/mode'), 'utf8')).to.equal('p2pmem\n')
     expect((await run(['persist', 'apply', BDF.ivshmem, '--json'])).json).to.deep.include({outcome: 'already'})
     expect((await run(['persist', 'list', '--json'])).json.records[0]).to.deep.include({state: 'applied'})
+  })
+
+  it('apply --kmsg (what the rule runs) puts its outcome, or its error, in the kernel log', async () => {
+    const log = path.join(fx.dev, 'kmsg')
+    fs.writeFileSync(log, '')
+    writeRecord(BDF.ivshmem, 'driver=uio_pci_generic\n')
+    expect((await run(['persist', 'apply', BDF.ivshmem, '--kmsg'])).exit).to.equal(0)
+    expect((await run(['persist', 'apply', '0000:00:09.0', '--kmsg'])).exit).to.equal(3)
+    expect(fs.readFileSync(log, 'utf8')).to.equal(
+      `<5>iopmem: persist apply ${BDF.ivshmem}: applied, bound to uio_pci_generic\n` +
+        `<3>iopmem: persist apply 0000:00:09.0 failed: No binding is recorded for 0000:00:09.0 (${rec('0000:00:09.0')}).\n`,
+    )
   })
 
   it('a function bound to iopmem in another mode is pending in list, and apply refuses to change it (unbind first)', async () => {

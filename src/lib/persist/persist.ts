@@ -339,6 +339,27 @@ export async function applyPersistent(host: Host, d: DriverEnv, bdfText: string,
   return out
 }
 
+/** The PATH a program udev runs gets when it has none (udev passes none): systemd's default. */
+export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+/**
+ * One line in the kernel log (/dev/kmsg under the host's dev root), where a boot-time
+ * apply run by udev can be read afterwards (`dmesg`, the journal); level 3 error, 5 notice.
+ * Best effort: no kmsg, or a kmsg that is not a character device (a fixture's may be a file), is skipped.
+ */
+export function kmsg(host: Host, level: 3 | 5, text: string): void {
+  let fd: number | undefined
+  try {
+    fd = fs.openSync(host.dev('kmsg'), fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | fs.constants.O_APPEND)
+    const st = fs.fstatSync(fd)
+    if (st.isCharacterDevice() || (!host.isLive && st.isFile())) fs.writeSync(fd, `<${level}>iopmem: ${text.replaceAll('\n', ' ').slice(0, 900)}\n`)
+  } catch {
+    /* the log is a convenience; the exit code and output say the same */
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+}
+
 /** The record `bind --persist` writes for a plan (the iopmem settings as resolved for the function). */
 export function recordFor(plan: BindPlan): PersistRecord {
   return plan.driver === 'iopmem' && plan.iopmem ? {bdf: plan.fn.bdf, driver: 'iopmem', iopmem: plan.iopmem} : {bdf: plan.fn.bdf, driver: plan.driver}

@@ -112,7 +112,7 @@ export function formatRule(recordDir: string, program: string[]): string {
   return [
     `${RULE_MARKER} re-applies the bindings recorded in ${recordDir} when udev adds the PCI function.`,
     '# Written by `iopmem bind --persist`, removed with the last record; `iopmem persist list` shows them.',
-    `ACTION=="add", SUBSYSTEM=="pci", TEST=="${recordDir}/$kernel.conf", RUN+="${program.join(' ')} persist apply $kernel"`,
+    `ACTION=="add", SUBSYSTEM=="pci", TEST=="${recordDir}/$kernel.conf", RUN+="${program.join(' ')} persist apply $kernel --kmsg"`,
     '',
   ].join('\n')
 }
