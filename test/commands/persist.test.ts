@@ -94,6 +94,20 @@ describe('iopmem bind --persist / unbind --persist / persist list|apply|remove',
     expect(core.log.length, 'no sysfs write').to.equal(writes)
   })
 
+  it('bind --persist of a function already bound as asked changes nothing in sysfs and records it', async () => {
+    expect((await run(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic'])).exit).to.equal(0)
+    const writes = core.log.length
+    const r = await run(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '--json'])
+    expect(r.exit, r.stdout).to.equal(0)
+    expect(r.json).to.deep.include({changed: false})
+    expect(r.json.persist).to.deep.include({changed: true, ruleAction: 'written'})
+    expect(core.log.length).to.equal(writes)
+    expect(fs.readFileSync(rec(BDF.ivshmem), 'utf8')).to.contain('driver=uio_pci_generic\n')
+    // Once more: the same record, nothing rewritten.
+    const again = await run(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '--json'])
+    expect(again.json.persist).to.deep.include({changed: false, ruleAction: 'kept'})
+  })
+
   it('apply binds a pending function as recorded (mode recreated), and is idempotent', async () => {
     writeRecord(BDF.ivshmem, 'driver=iopmem\nmode=p2pmem\nbar=2\ncache=wb\n')
     const before = await run(['persist', 'list', '--json'])
@@ -117,6 +131,17 @@ describe('iopmem bind --persist / unbind --persist / persist list|apply|remove',
       `<5>iopmem: persist apply ${BDF.ivshmem}: applied, bound to uio_pci_generic\n` +
         `<3>iopmem: persist apply 0000:00:09.0 failed: No binding is recorded for 0000:00:09.0 (${rec('0000:00:09.0')}).\n`,
     )
+  })
+
+  it('force-cache=yes (bind --force with a cached mapping) is handed to the driver by apply, without forcing past an in-use check', async () => {
+    const b = await run(['bind', BDF.ivshmem, '--mode', 'blockdax', '--cache', 'wt', '--force', '--persist', '--json'])
+    expect(b.exit, b.stdout).to.equal(0)
+    expect(fs.readFileSync(rec(BDF.ivshmem), 'utf8')).to.match(/\ncache=wt\nforce-cache=yes\n$/)
+    expect((await run(['unbind', BDF.ivshmem, '--yes'])).exit).to.equal(0)
+    core.log.length = 0
+    const a = await run(['persist', 'apply', BDF.ivshmem, '--json'])
+    expect(a.exit, a.stdout).to.equal(0)
+    expect(core.log[0]).to.deep.equal({file: 'bus/pci/drivers/iopmem/config', value: `${BDF.ivshmem} mode=blockdax bar=2 cache=wt force\n`})
   })
 
   it('a function bound to iopmem in another mode is pending in list, and apply refuses to change it (unbind first)', async () => {
