@@ -72,7 +72,11 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
       const {result, loaded, unloaded} = await withModule(d, load, () => executeBind(this.host, plan, guard), (r) => !r.interrupted)
       // Recorded once bound as asked; a stop signal during the bind stops before the record.
       const out: PersistedBindResult = result
-      if (persist && !result.interrupted && result.driver === plan.driver) out.persist = await savePersist(this.host, {...persist, record: recordFor(plan)})
+      if (persist && !result.interrupted && result.driver === plan.driver) {
+        out.persist = await savePersist(this.host, {...persist, record: recordFor(plan)})
+        // A signal held back while the record was written: the change is complete, and says so.
+        if (await guard.checkpoint()) Object.assign(out, {interrupted: true, signal: guard.signal, rolledBack: false})
+      }
       if (loaded?.changed) {
         result.moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
         this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})${unloaded ? `, then ${unloaded}` : ''}`)
@@ -84,7 +88,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
         if (i) this.log(`iopmem: ${i.mode} over BAR${i.bar} (${i.phys}, cache ${i.cache}) -> ${i.path ?? '?'}`)
         if (out.persist) this.log(`recorded in ${out.persist.file}; the udev rule ${out.persist.rule} re-applies it at boot`)
       }
-      if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result) + (persist ? ' Nothing was recorded.' : ''))
+      if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result) + (persist ? (out.persist ? ` Recorded in ${out.persist.file}.` : ' Nothing was recorded.') : ''))
       return out
     })
   }

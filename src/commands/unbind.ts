@@ -56,7 +56,10 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
         plan = recheckUnbind(plan, planUnbind(this.host, bdf, {force: flags.force}))
       }
       const result: PersistedBindResult = await executeUnbind(this.host, plan, guard)
-      if (flags.persist && !result.interrupted) result.persist = await removePersist(this.host, plan.fn.bdf)
+      if (flags.persist && !result.interrupted) {
+        result.persist = await removePersist(this.host, plan.fn.bdf)
+        if (await guard.checkpoint()) Object.assign(result, {interrupted: true, signal: guard.signal, rolledBack: false})
+      }
       else if (!flags.persist && hasRecord(this.host, plan.fn.bdf)) result.warnings.push(`a binding is recorded for ${plan.fn.bdf}: the next boot binds it again (\`iopmem unbind ${plan.fn.bdf} --persist\` forgets it)`)
       if (!this.jsonEnabled()) {
         const {renderBindResult} = await import('../ui/render-bind.js')

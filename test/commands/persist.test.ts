@@ -370,6 +370,15 @@ describe('iopmem bind --persist / unbind --persist / persist list|apply|remove',
     }
   })
 
+  it('SIGHUP during the last write of the bind: the bind is complete, nothing is recorded, and it says so (exit 130)', async () => {
+    const child = startCli(fx, 'standard', ['bind', BDF.nvmeCmb, '--driver', 'vfio-pci', '--persist', '--yes'], {pauseAt: 3})
+    const r = await interruptAtPause(child, 'SIGHUP')
+    expect(r.exit, r.stderr).to.equal(130)
+    expect(r.stderr).to.contain('Interrupted (SIGHUP) after the last step; the change is complete: 0000:03:00.0 is bound to vfio-pci, driver_override vfio-pci. Nothing was recorded.')
+    expect(fx.currentDriver(BDF.nvmeCmb)).to.equal('vfio-pci')
+    expect(fs.existsSync(rec(BDF.nvmeCmb))).to.equal(false)
+  })
+
   it('as a normal user on fixture roots bind --persist is refused before anything (not root)', async () => {
     const r = await cli(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '--json'], fx, {writer: core, uid: 1000})
     expect(r.exit).to.equal(4)
