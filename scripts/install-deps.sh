@@ -3,6 +3,7 @@
 # when not run as root. Safe to run again.
 #   qemu-system-x86, busybox-static  the real-kernel guest suite (npm run test:vm) and `iopmem sandbox`
 #   iproute2                         `ip`, run in the guest (which shares the host root) for its NIC
+#   udev, kmod                       systemd-udevd and depmod, run in the guest for the reboot test of `bind --persist`
 #   pci.ids                          device names in `iopmem list`
 #   pciutils                         lspci, to compare against
 #   e2fsprogs, xfsprogs              mkfs.ext4 / mkfs.xfs for DAX filesystems
@@ -12,7 +13,7 @@
 #   fio                              the baseline `npm run bench` measures the engine against
 set -euo pipefail
 
-pkgs=(qemu-system-x86 busybox-static iproute2 pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio)
+pkgs=(qemu-system-x86 busybox-static iproute2 udev kmod pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio)
 
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then
