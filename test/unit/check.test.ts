@@ -429,5 +429,6 @@ describe('topo --probe --write rendering', () => {
     expect(out).to.match(/MISMATCH: 1 pair/)
     expect(flat).to.match(/the write succeeded but byte 7 differs/)
     expect(flat).to.match(/NOT RESTORED/)
+    for (const l of out.split('\n')) expect([...l].length, l).to.be.at.most(80)
   })
 })
