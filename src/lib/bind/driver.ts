@@ -180,6 +180,9 @@ export function kernelRelease(d: DriverEnv): string {
   return d.env.IOPMEM_KERNEL_RELEASE || os.release()
 }
 
+/** The files of native/kmod a build needs. */
+export const KMOD_SOURCES = ['iopmem.c', 'iopmem_compat.h', 'Kbuild'] as const
+
 /** The module's sources: native/kmod in this package. */
 export function kmodSourceDir(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/kmod')
@@ -234,7 +237,16 @@ function checkTree(dir: string): void {
   }
 }
 
-function treeRelease(dir: string): string | null {
+/**
+ * The release a module built against `dir` is for: UTS_RELEASE, what vermagic carries. Debian's
+ * header packages put the upstream version (6.1.192) in include/config/kernel.release, not the
+ * package's release (6.1.0-56-amd64), so that file is only the fallback.
+ */
+export function treeRelease(dir: string): string | null {
+  try {
+    const m = /^#define UTS_RELEASE "([^"\n]+)"$/m.exec(fs.readFileSync(path.join(dir, 'include/generated/utsrelease.h'), 'utf8'))
+    if (m) return m[1]
+  } catch {}
   try {
     return fs.readFileSync(path.join(dir, 'include/config/kernel.release'), 'utf8').trim() || null
   } catch {
@@ -354,7 +366,7 @@ export function buildModule(d: DriverEnv, opts: {kdir?: string; out?: string; we
   const out = path.resolve(opts.out ?? defaultOutDir(release, d.env))
   const src = kmodSourceDir()
   fs.mkdirSync(out, {recursive: true})
-  for (const f of ['iopmem.c', 'Kbuild']) fs.copyFileSync(path.join(src, f), path.join(out, f))
+  for (const f of KMOD_SOURCES) fs.copyFileSync(path.join(src, f), path.join(out, f))
   const argv: ProgramArg[] = ['-C', d.host.programPath(tree.dir), d.host.programPath(out, 'M='), ...(opts.werror ? ['IOPMEM_WERROR=1'] : []), 'modules']
   const args = d.host.argv(argv)
   const r = runArgs(d, 'make', argv)
