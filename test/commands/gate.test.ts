@@ -46,6 +46,9 @@ case "$name" in
   rmmod)
     if [ -n "$REC_SIGNAL_PARENT" ]; then kill -"$REC_SIGNAL_PARENT" "$PPID"; sleep 0.3; fi
     rm -rf "$IOPMEM_SYSFS_ROOT/bus/pci/drivers/iopmem" "$IOPMEM_SYSFS_ROOT/module/iopmem";;
+  dkms)
+    # A Ctrl-C during dkms build reaches iopmem (and dkms: it fails).
+    if [ "$1" = build ] && [ -n "$REC_SIGNAL_PARENT" ]; then kill -"$REC_SIGNAL_PARENT" "$PPID"; sleep 0.3; exit 1; fi;;
   make) for a in "$@"; do case "$a" in M=*) printf 'vermagic=${RELEASE} SMP\\0' > "\${a#M=}/iopmem.ko";; esac; done;;
 esac
 exit 0
@@ -367,6 +370,17 @@ describe('modules: bind loads after the plan, unloads on failure; driver load ch
     expect(r.exit, r.stdout + r.stderr).to.equal(130)
     expect(r.json).to.include({interrupted: true, signal: 'SIGINT', changed: true})
     expect(fs.existsSync(path.join(fx.sys, 'module/iopmem'))).to.equal(false)
+  })
+
+  it('driver install: SIGINT during dkms build: what it did is undone (dkms remove, the source copy), said, exit 130', () => {
+    fs.mkdirSync(path.join(fx.root, 'lib/modules', RELEASE, 'build'), {recursive: true})
+    fs.writeFileSync(path.join(fx.root, 'lib/modules', RELEASE, 'build/Makefile'), '')
+    const r = cliProcess(['driver', 'install', '--json'], fx, {...env, IOPMEM_DKMS: path.join(tmp, 'bin/dkms'), REC_SIGNAL_PARENT: 'INT'})
+    expect(r.exit, r.stdout + r.stderr).to.equal(130)
+    expect(r.json.error).to.include({code: 'E_INTERRUPTED'})
+    expect(r.json.error.message).to.match(/^SIGINT: stopped before the DKMS install finished\. Rolled back: dkms remove iopmem\/[0-9.]+ undid the add; .*iopmem-[0-9.]+ was removed\.$/)
+    expect(rec.calls().filter((c) => c.program === 'dkms').map((c) => c.args[0])).to.deep.equal(['status', 'add', 'build', 'remove'])
+    expect(fs.readdirSync(path.join(fx.root, 'usr/src'))).to.deep.equal([])
   })
 
   it('driver load --ko of a module owned by the user (under fixture roots) with safe modes: insmod gets it as fd 3', () => {

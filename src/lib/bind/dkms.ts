@@ -170,6 +170,11 @@ export async function dkmsInstall(d: DriverEnv, opts: {kernel?: string; sign?: S
         })
       }
     }
+    // A Ctrl-C reaches dkms too (one process group): a step that failed then was interrupted, not broken.
+    const failed = async (what: string, r: RunResult): Promise<never> => {
+      await stopIfAsked()
+      throw dkmsError(what, r, steps, undo())
+    }
 
     // DKMS does not make its tree; the package does on a live system, the fixture's is made here.
     if (t.fixture) fs.mkdirSync(t.dkms, {recursive: true})
@@ -195,7 +200,7 @@ export async function dkmsInstall(d: DriverEnv, opts: {kernel?: string; sign?: S
     if (status.code === 127) throw dkmsError('status', status, steps, undo())
     if (!status.stdout.includes(`${DKMS_NAME}/${version}`)) {
       const r = runArgs(d, 'dkms', ['add', ...mv, ...trees])
-      if (r.code !== 0) throw dkmsError('add', r, steps, undo())
+      if (r.code !== 0) await failed('add', r)
       added = true
       steps.push({step: 'add', done: `dkms add ${DKMS_NAME}/${version}`})
     }
@@ -203,12 +208,12 @@ export async function dkmsInstall(d: DriverEnv, opts: {kernel?: string; sign?: S
 
     const installed = dkmsInstalled(t, kernel)
     const built = runArgs(d, 'dkms', ['build', ...mv, ...kargs, ...trees, ...(installed ? ['--force'] : [])], {env})
-    if (built.code !== 0) throw dkmsError('build', built, steps, undo())
+    if (built.code !== 0) await failed('build', built)
     steps.push({step: 'build', done: `dkms build for ${kernel}`})
     await stopIfAsked()
 
     const inst = runArgs(d, 'dkms', ['install', ...mv, ...kargs, ...trees, ...(t.fixture ? ['--no-depmod'] : []), '--force'], {env})
-    if (inst.code !== 0) throw dkmsError('install', inst, steps, undo())
+    if (inst.code !== 0) await failed('install', inst)
     steps.push({step: 'install', done: `dkms install for ${kernel}`})
 
     const file = dkmsInstalled(t, kernel)
