@@ -29,6 +29,11 @@ describe('stock kernels: the initramfs modules', () => {
     expect(moduleClosure(DEP, ['nvme_core']).map((f) => path.basename(f, '.ko.xz'))).to.deep.equal(['nvme-auth', 'nvme-core'])
   })
 
+  it('a wanted module the kernel has built in (modules.builtin) is left out; one neither built in nor in modules.dep is an error', () => {
+    expect(moduleClosure(DEP, ['virtio_pci', 'nvme_core'], 'kernel/drivers/virtio/virtio_pci.ko\n').map((f) => path.basename(f, '.ko.xz'))).to.deep.equal(['nvme-auth', 'nvme-core'])
+    expect(() => moduleClosure(DEP, ['virtio_pci'])).to.throw(/no module virtio_pci/)
+  })
+
   it('a module modules.dep does not have is an error naming who needs it', () => {
     expect(() => moduleClosure(DEP + '\nkernel/x.ko.xz: kernel/gone.ko.xz', ['x'])).to.throw(/no module gone \(needed by x\)/)
   })

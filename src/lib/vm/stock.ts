@@ -10,8 +10,10 @@ import {basename, join} from 'node:path'
  * default). These, with everything modules.dep says they need, are loaded by
  * /init before anything else, in dependency order. Modules loaded later by a
  * command in the guest come from the same package's /lib/modules over 9p.
+ * Those a kernel has built in (modules.builtin: virtio_pci in 6.12, a module
+ * in 6.1) are left out.
  */
-export const STOCK_INITRD_MODULES = ['9pnet_virtio', '9p', 'nvme', 'crc32c_generic', 'ext4'] as const
+export const STOCK_INITRD_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'nvme', 'crc32c_generic', 'ext4'] as const
 
 export interface InitrdModule {
   /** The module's name (its file name without .ko and compression). */
@@ -36,7 +38,8 @@ const modName = (rel: string) => basename(rel).replace(/\.ko(\.(xz|gz|zst))?$/, 
  * The files (relative to /lib/modules/RELEASE) of `names` and of every module they need,
  * each after what it needs, from modules.dep ("path: dep dep …", each dep's own deps on its line).
  */
-export function moduleClosure(depText: string, names: readonly string[]): string[] {
+export function moduleClosure(depText: string, names: readonly string[], builtinText = ''): string[] {
+  const builtin = new Set(builtinText.split('\n').filter(Boolean).map((l) => norm(modName(l))))
   const deps = new Map<string, {file: string; needs: string[]}>()
   for (const line of depText.split('\n')) {
     const i = line.indexOf(':')
@@ -54,7 +57,7 @@ export function moduleClosure(depText: string, names: readonly string[]): string
     for (const n of [...d.needs].reverse()) visit(modName(n), [name, ...chain])
     order.push(d.file)
   }
-  for (const n of names) visit(n, [])
+  for (const n of names) if (!builtin.has(norm(n))) visit(n, [])
   return order
 }
 
@@ -73,7 +76,8 @@ export function stockKernel(release: string, roots: {boot?: string; modules?: st
   const kernel = join(boot, `vmlinuz-${release}`)
   if (!existsSync(kernel)) throw new Error(`No ${kernel}: install linux-image-${release}`)
   const dep = readFileSync(join(modules, 'modules.dep'), 'utf8')
-  const files = moduleClosure(dep, STOCK_INITRD_MODULES)
+  const builtin = existsSync(join(modules, 'modules.builtin')) ? readFileSync(join(modules, 'modules.builtin'), 'utf8') : ''
+  const files = moduleClosure(dep, STOCK_INITRD_MODULES, builtin)
   const headers = existsSync(join(modules, 'build', 'Makefile')) ? join(modules, 'build') : null
   return {release, kernel, headers, modules: files.map((f) => ({name: modName(f), data: readModuleFile(join(modules, f))}))}
 }
