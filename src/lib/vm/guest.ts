@@ -37,6 +37,8 @@ export interface BootOptions {
   bootAttempts?: number
   /** bzImage path; default `$IOPMEM_VM_KERNEL`, else the repository's vm/kernel/bzImage, checked against its SHA256SUMS (see resolveKernel). */
   kernel?: string
+  /** Modules /init loads first, in this order (a distribution kernel's 9p, NVMe, ext4: see stock.ts). */
+  initrdModules?: ReadonlyArray<{name: string; data: Buffer}>
   /** 'switch' (default): cmb + peer NVMe behind one PCIe switch; 'root': both on the root complex;
    * 'both': 'switch' plus an 'rc' NVMe on the root complex. Every topology has an ivshmem-plain device. */
   topology?: Topology
@@ -774,7 +776,7 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
     rmSync(xfer, {recursive: true, force: true})
     for (const d of ['agent', 'q', 'r', 'ctl', 'bin', 'dma']) mkdirSync(join(xfer, d), {recursive: true})
 
-    const initrd = buildInitramfs(cacheDir, busybox)
+    const initrd = buildInitramfs(cacheDir, busybox, opts.initrdModules)
     if (opts.helpers ?? true) {
       const built = await buildHelper(repoRoot, cacheDir, 'p2p-odirect')
       const dest = join(xfer, 'bin', 'p2p-odirect')

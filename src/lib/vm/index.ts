@@ -89,6 +89,7 @@ export {
 } from './guest.js'
 export {buildHelper, HELPERS, helperSource, type HelperName} from './helpers.js'
 export {buildInitramfs, findBusybox, INIT_SCRIPT} from './initramfs.js'
+export {installedStockReleases, type InitrdModule, moduleClosure, readModuleFile, STOCK_INITRD_MODULES, stockKernel, type StockKernel} from './stock.js'
 export {
   bundledKernelDir,
   defaultRepoRoot,

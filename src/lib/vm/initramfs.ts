@@ -40,6 +40,11 @@ die() {
   sleep 10
 }
 log "init started, kernel $(uname -r)"
+# A distribution kernel's modules (9p, NVMe, ext4), in dependency order; none for the project's kernel.
+for m in /modules/*.ko; do
+  [ -e "$m" ] || continue
+  insmod "$m" || die "cannot load $m"
+done
 NINEP=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o $NINEP xfer ${GUEST_XFER_MOUNT} || die "cannot mount the 9p xfer share"
 . ${GUEST_XFER_MOUNT}/agent/config || die "cannot read agent/config"
@@ -184,10 +189,12 @@ export function findBusybox(explicit?: string): string {
 }
 
 /**
- * Build (or reuse from cacheDir) the initramfs: busybox + /init + /dev/console.
- * Returns its path. Keyed by the hash of busybox and the init script.
+ * Build (or reuse from cacheDir) the initramfs: busybox + /init + /dev/console,
+ * and `modules` (a stock kernel's, uncompressed) as /modules/NN-name.ko, which
+ * /init loads in that order. Returns its path. Keyed by the hash of busybox,
+ * the init script and the modules.
  */
-export function buildInitramfs(cacheDir: string, busyboxPath: string): string {
+export function buildInitramfs(cacheDir: string, busyboxPath: string, modules: ReadonlyArray<{name: string; data: Buffer}> = []): string {
   const busybox = readFileSync(busyboxPath)
   if (!isStaticElf(busybox)) {
     throw new Error(
@@ -195,8 +202,10 @@ export function buildInitramfs(cacheDir: string, busyboxPath: string): string {
         'Install busybox-static (Debian: apt-get install -y busybox-static) or set IOPMEM_VM_BUSYBOX',
     )
   }
-  const hash = createHash('sha256').update(busybox).update(INIT_SCRIPT).digest('hex').slice(0, 16)
-  const out = join(cacheDir, `initramfs-${hash}.cpio`)
+  const h = createHash('sha256').update(busybox).update(INIT_SCRIPT)
+  for (const m of modules) h.update(m.name).update(m.data)
+  const hash = h.digest('hex').slice(0, 16)
+  const out = join(cacheDir, modules.length > 0 ? `initramfs-stock-${hash}.cpio` : `initramfs-${hash}.cpio`)
   if (existsSync(out)) return out
   const archive = writeCpioNewc([
     {type: 'dir', path: 'bin'},
@@ -212,12 +221,14 @@ export function buildInitramfs(cacheDir: string, busyboxPath: string): string {
     {type: 'file', path: 'bin/busybox', data: busybox, mode: 0o755},
     {type: 'symlink', path: 'bin/sh', target: 'busybox'},
     {type: 'file', path: 'init', data: Buffer.from(INIT_SCRIPT, 'utf8'), mode: 0o755},
+    ...(modules.length > 0 ? [{type: 'dir' as const, path: 'modules'}] : []),
+    ...modules.map((m, i) => ({type: 'file' as const, path: `modules/${String(i).padStart(2, '0')}-${m.name}.ko`, data: m.data, mode: 0o644})),
   ])
   mkdirSync(cacheDir, {recursive: true})
   const tmp = `${out}.${process.pid}.tmp`
   writeFileSync(tmp, archive)
   renameSync(tmp, out)
-  // Drop archives of older busybox/init versions.
+  // Drop archives of older busybox/init versions (initramfs-stock-*, for distribution kernels, are kept).
   for (const f of readdirSync(cacheDir)) {
     if (/^initramfs-[0-9a-f]{16}\.cpio$/.test(f) && join(cacheDir, f) !== out) rmSync(join(cacheDir, f), {force: true})
   }
