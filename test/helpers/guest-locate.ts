@@ -16,7 +16,7 @@ export async function locateAndCheck(vm: Guest, at: {bdf: string; bar2: bigint; 
   const r = await vm.run(['node', 'bin/run.js', 'locate', file, '--json'], {timeoutMs: 120_000})
   expect(r.code, r.stdout + r.stderr).to.equal(0)
   const j = JSON.parse(r.stdout)
-  expect(j.device).to.deep.include({node: '/dev/iopmem0', kind: 'iopmem', base: '0x' + at.bar2.toString(16)})
+  expect(j.device).to.deep.include({node: '/dev/iopmem0', kind: 'iopmem', base: '0x' + at.bar2.toString(16).padStart(16, '0')})
   expect(j.device.pci).to.deep.include({bdf: at.bdf, bar: 2, barSource: 'driver'})
   let covered = 0
   for (const e of j.extents) {
