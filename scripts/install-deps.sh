@@ -10,9 +10,10 @@
 #   xz-utils                         unpacking the guest kernel's module build tree
 #   liburing-dev                     io_uring for the native I/O engine (linked statically)
 #   fio                              the baseline `npm run bench` measures the engine against
+#   nvme-cli                         `nvme connect`, run in the guest against its own nvmet target (test/vm/nvmet.test.ts)
 set -euo pipefail
 
-pkgs=(qemu-system-x86 busybox-static iproute2 pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio)
+pkgs=(qemu-system-x86 busybox-static iproute2 pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio nvme-cli)
 
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then

@@ -4,10 +4,13 @@
  * iopmem key), remove, and rollback of everything made when a later step fails.
  */
 import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
+import {interruptAtPause, startCli} from '../helpers/child-cli.js'
 import {cli} from '../helpers/cli.js'
+import {FakeConfigfs} from '../helpers/fake-configfs.js'
 import {BDF, standardMachine} from '../helpers/machines.js'
 import {addRdma, nvmetMachine} from '../helpers/nvmet.js'
 import {type SysfsFixture, trackFixtures} from '../helpers/sysfs-fixture.js'
@@ -178,4 +181,26 @@ describe('nvmet', () => {
     expect(r.json.error.code).to.equal('E_CONFIRM')
     expect(fx.hash()).to.equal(before)
   })
+
+  // create over loop: 1 mkdir subsystem, 2 allow_any_host, 3 mkdir namespace, 4 device_path, 5 enable, 6 mkdir port, 7 addr_trtype, 8 the port's link
+  for (const c of [
+    {at: 3, signal: 'SIGINT' as const},
+    {at: 5, signal: 'SIGHUP' as const},
+    {at: 8, signal: 'SIGTERM' as const},
+  ]) {
+    it(`create: ${c.signal} during configfs step ${c.at} (a child process) → everything made removed again, the result printed, exit 130`, async function () {
+      this.timeout(60_000)
+      const fx = track(standardMachine())
+      new FakeConfigfs(fx) // the nvmet tree the child's fake configfs works on
+      const sysTree = () => execFileSync('sh', ['-c', 'cd "$1" && find . -print0 | sort -z | xargs -0 ls -ld --time-style=+ | sha256sum', 'sh', fx.sys], {encoding: 'utf8'})
+      const before = sysTree()
+      const child = startCli(fx, 'nvmet', ['nvmet', 'create', NQN, '-d', 'nvme1n1', '-t', 'loop', '--yes', '--json'], {pauseAt: c.at})
+      const r = await interruptAtPause(child, c.signal)
+      expect(r.exit, r.stderr).to.equal(130)
+      expect(r.json, r.stdout).to.include({interrupted: true, signal: c.signal, rolledBack: true, changed: false})
+      expect(r.json.steps.filter((x: any) => x.op !== 'write' || !x.path.endsWith('/enable')).length).to.be.at.least(c.at)
+      expect(sysTree()).to.equal(before)
+      expect(fs.readdirSync(path.join(fx.sys, 'kernel/config/nvmet/subsystems'))).to.deep.equal([])
+    })
+  }
 })

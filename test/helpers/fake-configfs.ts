@@ -3,12 +3,15 @@
  * port or host fills it with its attributes as nvmet does, rmdir refuses items that still
  * hold user-made children, a port takes a subsystem link only once its transport is set,
  * and the writes nvmet checks (p2pmem, enable) fail as the kernel's store methods fail.
- * `failOn` makes one chosen operation fail (EIO), for rollback tests.
+ * `failOn` makes one chosen operation fail (EIO), for rollback tests. With
+ * IOPMEM_TEST_PAUSE_AT=N and IOPMEM_TEST_PAUSE_FILE=F (a child process, child-cli.ts) the Nth
+ * operation writes F and waits for F.go before it is done, so a test can signal it mid-way.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import type {ConfigfsOps, SysfsWriter} from '../../src/lib/sys/host.js'
+import {pauseAtWrite} from './fake-driver-core.js'
 import type {SysfsFixture} from './sysfs-fixture.js'
 
 function sysErr(code: string, errno: number, syscall: string, p: string): Error {
@@ -43,6 +46,7 @@ export class FakeConfigfs implements SysfsWriter {
   private check(op: string, p: string): void {
     const line = `${op} ${this.rel(p)}`
     this.log.push(line)
+    pauseAtWrite(this.log.length, line)
     if (this.failOn?.test(line)) throw sysErr('EIO', -5, op, p)
   }
 
