@@ -11,7 +11,9 @@
  *  - a failing kernel step (a tcp port whose address another socket holds) rolls back everything made;
  *  - I/O through the fabric namespace is byte-exact against the backing device, both ways;
  *  - the honest finding: loop, tcp and rxe give nvmet no P2PDMA client, so p2pmem `available`
- *    stays where it was during fabric I/O and the kernel never logs "using p2pmem".
+ *    stays where it was during fabric I/O and the kernel never logs "using p2pmem";
+ *  - `bench p2p --dst` the fabric namespace: bounce verified; p2p refused by the kernel with
+ *    EREMOTEIO (a fabric namespace's queue does not take P2PDMA pages; only nvme-pci's does).
  */
 import {expect} from 'chai'
 import {createHash} from 'node:crypto'
@@ -108,6 +110,18 @@ describe('guest: nvmet targets over loop, tcp and soft-RoCE, connected from the 
     const disk = await fabricDisk(NQN('loop'))
     await checkIo(disk, vm.devices.peer.namespace, 'loop')
     expect(await available(vm.devices.cmb.bdf), 'no P2PDMA client over loop: no buffer in p2pmem').to.equal(avail0)
+    // bench p2p with the fabric namespace as --dst: a bounce through RAM works as on a local disk; the p2p
+    // copy is refused by the kernel (EREMOTEIO): only nvme-pci queues take P2PDMA pages (BLK_FEAT_PCI_P2PDMA).
+    const bench = (mode: string, off: string) => iopmem(['bench', 'p2p', '--src', vm.devices.cmb.namespace, '--dst', disk, '--dst-offset', off, '--via', vm.devices.cmb.bdf, '--mode', mode, '--size', '1M', '--verify', '--yes', '--json'])
+    const bounce = await bench('bounce', '64M')
+    expect(bounce.code, bounce.stdout + bounce.stderr).to.equal(0)
+    expect(json(bounce).results.map((x: any) => [x.mode, x.verify?.ok])).to.deep.equal([['bounce', true]])
+    const p2p = await bench('p2p', '66M')
+    expect(p2p.code, p2p.stdout + p2p.stderr).to.equal(6)
+    expect(json(p2p).error).to.deep.include({code: 'EREMOTEIO', errno: 121, path: disk})
+    console.log(`      bench p2p --dst ${disk} (the fabric namespace): bounce verified at ${json(bounce).results[0].gbps ?? '?'} GB/s; p2p refused by the kernel: ${json(p2p).error.message}`)
+    const human = await iopmem(['nvmet', 'list'])
+    console.log(human.stdout.split('\n').map((l) => `        ${l}`).join('\n'))
     await sh(`nvme disconnect -n ${NQN('loop')}`)
     const list = json(await iopmem(['nvmet', 'list', '--json']))
     expect(list.subsystems.find((s: any) => s.nqn === NQN('loop')).namespaces[0]).to.include({p2pmem: vm.devices.cmb.bdf, enabled: true})
