@@ -64,7 +64,10 @@ function requireLoaded(state: NvmetState): void {
     throw new IopmemError(`nvmet is not loaded: ${state.root} does not exist.`, {
       code: 'E_NVMET_MISSING',
       exit: Exit.UNSUPPORTED,
-      suggestions: ['Load it: sudo modprobe nvmet (and nvmet-tcp or nvmet-rdma or nvme-loop for the port).'],
+      suggestions: [
+        'Load it: sudo modprobe nvmet (and nvmet-tcp, nvmet-rdma or nvme-loop for the port).',
+        'configfs must be mounted: sudo mount -t configfs none /sys/kernel/config',
+      ],
     })
   }
 }
