@@ -30,12 +30,12 @@ usage: $(basename "$0") [options]
   -j, --jobs N        parallel make jobs (default: nproc = $(nproc))
   --out DIR           where the results go (default: $kdir)
   --verify            build into a scratch directory and compare with $kdir/SHA256SUMS;
-                      exit 1 on any difference (the committed kernel is left alone)
+                      exit 8 on any difference (the committed kernel is left alone)
   --cache DIR         source and build tree (default: \${XDG_CACHE_HOME:-~/.cache}/iopmem/kernel-build)
   --source TARBALL    another kernel source tarball (the result is then not the pinned kernel)
   --config-only       stop after writing and checking .config (about a minute)
   --clean             remove the build tree after a successful build
-  --check             check the prerequisites only; exit 1 if something is missing
+  --check             check the prerequisites only; exit 7 if something is missing
   --install-deps      apt-get install -y the missing Debian packages first (needs root)
   -n, --dry-run       print what would be done, do nothing
   -h, --help          this text
@@ -45,7 +45,11 @@ flex bison bc libelf-dev libssl-dev cpio xz-utils perl kmod
 USAGE
 }
 
+# Exit codes as docs/json-and-exit-codes.md gives them: 2 bad input, 7 not possible here
+# (a prerequisite missing), 8 a difference found (--verify); 1 only for a failed build step.
 die() { echo "build-kernel: error: $*" >&2; exit 1; }
+bad_usage() { echo "build-kernel: error: $*" >&2; exit 2; }
+unable() { echo "build-kernel: error: $*" >&2; exit 7; }
 note() { echo "build-kernel: $*" >&2; }
 
 # The pinned source: "package version sha256-of-the-tarball".
@@ -59,7 +63,7 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/iopmem/kernel-build"
 source_path=/usr/src/$src_pkg.tar.xz
 custom_source=0 verify=0 config_only=0 clean=0 check_only=0 install_deps=0 dry_run=0
 
-need_arg() { [ "$#" -ge 2 ] && [ -n "$2" ] || die "$1 needs an argument"; }
+need_arg() { [ "$#" -ge 2 ] && [ -n "$2" ] || bad_usage "$1 needs an argument"; }
 while [ "$#" -gt 0 ]; do
 	case "$1" in
 		-j|--jobs) need_arg "$@"; jobs=$2; shift 2 ;;
@@ -78,10 +82,10 @@ while [ "$#" -gt 0 ]; do
 		--install-deps) install_deps=1; shift ;;
 		-n|--dry-run) dry_run=1; shift ;;
 		-h|--help) usage; exit 0 ;;
-		*) usage >&2; die "unknown argument: $1" ;;
+		*) usage >&2; bad_usage "unknown argument: $1" ;;
 	esac
 done
-[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || die "--jobs wants a positive number, not '$jobs'"
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || bad_usage "--jobs wants a positive number, not '$jobs'"
 [ -f "$fragment" ] || die "no config fragment at $fragment"
 [ -f "$key" ] || die "no signing key at $key"
 abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
@@ -118,7 +122,7 @@ check_prereqs() {
 	if [ "$custom_source" = 0 ]; then
 		need_file "$source_path" "$src_pkg=$src_version"
 	else
-		[ -e "$source_path" ] || die "no kernel source at $source_path"
+		[ -e "$source_path" ] || unable "no kernel source at $source_path"
 	fi
 	mapfile -t missing_pkgs < <(printf '%s\n' "${missing_pkgs[@]}" | sort -u | sed '/^$/d')
 }
@@ -131,13 +135,13 @@ if [ "${#missing_pkgs[@]}" -gt 0 ] && [ "$install_deps" = 1 ]; then
 fi
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then
 	msg="missing Debian packages: ${missing_pkgs[*]} (apt-get install -y ${missing_pkgs[*]}, or rerun with --install-deps)"
-	if [ "$dry_run" = 1 ] && [ "$check_only" = 0 ]; then note "warning: $msg"; else die "$msg"; fi
+	if [ "$dry_run" = 1 ] && [ "$check_only" = 0 ]; then note "warning: $msg"; else unable "$msg"; fi
 fi
 if [ "$custom_source" = 0 ] && [ "$dry_run" = 0 ]; then
 	got=$(sha256sum "$source_path" | cut -d' ' -f1)
 	installed=$(dpkg-query -W -f='${Version}' "$src_pkg" 2>/dev/null || echo '?')
 	[ "$got" = "$src_sha" ] ||
-		die "$source_path is $src_pkg $installed (sha256 $got), not the pinned $src_version (sha256 $src_sha): apt-get install $src_pkg=$src_version, or pass --source to build from another tree (not the pinned kernel)"
+		unable "$source_path is $src_pkg $installed (sha256 $got), not the pinned $src_version (sha256 $src_sha): apt-get install $src_pkg=$src_version, or pass --source to build from another tree (not the pinned kernel)"
 fi
 if [ "$check_only" = 1 ]; then
 	note "prerequisites present; source $source_path ($src_pkg $src_version); build tree $cache"
@@ -242,7 +246,7 @@ if [ "$verify" = 1 ]; then
 		note "verified: this build is byte for byte the committed vm/kernel (SHA256SUMS)"
 	else
 		note "differs from the committed vm/kernel: see the lines above"
-		exit 1
+		exit 8
 	fi
 else
 	(cd "$target" && sha256sum bzImage config extmod.tar.xz >SHA256SUMS)

@@ -3,6 +3,7 @@
 # when not run as root. Safe to run again.
 #   qemu-system-x86, busybox-static  the real-kernel guest suite (npm run test:vm) and `iopmem sandbox`
 #   iproute2                         `ip`, run in the guest (which shares the host root) for its NIC
+#   udev, kmod                       systemd-udevd and depmod, run in the guest for the reboot test of `bind --persist`
 #   pci.ids                          device names in `iopmem list`
 #   pciutils                         lspci, to compare against
 #   e2fsprogs, xfsprogs              mkfs.ext4 / mkfs.xfs for DAX filesystems
@@ -13,7 +14,7 @@
 #   nvme-cli                         `nvme connect`, run in the guest against its own nvmet target (test/vm/nvmet.test.ts)
 set -euo pipefail
 
-pkgs=(qemu-system-x86 busybox-static iproute2 pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio nvme-cli)
+pkgs=(qemu-system-x86 busybox-static iproute2 udev kmod pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio nvme-cli)
 
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then

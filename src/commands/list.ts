@@ -8,6 +8,8 @@ export default class List extends BaseCommand {
   static summary = 'List PCI functions and the device memory they expose.'
   static description = `Shows each function's IDs and names, driver, memory BARs (size, 64-bit, prefetchable, write-combining mappable, disabled/unassigned), p2pmem (size, free, published) and the NVMe, pmem, iopmem and device-dax devices on it.
 
+One line per function, fitted to $COLUMNS (80 when not a terminal; the device name is cut first, empty columns go); a link running below its maximum speed or width is marked ↓; --wide shows every BAR with its address and the names in full.
+
 By default only functions with memory BARs, p2pmem or storage are shown (bridges excluded); --all shows every function. Reads sysfs only: no root needed. Set IOPMEM_SYSFS_ROOT to read another tree.`
 
   static examples = examples(`
@@ -23,14 +25,15 @@ By default only functions with memory BARs, p2pmem or storage are shown (bridges
 
   static flags = {
     all: Flags.boolean({char: 'a', description: 'Show every function, not only those with device memory.'}),
+    wide: Flags.boolean({description: 'Every detail (each BAR with its address, names in full), not fitted to the terminal ($COLUMNS; 80 when not a terminal).'}),
   }
 
   async run(): Promise<ListResult> {
     const {argv, flags} = await this.parse(List)
     const result = listFunctions(this.host, {bdfs: argv as string[], all: flags.all})
     if (!this.jsonEnabled()) {
-      const {renderList} = await import('../ui/render-list.js')
-      this.log(renderList(result, await this.colors()))
+      const [{renderList}, {outputWidth}] = await Promise.all([import('../ui/render-list.js'), import('../ui/width.js')])
+      this.log(renderList(result, await this.colors(), outputWidth(flags)))
     }
     return result
   }

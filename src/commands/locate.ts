@@ -20,7 +20,7 @@ Reading pmem addresses needs root (the kernel shows namespace resources to root 
 
   static examples = examples(`
     /mnt/dax/data.bin                                 # Every extent of a file on a DAX filesystem
-    /mnt/dax/data.bin --offset 1M --length 64K --json # The addresses of 64 KiB from 1 MiB in, for a script
+    /mnt/dax/data.bin --offset 1M --size 64K --json   # The addresses of 64 KiB from 1 MiB in, for a script
     /mnt/nvme/data.bin                                # LBAs of a file on an NVMe namespace
   `)
 
@@ -30,7 +30,7 @@ Reading pmem addresses needs root (the kernel shows namespace resources to root 
 
   static flags = {
     offset: Flags.string({description: 'Start of the range to map, bytes (units: K, M, G; 0x hex).'}),
-    length: Flags.string({description: 'Length of the range to map (default: to the end of the file).'}),
+    size: Flags.string({description: 'Size of the range to map, bytes (units: K, M, G; 0x hex; default: to the end of the file). Was --length (still accepted, with a warning, for one release).', aliases: ['length'], deprecateAliases: true}),
     sync: Flags.boolean({description: 'Flush delayed allocations first (FIEMAP_FLAG_SYNC); --no-sync skips it.', default: true, allowNo: true}),
     'offsets-only': Flags.boolean({description: 'For a non-DAX file on device memory: show device offsets instead of refusing (no addresses).'}),
   }
@@ -38,7 +38,7 @@ Reading pmem addresses needs root (the kernel shows namespace resources to root 
   async run(): Promise<LocateResult> {
     const {args, flags} = await this.parse(Locate)
     const offset = flags.offset === undefined ? undefined : parseSize(flags.offset, '--offset')
-    const length = flags.length === undefined ? undefined : parseSize(flags.length, '--length', {min: 1})
+    const length = flags.size === undefined ? undefined : parseSize(flags.size, '--size', {min: 1})
     const result = await locate(this.host, args.file, {offset, length, sync: flags.sync, offsetsOnly: flags['offsets-only'], json: this.jsonEnabled()})
     if (!this.jsonEnabled()) {
       const {renderLocate} = await import('../ui/render-locate.js')

@@ -10,7 +10,7 @@ export default class MapCmd extends BaseCommand {
   static summary = 'Map device memory (a PCI BAR, a p2pmem chunk, device-dax or a DAX file) and read, write, dump, fill, verify or copy it.'
   static description = `TARGET is a PCI function (BDF) — its largest memory BAR, or --bar N; with --p2pmem SIZE a fresh chunk of its P2PDMA pool — or a path: /dev/daxX.Y, or a file on a DAX filesystem. A sysfs resourceN[_wc] path is taken as the BDF and BAR it names.
 
-Caching (--mode): a BAR maps uc (resourceN) or wc (resourceN_wc, prefetchable BARs only); p2pmem is uc, DAX is wb, both chosen by the kernel. auto (the default) takes the best the backend gives; the mode obtained and why are always reported, and a mode the backend cannot give is an error that says what would give it. Nothing falls back silently: where the x86 PAT table is readable (root, debugfs), a mapping that got another memory type than asked is refused (auto: remapped uc and said so).
+Caching (--cache): a BAR maps uc (resourceN) or wc (resourceN_wc, prefetchable BARs only); p2pmem is uc, DAX is wb, both chosen by the kernel. auto (the default) takes the best the backend gives; the mode obtained and why are always reported, and a mode the backend cannot give is an error that says what would give it. Nothing falls back silently: where the x86 PAT table is readable (root, debugfs), a mapping that got another memory type than asked is refused (auto: remapped uc and said so).
 
 Operations (one at a time; --hold may follow one):
   --read OFF [--width 8|16|32|64] [--count N]    one volatile access of exactly that width per value
@@ -29,7 +29,7 @@ Needs root for sysfs resource files and p2pmem; failures say why in words (not r
 
   static examples = examples(`
     0000:03:00.0 --bar 0 --read 0x1c --width 32                     # Read a 32-bit register (NVMe CSTS), as pcimem would
-    00:04.0 --bar 2 --mode wc --fill u32:0xdeadbeef --size 1M --yes # Fill 1 MiB of a prefetchable BAR through a write-combining mapping
+    00:04.0 --bar 2 --cache wc --fill u32:0xdeadbeef --size 1M --yes # Fill 1 MiB of a prefetchable BAR through a write-combining mapping
     00:04.0 --bar 2 --verify u32:0xdeadbeef --size 1M               # Check it (exit 8 on a mismatch)
     00:04.0 --dump 0x1000 --size 128 --width 8                      # Hexdump 128 bytes with byte reads
     0000:03:00.0 --p2pmem 2M --hold 60                              # Hold a 2 MiB chunk of an NVMe CMB's p2pmem for a minute
@@ -44,7 +44,7 @@ Needs root for sysfs resource files and p2pmem; failures say why in words (not r
   static flags = {
     bar: Flags.string({char: 'b', description: 'BAR to map, 0-5 (default: the largest memory BAR).', helpGroup: 'TARGET'}),
     p2pmem: Flags.string({description: "Map a chunk of this size from the function's p2pmem pool (page-granular).", helpGroup: 'TARGET'}),
-    mode: Flags.string({char: 'm', description: 'Caching mode.', options: [...MODE_REQUESTS], default: 'auto', helpGroup: 'TARGET'}),
+    cache: Flags.string({description: 'Caching: uc, wc, wb, wt or auto. Was --mode/-m (still accepted, with a warning, for one release).', aliases: ['mode'], charAliases: ['m'], deprecateAliases: true, options: [...MODE_REQUESTS], default: 'auto', helpGroup: 'TARGET'}),
     strategy: Flags.string({description: 'Copy loop for --fill/--verify/--copy-in/--copy-out (auto: by mode).', options: [...STRATEGY_FLAGS], helpGroup: 'OPERATION'}),
     read: Flags.string({char: 'r', description: 'Read value(s) at this offset.', helpGroup: 'OPERATION'}),
     write: Flags.string({char: 'w', description: 'Write --value(s) at this offset.', helpGroup: 'OPERATION'}),
@@ -68,7 +68,7 @@ Needs root for sysfs resource files and p2pmem; failures say why in words (not r
     let ctrlC = false
     const result = await runMap(
       this.host,
-      {target: args.target, bar: flags.bar, p2pmem: flags.p2pmem, mode: flags.mode as ModeRequest, hold: flags.hold, flags},
+      {target: args.target, bar: flags.bar, p2pmem: flags.p2pmem, mode: flags.cache as ModeRequest, hold: flags.hold, flags},
       {
         interactive: () => this.interactive(),
         confirm: (question, refusal) => this.confirmOrRefuse(question, flags.yes, refusal),

@@ -2,40 +2,11 @@
 import type {ChalkInstance} from 'chalk'
 
 import {AREAS, type CheckItem, type CheckReport, type Verdict} from '../lib/check/index.js'
+import {outputWidth, wrapLines as wrap} from './width.js'
 
 const MARK: Record<Verdict, string> = {pass: '✓', warn: '!', fail: '✗', unknown: '?'}
 const TITLE = 18
 const INDENT = 4 + TITLE + 1
-
-/** The width to fit: $COLUMNS, the terminal's, else 80 (at least 50). */
-export function outputWidth(env: NodeJS.ProcessEnv = process.env, stream: NodeJS.WriteStream = process.stdout): number {
-  const cols = Number.parseInt(env.COLUMNS ?? '', 10)
-  const w = Number.isFinite(cols) && cols > 0 ? cols : stream.isTTY && stream.columns ? stream.columns : 80
-  return Math.max(50, w)
-}
-
-/** Words into lines of at most `width` characters (a longer word is cut). */
-export function wrap(text: string, width: number): string[] {
-  const lines: string[] = []
-  let cur = ''
-  for (const word of text.split(/\s+/).filter(Boolean)) {
-    let w = word
-    while (w.length > width) {
-      if (cur) lines.push(cur)
-      cur = ''
-      lines.push(w.slice(0, width))
-      w = w.slice(width)
-    }
-    if (!cur) cur = w
-    else if (cur.length + 1 + w.length <= width) cur += ' ' + w
-    else {
-      lines.push(cur)
-      cur = w
-    }
-  }
-  if (cur) lines.push(cur)
-  return lines.length > 0 ? lines : ['']
-}
 
 function truncate(text: string, width: number): string {
   return text.length <= width ? text : text.slice(0, Math.max(0, width - 1)) + '…'

@@ -1,12 +1,14 @@
+/** `iopmem list` for a person: one line per function fitted to the terminal, or (--wide) every detail. */
 import type {ChalkInstance} from 'chalk'
 
 import type {ListResult} from '../lib/pci/index.js'
-import type {Bar, PciFunction} from '../lib/pci/index.js'
+import type {Bar, LinkInfo, PciFunction} from '../lib/pci/index.js'
 import {formatBytes} from '../lib/sys/index.js'
 import {table} from './table.js'
+import {truncate, wrap} from './width.js'
 
 function barLine(b: Bar, c: ChalkInstance): string {
-  const attrs = [b.is64 ? '64-bit' : b.type === 'mem' ? '32-bit' : '', b.prefetchable ? 'pref' : '', b.wc ? 'wc' : '']
+  const attrs = [b.type === 'io' ? c.yellow('I/O ports') : b.is64 ? '64-bit' : '32-bit', b.prefetchable ? 'pref' : '', b.wc ? 'wc' : '']
   if (b.disabled) attrs.push(c.yellow('disabled'))
   if (b.unset) attrs.push(c.yellow('unassigned'))
   const size = c.bold(formatBytes(b.size))
@@ -16,15 +18,89 @@ function barLine(b: Bar, c: ChalkInstance): string {
 function describe(f: PciFunction): string {
   const name = f.deviceName ?? `device ${f.deviceId.slice(2)}`
   const vendor = f.vendorName ? f.vendorName.replace(/,? (Inc\.|Corporation|Co\., Ltd\.|Ltd\.|Technology.*)$/, '') : `vendor ${f.vendorId.slice(2)}`
-  return `${vendor} ${name}\n${f.className}`
+  return `${vendor} ${name}`
 }
 
-export function renderList(r: ListResult, c: ChalkInstance): string {
-  if (r.functions.length === 0) {
-    return `No function among the ${r.total} visible has memory BARs, p2pmem or storage. \`iopmem list --all\` shows every function.`
-  }
+/** "8.0 GT/s PCIe" → "8"; "2.5 GT/s PCIe" → "2.5". */
+const gts = (s: string | undefined) => (s && !s.startsWith('Unknown') ? s.replace(/ GT\/s.*$/, '').replace(/\.0$/, '') : undefined)
+
+/** The link, with current/max and "↓" when it runs below its maximum speed or width (as lspci's "(downgraded)"). */
+export function linkText(l: LinkInfo | null): string {
+  const cur = gts(l?.currentSpeed)
+  if (!l || !cur) return ''
+  const max = gts(l.maxSpeed)
+  const slow = max !== undefined && Number(max) > Number(cur)
+  const narrow = l.maxWidth !== undefined && l.currentWidth !== undefined && l.maxWidth > l.currentWidth
+  const speed = slow ? `${cur}/${max} GT/s` : `${cur} GT/s`
+  const width = narrow ? `x${l.currentWidth}/x${l.maxWidth}` : `x${l.currentWidth ?? '?'}`
+  return `${speed} ${width}${slow || narrow ? ' ↓' : ''}`
+}
+
+/** 67108864 → "64M", 65470464 → "62.4M". */
+const compact = (n: number) => formatBytes(n).replace(/ ([KMGTPE])iB$/, '$1').replace(/ B$/, 'B')
+
+function memoryCell(f: PciFunction): string {
+  const mem = f.bars.filter((b) => b.type === 'mem' && b.index < 6 && b.size > 0)
+  const io = f.bars.filter((b) => b.type === 'io' && b.index < 6)
+  if (mem.length === 0 && io.length === 0) return '-'
+  const big = [...mem].sort((a, b) => b.size - a.size)[0]
+  let s = big ? `${compact(big.size)}${big.prefetchable ? ' pref' : ''}` : ''
+  if (mem.length > 1) s += ` +${mem.length - 1}`
+  if (io.length) s += `${s ? ' ' : ''}+${io.length} I/O`
+  return s
+}
+
+/** One line per function, columns fitted to `width`: DEVICE, then STORAGE and DRIVER are cut first. */
+function renderCompact(r: ListResult, c: ChalkInstance, width: number): string {
+  const short = r.functions.every((f) => f.bdf.startsWith('0000:'))
+  const head = ['BDF', 'ID', 'DEVICE', 'DRIVER', 'MEMORY', 'P2PMEM', 'STORAGE', 'LINK']
   const rows = r.functions.map((f) => {
-    const bars = f.bars.filter((b) => (b.type === 'mem' && b.index < 6) || r.filter !== 'memory')
+    const storage = [...f.blockDevices.map((b) => b.name), ...f.daxDevices]
+    return [
+      short ? f.bdf.slice(5) : f.bdf,
+      `${f.vendorId.slice(2)}:${f.deviceId.slice(2)}`,
+      describe(f),
+      f.driver ?? '-',
+      memoryCell(f),
+      f.p2pmem ? `${f.p2pmem.available < f.p2pmem.size ? `${compact(f.p2pmem.available)}/` : ''}${compact(f.p2pmem.size)}${f.p2pmem.published ? '' : ' unpub'}` : '-',
+      storage.length ? storage[0] + (storage.length > 1 ? ` +${storage.length - 1}` : '') : '-',
+      linkText(f.link).replace(' GT/s', 'GT').replace(' ↓', '↓') || '-',
+    ]
+  })
+  // Columns that say nothing on this machine go; then, until DEVICE has at least 16 columns: ID, LINK, STORAGE.
+  const shown = head.map((_, i) => i).filter((i) => i < 5 || rows.some((row) => row[i] !== '-'))
+  const natural = (i: number) => Math.max(head[i].length, ...rows.map((row) => [...row[i]].length))
+  const widths = new Map(shown.map((i) => [i, natural(i)]))
+  let cols = shown
+  for (const drop of [-1, 1, 7, 6]) {
+    cols = cols.filter((i) => i !== drop)
+    const fixed = cols.filter((i) => i !== 2).reduce((sum, i) => sum + widths.get(i)!, 0) + 2 * (cols.length - 1)
+    if (width - fixed >= 16) break
+  }
+  const fixed = cols.filter((i) => i !== 2).reduce((sum, i) => sum + widths.get(i)!, 0) + 2 * (cols.length - 1)
+  widths.set(2, Math.max(12, Math.min(natural(2), width - fixed)))
+  // Still too wide (a very narrow terminal): cut DRIVER and MEMORY too.
+  for (const [i, min] of [
+    [3, 6],
+    [4, 8],
+  ]) {
+    const over = cols.reduce((sum, j) => sum + widths.get(j)!, 0) + 2 * (cols.length - 1) - width
+    if (over > 0) widths.set(i, Math.max(min, widths.get(i)! - over))
+  }
+  const cell = (i: number, s: string) => {
+    const t = truncate(s, widths.get(i)!)
+    const padded = t.padEnd(widths.get(i)!)
+    return i === 0 ? c.bold(padded) : s === '-' ? c.dim(padded) : t.endsWith('↓') ? padded.replace('↓', c.yellow('↓')) : padded
+  }
+  const lines = [c.dim(cols.map((i) => head[i].padEnd(widths.get(i)!)).join('  ').trimEnd())]
+  for (const row of rows) lines.push(cols.map((i) => cell(i, row[i])).join('  ').trimEnd())
+  return lines.join('\n')
+}
+
+/** Every detail, several lines per function (--wide). */
+function renderWide(r: ListResult, c: ChalkInstance): string {
+  const rows = r.functions.map((f) => {
+    const bars = f.bars.filter((b) => (b.index < 6 && (b.type === 'mem' || b.type === 'io')) || r.filter !== 'memory')
     const p2p = f.p2pmem
       ? `${formatBytes(f.p2pmem.available)} free\nof ${formatBytes(f.p2pmem.size)}${f.p2pmem.published ? '' : c.yellow(' unpublished')}`
       : c.dim('-')
@@ -32,22 +108,29 @@ export function renderList(r: ListResult, c: ChalkInstance): string {
       ...f.blockDevices.map((b) => `${b.name} ${formatBytes(b.size)}${b.dax ? ' dax' : ''}${b.partitions.length ? ` (${b.partitions.length} part)` : ''}`),
       ...f.daxDevices.map((d) => `${d} devdax`),
     ]
-    const link = f.link?.currentSpeed && !f.link.currentSpeed.startsWith('Unknown') ? `${f.link.currentSpeed.replace(/ PCIe$/, '')} x${f.link.currentWidth ?? '?'}` : ''
+    const link = linkText(f.link)
     return [
       c.bold(f.bdf),
       `${f.vendorId.slice(2)}:${f.deviceId.slice(2)}`,
-      describe(f),
+      `${describe(f)}\n${f.className}`,
       f.driver ? (f.driverOverride ? `${f.driver}\n${c.dim('override ' + f.driverOverride)}` : f.driver) : c.dim('(none)'),
       bars.length ? bars.map((b) => barLine(b, c)).join('\n') : c.dim('-'),
       p2p,
       storage.length ? storage.join('\n') : c.dim('-'),
-      link || c.dim('-'),
+      link ? link.replace('↓', c.yellow('↓')) : c.dim('-'),
     ]
   })
-  const head = ['BDF', 'ID', 'DEVICE', 'DRIVER', 'MEMORY', 'P2PMEM', 'STORAGE', 'LINK'].map((h) => c.dim(h))
-  const footer =
-    r.filter === 'memory' && r.total > r.functions.length
-      ? `\n${c.dim(`${r.functions.length} of ${r.total} functions shown (those with memory BARs, p2pmem or storage); --all for every one.`)}`
-      : ''
-  return table(head, rows) + footer
+  const head = ['BDF', 'ID', 'DEVICE', 'DRIVER', 'BARS', 'P2PMEM', 'STORAGE', 'LINK'].map((h) => c.dim(h))
+  return table(head, rows)
+}
+
+export function renderList(r: ListResult, c: ChalkInstance, width = Infinity): string {
+  if (r.functions.length === 0) {
+    return `No function among the ${r.total} visible has memory BARs, p2pmem or storage. \`iopmem list --all\` shows every function.`
+  }
+  const body = width === Infinity ? renderWide(r, c) : renderCompact(r, c, width)
+  const notes: string[] = []
+  if (r.filter === 'memory' && r.total > r.functions.length) notes.push(`${r.functions.length} of ${r.total} functions shown (those with memory BARs, p2pmem or storage); --all for every one.`)
+  if (width !== Infinity) notes.push(`MEMORY: the largest memory BAR (+ the others).${body.includes('↓') ? ' ↓ link below its maximum.' : ''} --wide: every BAR, address and name.`)
+  return [body, ...notes.map((n) => c.dim(wrap(n, width)))].join('\n')
 }

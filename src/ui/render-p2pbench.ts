@@ -3,11 +3,13 @@ import type {ChalkInstance} from 'chalk'
 
 import type {BenchP2pResult} from '../lib/bench/index.js'
 import {formatBytes} from '../lib/sys/index.js'
+import {wrap} from './width.js'
 
 const fb = (n: number | undefined) => (n === undefined ? '?' : formatBytes(n))
 const f1 = (n: number) => n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)
 
-export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance): string {
+/** The report, each line wrapped to `width` ($COLUMNS; Infinity with --wide). */
+export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance, width = Infinity): string {
   const out: string[] = []
   out.push(c.bold(`bench p2p: ${r.src.path} → ${r.dst.path}, ${formatBytes(r.size)} in ${formatBytes(r.bs)} blocks, qd ${r.qd} × ${r.jobs} job${r.jobs > 1 ? 's' : ''}, O_DIRECT`))
   const traced = r.results.filter((m) => m.dma)
@@ -46,9 +48,9 @@ export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance): string {
     const max = Math.max(...r.sweep.map((s) => s.gbps), 1e-9)
     for (const s of r.sweep) out.push(`  ${s.mode.padEnd(6)} ${formatBytes(s.bs).padStart(8)} ${'█'.repeat(Math.max(1, Math.round((s.gbps / max) * 40)))} ${f1(s.gbps)}`)
   }
-  for (const n of r.notes) out.push(c.yellow(`  note: ${n}`))
+  for (const n of r.notes) out.push(`  ${c.yellow(`note: ${n}`)}`)
   if (r.interrupted) out.push(c.yellow('  interrupted: partial results'))
-  return out.join('\n')
+  return out.map((l) => wrap(l, width, '      ')).join('\n')
 }
 
 /** Text for an XML text node or attribute value (file names may hold & and <). */

@@ -59,11 +59,18 @@ const cases: Case[] = [
   // topo --probe: never against fixture roots (it moves real data), and its input checked first
   {args: ['topo', '--probe'], exit: 7, message: /runs only against the live kernel/, code: 'E_NOT_LIVE'},
   {args: ['topo', BDF.nvmeCmb, BDF.nvmePeer, '--probe'], exit: 7, message: /runs only against the live kernel/, code: 'E_NOT_LIVE'},
-  {args: ['topo', BDF.nvmeCmb, '--probe'], exit: 2, message: /needs at least two functions/, code: 'E_TOO_FEW'},
+  {args: ['topo', BDF.nvmeCmb, '--probe'], exit: 7, message: /needs at least two functions/, code: 'E_TOO_FEW'},
   {args: ['topo', BDF.nvmeCmb, 'nvme0n1', '--probe'], exit: 2, message: BAD},
   {args: ['topo', BDF.nvmeCmb, '0000:55:00.0', '--probe'], exit: 3, message: /No PCI function 0000:55:00.0/},
-  {args: ['topo', '--probe', '--write'], exit: 2, message: /Nonexistent flag: --write/},
-  {args: ['topo', '--probe', '--lba', '0'], exit: 2, message: /Nonexistent flag: --lba/},
+  // topo --probe --write: the region flags are checked against each other before anything is read
+  {args: ['topo', '--probe', '--write'], exit: 2, message: /--write needs the region it may overwrite/, code: 'E_NO_REGION'},
+  {args: ['topo', '--probe', '--lba', '0'], exit: 2, message: /add --write/, code: 'E_FLAG_COMBO'},
+  {args: ['topo', '--write', '--offset', '1M'], exit: 2, message: /use it with --probe/, code: 'E_FLAG_COMBO'},
+  {args: ['topo', '--probe', '--write', '--offset', '1M', '--lba', '8'], exit: 2, message: /not both/, code: 'E_FLAG_COMBO'},
+  {args: ['topo', '--probe', '--write', '--lba=-1'], exit: 2, message: /whole number of logical blocks/, code: 'E_LBA'},
+  {args: ['topo', '--probe', '--write', '--lba', '99999999999999999999'], exit: 2, message: /whole number of logical blocks/, code: 'E_LBA'},
+  {args: ['topo', '--probe', '--write', '--offset', '1Q'], exit: 2, message: /Invalid --offset/, code: 'E_SIZE_SYNTAX'},
+  {args: ['topo', '--probe', '--write', '--offset', '1M', '--yes'], exit: 7, message: /runs only against the live kernel/, code: 'E_NOT_LIVE'},
 ]
 
 badInputTable({

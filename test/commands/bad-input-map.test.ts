@@ -67,18 +67,18 @@ const cases: Case[] = [
   {args: ['map', '00:07.0', '--bar', '3'], exit: 7, message: /BAR3 of 0000:00:07.0 has no address/, code: 'E_BAR_UNASSIGNED', setup: odd},
   {args: ['map', BDF.hostBridge], exit: 3, message: /has no memory BAR to map/, code: 'E_NO_MEM_BAR'},
   // modes
-  {args: ['map', IVS, '--bar', '0', '--mode', 'wc'], exit: 7, message: /BAR0 of 0000:00:04.0 is not prefetchable, so write-combining is impossible/, code: 'E_WC_NOT_PREFETCHABLE'},
-  {args: ['map', '00:07.0', '--bar', '4', '--mode', 'wc'], exit: 7, message: /prefetchable, but this kernel\/architecture offers no resource4_wc/, code: 'E_WC_UNAVAILABLE', setup: odd},
-  {args: ['map', IVS, '--mode', 'wb'], exit: 7, message: /WB \(write-back\) cannot be had for a raw BAR.*kernel driver/, code: 'E_MODE_NEEDS_DRIVER'},
-  {args: ['map', IVS, '--mode', 'wt', '--read', '0'], exit: 7, message: /WT \(write-through\) cannot be had/},
-  {args: ['map', IVS, '--mode', 'fast'], exit: 2, message: /Expected --mode=fast to be one of/},
-  {args: ['map', IVS, '--mode', 'wc', '--read', '0'], exit: 6, message: /PAT conflict: BAR2 of 0000:00:04.0 is already mapped uncached-minus/, code: 'E_PAT_CONFLICT', setup: patUc},
+  {args: ['map', IVS, '--bar', '0', '--cache', 'wc'], exit: 7, message: /BAR0 of 0000:00:04.0 is not prefetchable, so write-combining is impossible/, code: 'E_WC_NOT_PREFETCHABLE'},
+  {args: ['map', '00:07.0', '--bar', '4', '--cache', 'wc'], exit: 7, message: /prefetchable, but this kernel\/architecture offers no resource4_wc/, code: 'E_WC_UNAVAILABLE', setup: odd},
+  {args: ['map', IVS, '--cache', 'wb'], exit: 7, message: /WB \(write-back\) cannot be had for a raw BAR.*kernel driver/, code: 'E_MODE_NEEDS_DRIVER'},
+  {args: ['map', IVS, '--cache', 'wt', '--read', '0'], exit: 7, message: /WT \(write-through\) cannot be had/},
+  {args: ['map', IVS, '--cache', 'fast'], exit: 2, message: /Expected --cache=fast to be one of/},
+  {args: ['map', IVS, '--cache', 'wc', '--read', '0'], exit: 6, message: /PAT conflict: BAR2 of 0000:00:04.0 is already mapped uncached-minus/, code: 'E_PAT_CONFLICT', setup: patUc},
   // p2pmem
   {args: ['map', IVS, '--p2pmem', '1M'], exit: 7, message: /0000:00:04.0 \(no driver\) has no p2pmem/, code: 'E_NO_P2PMEM'},
   {args: ['map', CMB, '--p2pmem', '1Q'], exit: 2, message: /Invalid --p2pmem size "1Q"/, code: 'E_SIZE_SYNTAX'},
   {args: ['map', CMB, '--p2pmem', '0'], exit: 2, message: /must be at least 1 B/},
   {args: ['map', CMB, '--p2pmem', '1G'], exit: 2, message: /larger than 0000:03:00.0's whole p2pmem pool \(63.9 MiB\)/, code: 'E_P2PMEM_SIZE'},
-  {args: ['map', CMB, '--p2pmem', '1M', '--mode', 'wc'], exit: 7, message: /p2pmem is mapped by the kernel, which chooses/, code: 'E_MODE_UNAVAILABLE'},
+  {args: ['map', CMB, '--p2pmem', '1M', '--cache', 'wc'], exit: 7, message: /p2pmem is mapped by the kernel, which chooses/, code: 'E_MODE_UNAVAILABLE'},
   {args: ['map', CMB, '--p2pmem', '1M', '--bar', '2'], exit: 2, message: /--bar and --p2pmem do not go together/, code: 'E_FLAG_COMBO'},
   {
     args: ['map', CMB, '--p2pmem', '1M'],
@@ -109,7 +109,7 @@ const cases: Case[] = [
   {args: ['map', IVS, '--fill', 'zero', '--offset', '60M', '--size', '8M', '--yes'], exit: 2, message: /8 MiB \(8388608 bytes\) from 0x3c00000 runs past the end/, code: 'E_RANGE'},
   {args: ['map', IVS, '--fill', 'zero', '--size', '0', '--yes'], exit: 2, message: /--size must be at least 1 byte/},
   {args: ['map', IVS, '--dump', '0x100', '--size', '1x'], exit: 2, message: /Invalid --size "1x"/},
-  {args: ['map', IVS, '--bar', '0', '--mode', 'uc', '--fill', 'zero', '--strategy', 'memcpy', '--yes'], exit: 2, message: /--strategy memcpy cannot copy into a uc mapping: memcpy may use any access width/, code: 'E_STRATEGY'},
+  {args: ['map', IVS, '--bar', '0', '--cache', 'uc', '--fill', 'zero', '--strategy', 'memcpy', '--yes'], exit: 2, message: /--strategy memcpy cannot copy into a uc mapping: memcpy may use any access width/, code: 'E_STRATEGY'},
   {args: ['map', IVS, '--verify', 'zero', '--strategy', 'stream-store'], exit: 2, message: /--strategy stream-store cannot copy out of a wc mapping/, code: 'E_STRATEGY'},
   {args: ['map', IVS, '--read', '0', '--strategy', 'exact64'], exit: 2, message: /--strategy goes with --fill, --verify, --copy-in, --copy-out, not --read/},
   // operation combinations, files, confirmation
@@ -124,7 +124,7 @@ const cases: Case[] = [
   {args: ['map', IVS, '--fill', 'zero'], exit: 5, message: /without confirmation/, code: 'E_CONFIRM'},
   {args: ['map', IVS, '--hold', 'soon'], exit: 2, message: /Invalid --hold "soon"/, code: 'E_HOLD'},
   {args: ['map', IVS, '--bogus'], exit: 2, message: /Nonexistent flag: --bogus/, code: 'E_USAGE'},
-  {args: ['map', '/sys/bus/pci/devices/0000:00:04.0/resource2', '--mode', 'wc'], exit: 2, message: /--mode wc contradicts .*resource2, which maps uc/, code: 'E_FLAG_COMBO'},
+  {args: ['map', '/sys/bus/pci/devices/0000:00:04.0/resource2', '--cache', 'wc'], exit: 2, message: /--cache wc contradicts .*resource2, which maps uc/, code: 'E_FLAG_COMBO'},
   // bench mmio
   {args: ['bench', 'mmio', IVS, '--sizes', '4K', '--time', '0.01'], exit: 5, message: /Refusing to write to .*resource2_wc \(bench\) without confirmation/, code: 'E_CONFIRM'},
   {args: ['bench', 'mmio', IVS, '--read-only', '--sizes', '128M'], exit: 2, message: /--sizes 128M does not fit the mapping/, code: 'E_RANGE'},
@@ -132,7 +132,7 @@ const cases: Case[] = [
   {args: ['bench', 'mmio', IVS, '--read-only', '--time', '0'], exit: 2, message: /Invalid --time "0"/, code: 'E_TIME'},
   {args: ['bench', 'mmio', IVS, '--read-only', '--strategy', 'memcpy'], exit: 2, message: /--strategy memcpy is not allowed on a wc mapping/, code: 'E_STRATEGY'},
   {args: ['bench', 'mmio', IVS, '--read-only', '--strategy', 'stream-store'], exit: 2, message: /leaves nothing to measure with --read-only/, code: 'E_STRATEGY'},
-  {args: ['bench', 'mmio', IVS, '--bar', '0', '--mode', 'wc', '--read-only'], exit: 7, message: /not prefetchable, so write-combining is impossible/},
+  {args: ['bench', 'mmio', IVS, '--bar', '0', '--cache', 'wc', '--read-only'], exit: 7, message: /not prefetchable, so write-combining is impossible/},
   {args: ['bench', 'mmio', IVS, '--read-only', '--offset', '64M'], exit: 2, message: /--offset 0x4000000 is past the end/},
 ]
 

@@ -76,3 +76,25 @@ badInputTable({
     }
   },
 })
+
+describe('sandbox build-kernel --check: exit codes as docs/json-and-exit-codes.md states', () => {
+  it('a missing prerequisite is "not possible here" (7), not a bug (1)', function () {
+    this.timeout(60_000)
+    // A PATH like this machine's without flex and bison: the check must name them and exit 7.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-nobison-'))
+    try {
+      for (const dir of ['/usr/local/bin', '/usr/bin', '/bin']) {
+        if (!fs.existsSync(dir)) continue
+        for (const name of fs.readdirSync(dir)) {
+          if (name === 'flex' || name === 'bison' || fs.existsSync(path.join(bin, name))) continue
+          fs.symlinkSync(path.join(dir, name), path.join(bin, name))
+        }
+      }
+      const r = cliProcess(['sandbox', 'build-kernel', '--check'], undefined, {PATH: bin})
+      expect(r.exit, r.stderr).to.equal(7)
+      expect(r.stderr).to.match(/missing Debian packages: .*bison.*flex|missing Debian packages: .*flex/)
+    } finally {
+      fs.rmSync(bin, {recursive: true, force: true})
+    }
+  })
+})

@@ -48,8 +48,8 @@ const cases: Case[] = [
   {args: ['list', '--bogus'], exit: 2, message: /Nonexistent flag: --bogus/, code: 'E_USAGE'},
   // topo
   {args: ['topo', 'x'], exit: 2, message: BAD_BDF},
-  {args: ['topo', '03:00.0'], exit: 2, message: /needs at least two functions/, code: 'E_TOO_FEW'},
-  {args: ['topo', '03:00.0', '03:00.0'], exit: 2, message: /needs at least two functions/},
+  {args: ['topo', '03:00.0'], exit: 7, message: /needs at least two functions; only 0000:03:00.0 was named/, code: 'E_TOO_FEW'},
+  {args: ['topo', '03:00.0', '03:00.0'], exit: 7, message: /needs at least two functions; only 0000:03:00.0 was named/},
   {args: ['topo', '03:00.0', '0000:42:00.0'], exit: 3, message: /No PCI function 0000:42:00.0/},
   {args: ['topo', '03:00.0', '/sys/bus/pci/devices/0000:04:00.0'], exit: 2, message: BAD_BDF},
   {args: ['topo', '--all'], exit: 2, message: /Nonexistent flag: --all/},

@@ -33,7 +33,7 @@ interface Finished {
 
 /** `bin/run.js ARGS` as a child; `interruptWhen` says when to send SIGINT. */
 function spawnBench(args: string[], interruptWhen: () => boolean): {child: ChildProcess; done: Promise<Finished>} {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/run.js'), ...args], {env: {...process.env, NO_COLOR: '1', CI: '1'}, stdio: ['ignore', 'pipe', 'pipe']})
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/run.js'), ...args], {env: {...process.env, NO_COLOR: '1', CI: '1', COLUMNS: '200'}, stdio: ['ignore', 'pipe', 'pipe']})
   let stdout = ''
   let stderr = ''
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s))
@@ -108,6 +108,15 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
     for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
   })
   after(() => fs.rmSync(tmp, {recursive: true, force: true}))
+
+  it('the report fits $COLUMNS (80 when not a terminal): long lines are wrapped, the sweep chart fits', () => {
+    for (const cols of ['80', '']) {
+      const r = cliProcess(base('--size', '256K', '--sweep', '4K,64K', '--no-probe'), undefined, {COLUMNS: cols})
+      expect(r.exit, r.stderr).to.equal(0)
+      expect(r.stdout).to.contain('sweep (GB/s by block size)')
+      for (const l of r.stdout.split('\n')) expect([...l].length, l).to.be.at.most(80)
+    }
+  })
 
   it('--verify --json: the documented shape, and the destination holds the source bytes', async () => {
     const r = await cli(base('--size', '1M', '--bs', '64K', '--qd', '4', '--verify', '--json'))
@@ -355,7 +364,7 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
     expect(m.verify.ok).to.equal(true)
     expect(r.json.notes).to.include('bounce: io_uring unavailable (io_uring disabled by IOPMEM_NO_IO_URING); pread/pwrite used, one I/O at a time per job.')
     expect(dstBytes().equals(data)).to.equal(true)
-    const h = cliProcess(base('--size', '1M', '--no-probe'), undefined, env)
+    const h = cliProcess(base('--size', '1M', '--no-probe'), undefined, {...env, COLUMNS: '200'}) // content here; fitting is tested in width.test.ts
     expect(h.exit, h.stderr).to.equal(0)
     expect(h.stdout).to.include('pread/pwrite — fallback: io_uring disabled by IOPMEM_NO_IO_URING')
     expect(h.stdout).to.include('note: bounce: io_uring unavailable (io_uring disabled by IOPMEM_NO_IO_URING); pread/pwrite used')

@@ -8,10 +8,10 @@ describe('iopmem list', () => {
   const fx = standardMachine()
   after(() => fx.cleanup())
 
-  it('shows the functions with device memory in a table, bridges left out', async () => {
-    const r = await cli(['list'], fx)
+  it('shows the functions with device memory in a table, bridges left out (--wide: every detail)', async () => {
+    const r = await cli(['list', '--wide'], fx)
     expect(r.exit).to.equal(0)
-    expect(r.stdout).to.match(/^BDF\s+ID\s+DEVICE\s+DRIVER\s+MEMORY\s+P2PMEM\s+STORAGE\s+LINK/)
+    expect(r.stdout).to.match(/^BDF\s+ID\s+DEVICE\s+DRIVER\s+BARS\s+P2PMEM\s+STORAGE\s+LINK/)
     expect(r.stdout).to.contain(BDF.nvmeCmb).and.contain(BDF.ivshmem).and.contain(BDF.nvmeRoot)
     expect(r.stdout).not.to.contain(BDF.rootPort)
     expect(r.stdout).not.to.contain(BDF.hostBridge)
@@ -22,8 +22,25 @@ describe('iopmem list', () => {
     expect(r.stdout).not.to.match(/\u001B\[/) // NO_COLOR
   })
 
+  it('fits $COLUMNS (80 when not a terminal), one line per function; the downgraded link and I/O BARs are marked', () => {
+    for (const cols of ['80', '100', '60']) {
+      const r = cliProcess(['list'], fx, {COLUMNS: cols})
+      expect(r.exit, r.stderr).to.equal(0)
+      for (const l of r.stdout.split('\n')) expect([...l].length, `COLUMNS=${cols}: ${l}`).to.be.at.most(Number(cols))
+      // One line per function (6 shown), short BDFs as lspci prints them.
+      expect(r.stdout.split('\n').filter((l) => /^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7] /.test(l))).to.have.length(6)
+    }
+    const r = cliProcess(['list'], fx, {COLUMNS: ''})
+    expect(Math.max(...r.stdout.split('\n').map((l) => [...l].length))).to.be.at.most(80)
+    expect(r.stdout).to.match(/^03:00\.0 .*64M pref \+1\s+63\.9M\s+nvme0n1\s+8\/16GT x4↓$/m)
+    expect(r.stdout).to.match(/^00:02\.0 .*128K \+1 I\/O/m)
+    const wide = cliProcess(['list', '--wide'], fx, {COLUMNS: '80'})
+    expect(wide.stdout).to.contain('8/16 GT/s x4 ↓').and.to.match(/BAR2 32 B 0xc040 I\/O ports/)
+    expect(wide.stdout).to.contain('Red Hat QEMU NVM Express Controller')
+  })
+
   it('--all shows bridges and the host bridge', async () => {
-    const r = await cli(['list', '--all'], fx)
+    const r = await cli(['list', '--all', '--wide'], fx)
     expect(r.exit).to.equal(0)
     for (const b of Object.values(BDF)) expect(r.stdout).to.contain(b)
   })

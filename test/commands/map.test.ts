@@ -78,7 +78,7 @@ describe('iopmem map (fixture BARs are regular files)', () => {
     ]
     for (const mode of ['uc', 'wc']) {
       for (const [w, off, v, want] of cases) {
-        const r = await cli(['map', BDF.ivshmem, '--bar', '2', '--mode', mode, '--write', off, '--value', v, '--width', w, '--yes'], fx)
+        const r = await cli(['map', BDF.ivshmem, '--bar', '2', '--cache', mode, '--write', off, '--value', v, '--width', w, '--yes'], fx)
         expect(r.exit, r.stderr).to.equal(0)
         expect(r.stdout).to.contain(`wrote 1 × ${w}-bit at ${off}`)
         const file = bar(BDF.ivshmem, mode === 'uc' ? 'resource2' : 'resource2_wc')
@@ -92,12 +92,12 @@ describe('iopmem map (fixture BARs are regular files)', () => {
 
   it('--read of every width reads the bytes that are there; --count reads on', async () => {
     put(bar(BDF.ivshmem, 'resource2'), 0x40, Buffer.from('0102030405060708090a0b0c0d0e0f10', 'hex'))
-    const read = async (w: string, count = '1') => (await cli(['map', BDF.ivshmem, '--mode', 'uc', '--read', '0x40', '--width', w, '--count', count, '--json'], fx)).json.op.values
+    const read = async (w: string, count = '1') => (await cli(['map', BDF.ivshmem, '--cache', 'uc', '--read', '0x40', '--width', w, '--count', count, '--json'], fx)).json.op.values
     expect(await read('8')).to.deep.equal(['0x01'])
     expect(await read('16')).to.deep.equal(['0x0201'])
     expect(await read('32', '2')).to.deep.equal(['0x04030201', '0x08070605'])
     expect(await read('64', '2')).to.deep.equal(['0x0807060504030201', '0x100f0e0d0c0b0a09'])
-    const human = await cli(['map', BDF.ivshmem, '--mode', 'uc', '--read', '64', '--count', '6'], fx)
+    const human = await cli(['map', BDF.ivshmem, '--cache', 'uc', '--read', '64', '--count', '6'], fx)
     expect(human.exit, human.stderr).to.equal(0)
     expect(human.stdout.trim().split('\n')).to.deep.equal(['0x00000040: 0x04030201 0x08070605 0x0c0b0a09 0x100f0e0d', '0x00000050: 0x00000000 0x00000000'])
     expect(human.stderr).to.match(/0000:00:04\.0 BAR2: 64 MiB uc/)
@@ -188,7 +188,7 @@ describe('iopmem map (fixture BARs are regular files)', () => {
     // finalizer while still saying "holding" (seen in the guest suite).
     this.timeout(20_000)
     const gcEvery = 'data:text/javascript,setInterval(()=>globalThis.gc(),20).unref()'
-    const child = spawn(process.execPath, ['--expose-gc', '--import', gcEvery, path.join(ROOT, 'bin/run.js'), 'map', BDF.ivshmem, '--bar', '2', '--mode', 'uc', '--hold', '0'], {
+    const child = spawn(process.execPath, ['--expose-gc', '--import', gcEvery, path.join(ROOT, 'bin/run.js'), 'map', BDF.ivshmem, '--bar', '2', '--cache', 'uc', '--hold', '0'], {
       env: {...process.env, NO_COLOR: '1', CI: '1', ...fx.env()},
       stdio: ['ignore', 'pipe', 'pipe'],
     })

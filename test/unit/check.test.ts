@@ -162,6 +162,21 @@ describe('check: gatherers on fixture trees', () => {
       expect(item(check(fx), 'kernel.iopmem-module')).to.include({verdict: 'pass', found: 'loaded, version 0.1.0'})
     })
 
+    it('iopmem module: kernel.modules_disabled=1 and not loaded → fail (no load can work until reboot); loaded → still pass', () => {
+      const fx = track(checkMachine({modulesDep: ['updates/iopmem.ko:']}))
+      fs.mkdirSync(modules(fx, RELEASE, 'updates'), {recursive: true})
+      fs.writeFileSync(modules(fx, RELEASE, 'updates/iopmem.ko'), 'ELF…vermagic=' + RELEASE + ' SMP\0')
+      expect(item(check(fx), 'kernel.iopmem-module').verdict).to.equal('pass')
+      fs.mkdirSync(path.join(fx.proc, 'sys/kernel'), {recursive: true})
+      fs.writeFileSync(path.join(fx.proc, 'sys/kernel/modules_disabled'), '1\n')
+      const it = item(check(fx), 'kernel.iopmem-module')
+      expect(it).to.include({verdict: 'fail'})
+      expect(it.found).to.match(/module loading is disabled until the next boot/)
+      expect(it.details).to.include({modulesDisabled: true})
+      fx.writeSys('module/iopmem/version', '0.1.0\n')
+      expect(item(check(fx), 'kernel.iopmem-module')).to.include({verdict: 'pass', found: 'loaded, version 0.1.0'})
+    })
+
     it('boot and modules roots: the live ones with the live /sys, the env\'s, else beside a fixture\'s sys', () => {
       expect(new Host().roots).to.include({boot: '/boot', modules: '/lib/modules'})
       expect(Host.fromEnv({IOPMEM_SYSFS_ROOT: '/x/sys', IOPMEM_BOOT_ROOT: '/b'}).roots).to.include({boot: '/b', modules: '/x/lib/modules'})
@@ -404,12 +419,31 @@ describe('topo --probe rendering', () => {
       agrees,
     })
     const pairs = [pair(BDF.nvmeCmb, 'yes', 'ok', true), pair(BDF.nvmePeer, 'yes', 'corrupt', false), pair(BDF.nvmeRoot, 'no', 'refused', true)]
-    const out = renderProbe({schemaVersion: 1, bytes: 65536, pairs, mismatches: [pairs[1]]}, new Chalk({level: 0}), 80)
+    const out = renderProbe({schemaVersion: 1, bytes: 65536, write: null, pairs, mismatches: [pairs[1]]}, new Chalk({level: 0}), 80)
     const lines = out.split('\n')
     for (const l of lines) expect([...l].length, l).to.be.at.most(80)
     const mis = lines.findIndex((l) => l.startsWith('MISMATCH: 1 pair'))
     expect(mis).to.be.greaterThan(0)
     expect(lines[mis + 1]).to.match(/04:00.0 → 03:00.0: kernel rules say yes, the read succeeded but byte 0/)
     expect(out).to.match(/00:03.0 \/dev\/nvme0n1 → 03:00.0 {2}kernel no {6}read refused \(EREMOTEIO\)/)
+  })
+})
+
+describe('topo --probe --write rendering', () => {
+  it('shows each direction, and a region that was not restored loudly', async () => {
+    const {renderProbe} = await import('../../src/ui/render-probe.js')
+    const {Chalk} = await import('chalk')
+    const ok = {result: 'ok' as const, bytes: 65536}
+    const good = {provider: BDF.nvmeCmb, client: BDF.nvmePeer, device: '/dev/nvme1n1', kernel: 'yes' as const, read: ok, write: {...ok, restored: true}, agrees: true}
+    const lost = {...good, client: BDF.nvmeRoot, device: '/dev/nvme2n1', write: {result: 'corrupt' as const, bytes: 65536, mismatchAt: 7, restored: false}, agrees: true}
+    const write = {bytes: 131072, disks: [{name: 'nvme1n1', node: '/dev/nvme1n1', offset: 0}, {name: 'nvme2n1', node: '/dev/nvme2n1', offset: 0}]}
+    const out = renderProbe({schemaVersion: 1, bytes: 65536, write, pairs: [good, lost], mismatches: [lost]}, new Chalk({level: 0}), 80)
+    const flat = out.replaceAll(/\s+/g, ' ')
+    expect(flat).to.match(/and a write of 64 KiB from p2pmem to each disk/)
+    expect(out).to.match(/04:00.0 \/dev\/nvme1n1 → 03:00.0 {2}kernel yes {5}read ok {2}write ok$/m)
+    expect(out).to.match(/MISMATCH: 1 pair/)
+    expect(flat).to.match(/the write succeeded but byte 7 differs/)
+    expect(flat).to.match(/NOT RESTORED/)
+    for (const l of out.split('\n')) expect([...l].length, l).to.be.at.most(80)
   })
 })

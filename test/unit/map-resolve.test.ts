@@ -66,7 +66,7 @@ describe('map: target resolution', () => {
     expect(r.ucFile).to.match(/resource2$/)
   })
 
-  it('--mode uc and non-prefetchable BARs map resourceN, uncached', () => {
+  it('--cache uc and non-prefetchable BARs map resourceN, uncached', () => {
     const uc = resolve({target: BDF.ivshmem, mode: 'uc'})
     expect(uc).to.include({mode: 'uc'})
     expect(uc.path).to.match(/resource2$/)
@@ -100,7 +100,7 @@ describe('map: target resolution', () => {
 
   it('wc of a non-prefetchable BAR, and wb/wt of any BAR, say why and what would give them', () => {
     const e = rejects(() => resolve({target: BDF.ivshmem, bar: '0', mode: 'wc'}), 'E_WC_NOT_PREFETCHABLE', 7, /BAR0 of 0000:00:04.0 is not prefetchable/)
-    expect(e.suggestions.join(' ')).to.match(/--mode uc/)
+    expect(e.suggestions.join(' ')).to.match(/--cache uc/)
     for (const mode of ['wb', 'wt'] as const) {
       const w = rejects(() => resolve({target: BDF.ivshmem, mode}), 'E_MODE_NEEDS_DRIVER', 7, /kernel driver/)
       expect(w.suggestions.join(' ')).to.match(/iopmem bind 0000:00:04.0.*blockdax mode with --cache wb.*mkfs-dax/)

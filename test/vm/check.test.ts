@@ -7,6 +7,8 @@
  * what QEMU's cmb_size_mb sets, and the kernel's verdict on each pair with
  * what the kernel does with an O_DIRECT read into the CMB's p2pmem.
  */
+import {readFileSync} from 'node:fs'
+
 import {expect} from 'chai'
 
 import {bootGuest, type Guest, resolveKernel} from '../../src/lib/vm/index.js'
@@ -179,6 +181,38 @@ describe('guest: iopmem check on the real kernel (topology both, no IOMMU)', fun
     expect(p.probe.mismatches).to.deep.equal([])
     expect(p.code).to.equal(0)
     console.log(`      probe: ${seen.join('; ')}`)
+  })
+
+  it('topo --probe --write: p2pmem → disk lands byte-exact for the switch pair and the CMB\'s own namespace, is refused for the root-complex NVMe; the host sees every region restored', async function () {
+    this.timeout(400_000)
+    const {cmb, peer, rc} = vm.devices
+    const region = 128 * 1024
+    const hostView = () => vm.devices.nvme.map((nv) => readFileSync(nv.image).subarray(0, region))
+    const before = hostView()
+    const args = ['node', 'bin/run.js', 'topo', cmb.bdf, peer.bdf, rc!.bdf, '--probe', '--write', '--offset', '0']
+    // No terminal and no --yes: refused before anything is written.
+    const asked = await vm.run([...args, '--json'], {timeoutMs: 180_000})
+    expect(asked.code, asked.stdout + asked.stderr).to.equal(5)
+    expect(JSON.parse(asked.stdout).error.code).to.equal('E_CONFIRM')
+    // A region off the logical block, and a disk held open by a process: refused, nothing written.
+    const odd = await vm.run([...args.slice(0, -1), '512', '--yes', '--json'], {timeoutMs: 180_000})
+    expect([odd.code, JSON.parse(odd.stdout).error?.code]).to.deep.equal([2, 'E_ALIGN'])
+    const busy = await vm.run(['sh', '-c', `exec 3<${peer.namespace}; node bin/run.js topo ${cmb.bdf} ${peer.bdf} --probe --write --offset 0 --yes --json`], {timeoutMs: 180_000})
+    expect([busy.code, JSON.parse(busy.stdout).error?.code], busy.stdout).to.deep.equal([5, 'E_IN_USE'])
+    const r = await vm.run([...args, '--yes', '--json'], {timeoutMs: 240_000})
+    expect(r.code, r.stdout + r.stderr).to.equal(0)
+    const p = JSON.parse(r.stdout).probe
+    expect(p.write.disks.map((d: {offset: number}) => d.offset)).to.deep.equal([0, 0, 0])
+    expect(p.pairs.map((x: any) => [x.client, x.kernel, x.read.result, x.write.result, x.write.errno ?? null, x.write.restored, x.agrees])).to.deep.equal([
+      [cmb.bdf, 'yes', 'ok', 'ok', null, true, true],
+      [peer.bdf, 'yes', 'ok', 'ok', null, true, true],
+      [rc!.bdf, 'no', 'refused', 'refused', 'EREMOTEIO', true, true],
+    ])
+    expect(p.mismatches).to.deep.equal([])
+    // From the host: the images hold what they held before (the disk pattern, not the probe's).
+    const after = hostView()
+    for (const [i, nv] of vm.devices.nvme.entries()) expect(after[i].equals(before[i]), `${nv.image} restored`).to.equal(true)
+    expect(before[0].some((b) => b !== 0), 'the region holds the disk pattern, so a restore is tested').to.equal(true)
   })
 
   it('the root-complex pair alone: every pair refused → exit 9, as the kernel refuses it', async function () {

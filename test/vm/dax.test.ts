@@ -112,7 +112,7 @@ describe('guest: mkfs-dax and locate on fsdax pmem, checked in host memory', fun
     expect(r.code, r.stdout + r.stderr).to.equal(0)
     const j = json(r)
     expect(j).to.deep.include({device: '/dev/pmem0', kind: 'pmem', filesystem: 'ext4', blockSize: 4096, size: PMEM_MIB * MiB})
-    expect(j.alignment).to.deep.include({physicalStart: '0x60000000', aligned: true})
+    expect(j.alignment).to.deep.include({physicalStart: '0x0000000060000000', aligned: true})
     expect(j.mount).to.deep.equal({target: '/tmp/dax', options: 'dax', daxConfirmed: true})
     expect(await sh('grep "^/dev/pmem0 /tmp/dax " /proc/mounts')).to.match(/ext4 .*dax/)
     expect(await sh('dumpe2fs -h /dev/pmem0 2>/dev/null | grep -E "RAID stride|Block size"')).to.match(/Block size:\s+4096/).and.match(/RAID stride:\s+512/)
@@ -126,7 +126,7 @@ describe('guest: mkfs-dax and locate on fsdax pmem, checked in host memory', fun
     await sh(`cp ${src} /tmp/dax/pattern.bin && sync`)
     const j = await checkInRam('/tmp/dax/pattern.bin', data)
     expect(j.totals.bytes).to.be.at.least(data.length)
-    expect(j.device).to.deep.include({node: '/dev/pmem0', kind: 'pmem', base: '0x60000000'})
+    expect(j.device).to.deep.include({node: '/dev/pmem0', kind: 'pmem', base: '0x0000000060000000'})
     const human = await iopmem(['locate', '/tmp/dax/pattern.bin'])
     expect(human.stdout).to.contain('DAX').and.contain('fsdax pmem').and.match(/PHYSICAL/)
   })
@@ -151,9 +151,9 @@ describe('guest: mkfs-dax and locate on fsdax pmem, checked in host memory', fun
     console.log(`      fragmented file: ${n} extents, ${j.totals.segments} segments`)
   })
 
-  it('a window (--offset/--length) gives the addresses of exactly those bytes', async () => {
+  it('a window (--offset/--size) gives the addresses of exactly those bytes', async () => {
     const data = pattern('ext4', 5 * MiB + 12345)
-    const r = await iopmem(['locate', '/tmp/dax/pattern.bin', '--offset', '1234567', '--length', '300000', '--json'])
+    const r = await iopmem(['locate', '/tmp/dax/pattern.bin', '--offset', '1234567', '--size', '300000', '--json'])
     const j = json(r)
     expect(j.window).to.deep.equal({offset: 1234567, length: 300000, clipped: true})
     expect(j.extents.reduce((s: number, e: any) => s + e.length, 0)).to.equal(300000)
@@ -259,7 +259,7 @@ describe('guest: mkfs-dax and locate on fsdax pmem, checked in host memory', fun
     expect(await sh('cat /sys/class/block/pmem0p1/start')).to.equal('4096\n')
     const r = await iopmem(['mkfs-dax', '/dev/pmem0p1', '--mount', '/tmp/part', '--force', '--json'])
     expect(r.code, r.stdout + r.stderr).to.equal(0)
-    expect(json(r).alignment).to.deep.include({deviceStart: 2 * MiB, physicalStart: '0x60200000', aligned: true})
+    expect(json(r).alignment).to.deep.include({deviceStart: 2 * MiB, physicalStart: '0x0000000060200000', aligned: true})
     const data = pattern('part', MiB + 5)
     const src = await vm.putFile('pattern-part.bin', data)
     await sh(`cp ${src} /tmp/part/pattern.bin && sync`)

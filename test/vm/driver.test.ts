@@ -16,33 +16,14 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {bootGuest, diskPattern, type Guest, iopmemCacheDir, parseSha256Sums, type RunResult, resolveKernel, sha256File} from '../../src/lib/vm/index.js'
+import {bootGuest, diskPattern, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
+import {kmodTree} from '../helpers/kmod.js'
 
 const ROOT = path.resolve(import.meta.dirname, '../..')
 const MiB = 1024 * 1024
 const PY = '/usr/bin/python3'
 /** ivshmem BAR2: big enough for xfs (mkfs.xfs wants 300 MB). */
 const SIZE = 512 * MiB
-
-/** The extmod tree of the repository's guest kernel, unpacked into the cache on first use. */
-function kmodTree(): string {
-  if (process.env.IOPMEM_VM_KMOD_TREE) return process.env.IOPMEM_VM_KMOD_TREE
-  const tarball = path.resolve(ROOT, 'vm/kernel/extmod.tar.xz')
-  if (!fs.existsSync(tarball)) throw new Error(`No kernel build tree for the guest: set IOPMEM_VM_KMOD_TREE or restore ${tarball}`)
-  const sha = sha256File(tarball)
-  if (sha !== parseSha256Sums(fs.readFileSync(path.resolve(ROOT, 'vm/kernel/SHA256SUMS'), 'utf8')).get('extmod.tar.xz')) {
-    throw new Error(`${tarball} does not match vm/kernel/SHA256SUMS (git checkout -- vm/kernel)`)
-  }
-  const dir = path.join(iopmemCacheDir(), `extmod-${sha.slice(0, 16)}`)
-  if (!fs.existsSync(path.join(dir, 'Module.symvers'))) {
-    fs.rmSync(`${dir}.tmp`, {recursive: true, force: true})
-    fs.mkdirSync(`${dir}.tmp`, {recursive: true})
-    execFileSync('tar', ['-xJf', tarball, '-C', `${dir}.tmp`])
-    fs.rmSync(dir, {recursive: true, force: true})
-    fs.renameSync(`${dir}.tmp`, dir)
-  }
-  return dir
-}
 
 describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function () {
   // kmemleak=on tracks every kernel allocation: under TCG each check runs slower than without it,

@@ -78,7 +78,7 @@ describe('guest: iopmem map on Linux (ivshmem BAR2 checked on the host, NVMe CMB
         [64, base + 0x38, ['0x0123456789abcdef', '0xfedcba9876543210'], Buffer.from('efcdab89674523011032547698badcfe', 'hex')],
       ]
       for (const [w, off, values, bytes] of writes) {
-        const j = ok(await iopmem(['map', ivs, '--bar', '2', '--mode', mode, '--write', '0x' + off.toString(16), '--value', values.join(','), '--width', String(w), '--yes', '--json']))
+        const j = ok(await iopmem(['map', ivs, '--bar', '2', '--cache', mode, '--write', '0x' + off.toString(16), '--value', values.join(','), '--width', String(w), '--yes', '--json']))
         expect(j.mapping).to.include({mode, backend: 'bar', writable: true})
         expect(j.mapping.path).to.match(new RegExp(`/${ivs}/resource2${mode === 'wc' ? '_wc' : ''}$`))
         const host = await vm.readIvshmem(off - 1, bytes.length + 2)
@@ -88,7 +88,7 @@ describe('guest: iopmem map on Linux (ivshmem BAR2 checked on the host, NVMe CMB
         expect(host[host.length - 1], 'byte after untouched').to.equal(0)
       }
       // Read them back, one access per value, and compare with the host's bytes.
-      const r = ok(await iopmem(['map', ivs, '--bar', '2', '--mode', mode, '--read', '0x' + (base + 0x38).toString(16), '--width', '64', '--count', '2', '--json']))
+      const r = ok(await iopmem(['map', ivs, '--bar', '2', '--cache', mode, '--read', '0x' + (base + 0x38).toString(16), '--width', '64', '--count', '2', '--json']))
       const host = await vm.readIvshmem(base + 0x38, 16)
       expect(r.op.values).to.deep.equal(['0x' + host.readBigUInt64LE(0).toString(16).padStart(16, '0'), '0x' + host.readBigUInt64LE(8).toString(16).padStart(16, '0')])
       console.log(`      ${mode} read back 2 × 64-bit: ${r.op.values.join(' ')} = host`)
@@ -103,7 +103,7 @@ describe('guest: iopmem map on Linux (ivshmem BAR2 checked on the host, NVMe CMB
       const first = base + 0x1000 + 3
       for (const [i, strategy] of strategies.entries()) {
         const off = first + i * size
-        const j = ok(await iopmem(['map', ivs, '--bar', '2', '--mode', mode, '--fill', spec, '--offset', '0x' + off.toString(16), '--size', String(size), '--strategy', strategy, '--yes', '--json']))
+        const j = ok(await iopmem(['map', ivs, '--bar', '2', '--cache', mode, '--fill', spec, '--offset', '0x' + off.toString(16), '--size', String(size), '--strategy', strategy, '--yes', '--json']))
         expect(j.op).to.include({strategy, size})
         const host = await vm.readIvshmem(off, size)
         expect(host.equals(expected(spec, off, size)), `${mode} ${strategy} fill`).to.equal(true)
@@ -111,14 +111,14 @@ describe('guest: iopmem map on Linux (ivshmem BAR2 checked on the host, NVMe CMB
       }
       const around = await vm.readIvshmem(first - 3, 3 + 2 * size + 3)
       expect(around.subarray(0, 3).toString('hex') + around.subarray(-3).toString('hex'), 'bytes just outside the fills').to.equal('000000000000')
-      const v = ok(await iopmem(['map', ivs, '--bar', '2', '--mode', mode, '--verify', spec, '--offset', '0x' + first.toString(16), '--size', String(2 * size), '--strategy', 'stream-load', '--json']))
+      const v = ok(await iopmem(['map', ivs, '--bar', '2', '--cache', mode, '--verify', spec, '--offset', '0x' + first.toString(16), '--size', String(2 * size), '--strategy', 'stream-load', '--json']))
       expect(v.op).to.include({strategy: 'stream-load', mismatches: 0, size: 2 * size})
       console.log(`      ${mode} verify of both through stream-load: ${2 * size} B match`)
       // A file in, with the default strategy for the mode.
       const data = randomBytes(100 * KiB + 7)
       const src = await vm.putFile(`in-${mode}.bin`, data)
       const at = base + 0x8_0000 + 1
-      const c = ok(await iopmem(['map', ivs, '--bar', '2', '--mode', mode, '--copy-in', src, '--offset', '0x' + at.toString(16), '--yes', '--json']))
+      const c = ok(await iopmem(['map', ivs, '--bar', '2', '--cache', mode, '--copy-in', src, '--offset', '0x' + at.toString(16), '--yes', '--json']))
       expect(c.op.strategy).to.equal(mode === 'wc' ? 'stream-store' : 'exact64')
       expect((await vm.readIvshmem(at, data.length)).equals(data)).to.equal(true)
       console.log(`      ${mode} copy-in ${data.length} B at 0x${at.toString(16)} (${c.op.strategy}): host file matches`)
@@ -127,22 +127,22 @@ describe('guest: iopmem map on Linux (ivshmem BAR2 checked on the host, NVMe CMB
       const hostAt = base + 0xc_0000 + 5
       await vm.writeIvshmem(hostAt, hostBytes)
       const out = join(vm.xferDir, `out-${mode}.bin`)
-      const o = ok(await iopmem(['map', ivs, '--bar', '2', '--mode', mode, '--copy-out', out, '--offset', '0x' + hostAt.toString(16), '--size', String(hostBytes.length), '--strategy', 'stream-load', '--json']))
+      const o = ok(await iopmem(['map', ivs, '--bar', '2', '--cache', mode, '--copy-out', out, '--offset', '0x' + hostAt.toString(16), '--size', String(hostBytes.length), '--strategy', 'stream-load', '--json']))
       expect(o.op.strategy).to.equal('stream-load')
       expect(readFileSync(out).equals(hostBytes), 'copy-out through stream-load = what the host wrote').to.equal(true)
-      const d = ok(await iopmem(['map', ivs, '--bar', '2', '--mode', mode, '--dump', '0x' + (hostAt - 5).toString(16), '--size', '64', '--json']))
+      const d = ok(await iopmem(['map', ivs, '--bar', '2', '--cache', mode, '--dump', '0x' + (hostAt - 5).toString(16), '--size', '64', '--json']))
       expect(d.op.hex).to.equal((await vm.readIvshmem(hostAt - 5, 64)).toString('hex'))
       console.log(`      ${mode} host wrote ${hostBytes.length} B at 0x${hostAt.toString(16)}: copy-out (stream-load) and dump read exactly them`)
     })
   }
 
   it('wc of the non-prefetchable BAR0 fails, saying why; wc of BAR2 is confirmed by the PAT table', async () => {
-    const r = await iopmem(['map', ivs, '--bar', '0', '--mode', 'wc', '--json'])
+    const r = await iopmem(['map', ivs, '--bar', '0', '--cache', 'wc', '--json'])
     expect(r.code).to.equal(7)
     const e = json(r).error
     expect(e.code).to.equal('E_WC_NOT_PREFETCHABLE')
     expect(e.message).to.match(/BAR0 of .* is not prefetchable, so write-combining is impossible/)
-    console.log(`      BAR0 --mode wc: exit 7, ${e.code}`)
+    console.log(`      BAR0 --cache wc: exit 7, ${e.code}`)
     const f = ok(await iopmem(['map', ivs, '--json']))
     expect(f.mapping).to.include({mode: 'wc', modeAsked: 'auto'})
     const pat = await vm.sh('cat /sys/kernel/debug/x86/pat_memtype_list | wc -lc')
@@ -151,7 +151,7 @@ describe('guest: iopmem map on Linux (ivshmem BAR2 checked on the host, NVMe CMB
   })
 
   it('PAT: while another process holds BAR2 uncached, wc is refused and auto says it got uc', async () => {
-    const holder = vm.sh(`node bin/run.js map ${ivs} --bar 2 --mode uc --hold 0 >/tmp/pat-hold.out 2>&1 & echo $! >/tmp/pat-hold.pid; wait $!`, {timeoutMs: 300_000})
+    const holder = vm.sh(`node bin/run.js map ${ivs} --bar 2 --cache uc --hold 0 >/tmp/pat-hold.out 2>&1 & echo $! >/tmp/pat-hold.pid; wait $!`, {timeoutMs: 300_000})
     try {
       // Wait until the holder says it holds, then for its uc mapping in the PAT table.
       for (let i = 0; i < 180 && !(await vm.sh('cat /tmp/pat-hold.out 2>/dev/null')).stdout.includes('holding'); i++) await sleep(500)
@@ -174,8 +174,8 @@ describe('guest: iopmem map on Linux (ivshmem BAR2 checked on the host, NVMe CMB
         )
         expect.fail(`no uncached-minus PAT entry at 0x${start.toString(16)} while the holder holds BAR2:\n${why.stdout}${why.stderr}`)
       }
-      const wc = await iopmem(['map', ivs, '--bar', '2', '--mode', 'wc', '--read', '0', '--json'])
-      console.log(`      --mode wc while held uc: exit ${wc.code}, ${json(wc).error?.code}: ${json(wc).error?.message}`)
+      const wc = await iopmem(['map', ivs, '--bar', '2', '--cache', 'wc', '--read', '0', '--json'])
+      console.log(`      --cache wc while held uc: exit ${wc.code}, ${json(wc).error?.code}: ${json(wc).error?.message}`)
       expect(wc.code).to.equal(6)
       expect(json(wc).error.code).to.equal('E_PAT_CONFLICT')
       const auto = ok(await iopmem(['map', ivs, '--json']))

@@ -7,7 +7,7 @@ import {MODE_REQUESTS, type ModeRequest} from '../../lib/map/index.js'
 
 export default class BenchMmio extends BaseCommand {
   static summary = 'CPU ↔ device-memory bandwidth and latency of a mapping, per mode and copy strategy (gdrcopy copybw/copylat for any BAR).'
-  static description = `Maps TARGET as \`iopmem map\` does (a BAR with --bar/--mode, a p2pmem chunk with --p2pmem, /dev/daxX.Y, a DAX file — or any regular file, to measure the copy engine on RAM) and measures:
+  static description = `Maps TARGET as \`iopmem map\` does (a BAR with --bar/--cache, a p2pmem chunk with --p2pmem, /dev/daxX.Y, a DAX file — or any regular file, to measure the copy engine on RAM) and measures:
 
   bandwidth  copies into the mapping (CPU → device) and out of it (device → CPU) with every strategy the mode allows (wc: stream-store / exact64 in, stream-load / exact64 out; uc: exact64 / stream-store in; wb: memcpy too), over a size sweep (default ×4 from 64 B to 4 MiB);
   latency    single volatile reads and writes of 8, 16, 32 and 64 bits, beside the same loop on anonymous RAM (the addon's share of each access).
@@ -15,8 +15,8 @@ export default class BenchMmio extends BaseCommand {
 GB/s are 10^9 bytes per second. The bench writes into the mapping: it asks first on a terminal and needs --yes without one; --read-only measures reads alone and changes nothing. Progress goes to stderr when a run takes over a second on a terminal.`
 
   static examples = examples(`
-    00:04.0 --bar 2 --mode wc --yes                         # A prefetchable BAR, write-combining
-    00:04.0 --bar 2 --mode uc --read-only                   # Reads only, uncached (nothing written)
+    00:04.0 --bar 2 --cache wc --yes                         # A prefetchable BAR, write-combining
+    00:04.0 --bar 2 --cache uc --read-only                   # Reads only, uncached (nothing written)
     0000:03:00.0 --p2pmem 4M --sizes 4K,64K,1M --yes --json # A p2pmem chunk of an NVMe CMB, for a script
     /dev/shm/scratch --yes --isa sse2                       # The copy engine on RAM, SSE2 loops only
   `)
@@ -28,7 +28,7 @@ GB/s are 10^9 bytes per second. The bench writes into the mapping: it asks first
   static flags = {
     bar: Flags.string({char: 'b', description: 'BAR to map, 0-5 (default: the largest memory BAR).'}),
     p2pmem: Flags.string({description: "Bench a chunk of this size from the function's p2pmem pool."}),
-    mode: Flags.string({char: 'm', description: 'Caching mode.', options: [...MODE_REQUESTS], default: 'auto'}),
+    cache: Flags.string({description: 'Caching: uc, wc, wb, wt or auto. Was --mode/-m (still accepted, with a warning, for one release).', aliases: ['mode'], charAliases: ['m'], deprecateAliases: true, options: [...MODE_REQUESTS], default: 'auto'}),
     sizes: Flags.string({description: 'Copy sizes, comma separated (units K/M/G, 0x hex); default ×4 from 64 B to 4 MiB.'}),
     offset: Flags.string({char: 'o', description: 'Offset in the mapping where copies start (default 0).'}),
     time: Flags.string({char: 't', description: 'Minimum seconds per bandwidth cell (default 0.2).'}),
@@ -45,7 +45,7 @@ GB/s are 10^9 bytes per second. The bench writes into the mapping: it asks first
       {
         target: args.target,
         ...pick(flags, ['bar', 'p2pmem', 'sizes', 'offset', 'time', 'strategy']),
-        mode: flags.mode as ModeRequest,
+        mode: flags.cache as ModeRequest,
         readOnly: flags['read-only'] === true,
         isa: flags.isa as (typeof ISAS)[number],
       },

@@ -64,8 +64,8 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
       },
     )
     if (!this.jsonEnabled()) {
-      const {renderP2pBench} = await import('../../ui/render-p2pbench.js')
-      this.log(renderP2pBench(result, await this.colors()))
+      const [{renderP2pBench}, {outputWidth}] = await Promise.all([import('../../ui/render-p2pbench.js'), import('../../ui/width.js')])
+      this.log(renderP2pBench(result, await this.colors(), outputWidth()))
     }
     const failed = verifyFailure(result)
     if (failed) throw failed

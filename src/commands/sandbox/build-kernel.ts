@@ -20,8 +20,8 @@ export default class SandboxBuildKernel extends BaseCommand {
 
   static flags = {
     jobs: Flags.integer({char: 'j', description: 'Parallel make jobs (default: the number of CPUs).', min: 1, max: 256}),
-    verify: Flags.boolean({description: 'Build into a scratch directory and compare with vm/kernel/SHA256SUMS (exit 1 on a difference).'}),
-    check: Flags.boolean({description: 'Check the prerequisites only.'}),
+    verify: Flags.boolean({description: 'Build into a scratch directory and compare with vm/kernel/SHA256SUMS (exit 8 on a difference).'}),
+    check: Flags.boolean({description: 'Check the prerequisites only (exit 7 when one is missing).'}),
     'config-only': Flags.boolean({description: 'Stop after writing and checking the .config (about a minute).'}),
     'install-deps': Flags.boolean({description: 'apt-get install the missing Debian packages first (needs root).'}),
     'dry-run': Flags.boolean({char: 'n', description: 'Print what would be done.'}),

@@ -154,6 +154,16 @@ export function moduleItem(host: Host, release: string | null, cfg: KernelConfig
     const version = host.readTrim(host.sys('module/iopmem/version'))
     return {...base, verdict: 'pass', found: `loaded${version ? `, version ${version}` : ''}`, fix: null, details}
   }
+  // kernel.modules_disabled=1 is one-way until reboot: no insmod or modprobe succeeds.
+  if (host.readTrim(host.proc('sys/kernel/modules_disabled')) === '1') {
+    return {
+      ...base,
+      verdict: 'fail',
+      found: 'not loaded, and module loading is disabled until the next boot (kernel.modules_disabled=1)',
+      fix: 'Reboot without setting kernel.modules_disabled (sysctl.d), load iopmem first, or build it into the kernel.',
+      details: {...details, modulesDisabled: true},
+    }
+  }
   if (!ko) {
     return {
       ...base,

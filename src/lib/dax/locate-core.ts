@@ -63,8 +63,14 @@ export interface ScanContext {
   /** File size rounded up to the block size: extents starting there are preallocated past EOF. */
   eofBlock: number
   diskSize: number
-  /** Skip extents that start before this file offset (the other half already has them). */
-  dropBefore?: number
+  /**
+   * The part of the window this FIEMAP answer is for, [from, to): extents are
+   * cut to it. FIEMAP answers with whole blocks around the range asked (ext4,
+   * xfs) or whole extents (others), so neighbouring answers overlap; cut to
+   * their parts, they tile the window and join into exactly one pass.
+   */
+  from?: number
+  to?: number
 }
 
 export interface UnusableExtent {
@@ -122,7 +128,8 @@ export function scanExtents(r: FiemapResult, ctx: ScanContext): Part {
   const dv = new Float64Array(c)
   const fl = new Uint32Array(c)
   const {wStart, wEnd, clipped, partitionStart, eofBlock, diskSize} = ctx
-  const dropBefore = ctx.dropBefore ?? -1
+  const from = ctx.from ?? -1
+  const to = ctx.to ?? Infinity
   let k = 0
   let bytes = 0
   let covered = 0
@@ -151,7 +158,16 @@ export function scanExtents(r: FiemapResult, ctx: ScanContext): Part {
     let ph = P[j] + P[j + 1] * TWO32
     let n = N[j] + N[j + 1] * TWO32
     const f = F[i]
-    if (lo < dropBefore) continue
+    if (lo < from) {
+      if (lo + n <= from) continue
+      ph += from - lo
+      n -= from - lo
+      lo = from
+    }
+    if (lo + n > to) {
+      if (lo >= to) continue
+      n = to - lo
+    }
     if (clipped) {
       const s = lo > wStart ? lo : wStart
       const e = lo + n < wEnd ? lo + n : wEnd
@@ -159,28 +175,38 @@ export function scanExtents(r: FiemapResult, ctx: ScanContext): Part {
       ph += s - lo
       n = e - s
       lo = s
-    } else if (lo >= eofBlock) beyondEof += n
+    }
     const d = ph + partitionStart
+    if (!clipped && lo + n > eofBlock) beyondEof += lo + n - (lo > eofBlock ? lo : eofBlock)
+    bytes += n
+    const ce = lo + n < wEnd ? lo + n : wEnd
+    if (ce > lo) covered += ce - lo
+    if (f & EXTENT_FLAGS.UNWRITTEN) unwritten += n
+    if (f & EXTENT_FLAGS.SHARED) shared += n
+    // One extent for what is contiguous in file and device with the same flags (LAST aside), whoever
+    // split it: the filesystem, or the ranges FIEMAP was asked (the probe, the two halves).
+    const m = k - 1
+    if (k > 0 && lo === fo[m] + ln[m] && d === dv[m] + ln[m] && ((f ^ fl[m]) & ~EXTENT_FLAGS.LAST) === 0) {
+      ln[m] += n
+      fl[m] = f
+      runLen += n
+      if (f & UNUSABLE) {
+        const u = unusable.at(-1)
+        if (u && u.fileOffset === fo[m]) u.length = ln[m]
+      } else if (outside < 0 && d + n > diskSize) outside = m
+      continue
+    }
     fo[k] = lo
     ln[k] = n
     dv[k] = d
     fl[k] = f
-    bytes += n
-    const ce = lo + n < wEnd ? lo + n : wEnd
-    if (ce > lo) covered += ce - lo
     if (f & UNUSABLE) {
       unusableN++
       if (unusable.length < MAX_UNUSABLE) unusable.push({fileOffset: lo, length: n, flags: flagNames(f)})
     } else if (d + n > diskSize && outside < 0) outside = k
-    if (f & EXTENT_FLAGS.UNWRITTEN) {
-      unwritten += n
-      unwrittenN++
-    }
-    if (f & EXTENT_FLAGS.SHARED) {
-      shared += n
-      sharedN++
-    }
-    if (k > 0 && lo === fo[k - 1] + ln[k - 1] && d === dv[k - 1] + ln[k - 1]) runLen += n
+    if (f & EXTENT_FLAGS.UNWRITTEN) unwrittenN++
+    if (f & EXTENT_FLAGS.SHARED) sharedN++
+    if (k > 0 && lo === fo[m] + ln[m] && d === dv[m] + ln[m]) runLen += n
     else {
       if (k > 0) {
         if (segments === 1) firstLen = runLen
@@ -235,20 +261,24 @@ function concat<T extends Float64Array | Uint32Array>(a: T, b: T, make: (n: numb
 
 /**
  * The part for a followed by b (b's extents come after a's in the file),
- * exactly as if one pass had seen them all: runs that continue across the
- * join are joined, the largest run is the first longest, as one pass would
- * pick it, and a's last extent loses the LAST flag that FIEMAP gives the
- * end of a range. (a's JSON lines must be written after the join.)
+ * exactly as if one pass had seen them all: an extent FIEMAP cut at the
+ * boundary of the two ranges (it trims extents to the range asked) is one
+ * extent again, runs that continue across the join are joined, the largest
+ * run is the first longest, as one pass would pick it, and a's last extent
+ * loses the LAST flag that FIEMAP gives the end of a range. (a's last JSON
+ * line and b's first must be written after the join: see `merged`.)
  */
-export function joinParts(a: Part, b: Part): Part {
-  if (a.count === 0) return b
-  if (b.count === 0) return a
-  const off = a.count
+export function joinParts(a: Part, b: Part): Part & {merged: number} {
+  if (a.count === 0) return {...b, merged: 0}
+  if (b.count === 0) return {...a, merged: 0}
   const la = a.count - 1
   // FIEMAP (iomap) marks the last extent of the range asked LAST: a's end is not the file's.
   a.flags[la] &= ~EXTENT_FLAGS.LAST
   const aUnusable = a.unusable.map((u) => (u.fileOffset === a.fileOffset[la] ? {...u, flags: flagNames(a.flags[la])} : u))
   const joins = b.fileOffset[0] === a.fileOffset[la] + a.length[la] && b.deviceOffset[0] === a.deviceOffset[la] + a.length[la]
+  // The same extent, cut in two by the ranges: one again.
+  const m = joins && ((a.flags[la] ^ b.flags[0]) & ~EXTENT_FLAGS.LAST) === 0 ? 1 : 0
+  const off = a.count - m
   const shift = (r: Run): Run => ({start: r.start + off, length: r.length})
   let segments = a.segments + b.segments
   let firstRun = a.firstRun
@@ -268,28 +298,50 @@ export function joinParts(a: Part, b: Part): Part {
   }
   let best: Run = {start: -1, length: 0}
   for (const r of candidates) if (r.length > best.length) best = r
+  const f0 = b.flags[0]
+  let unusable = [...aUnusable, ...b.unusable]
+  const outside = a.outside >= 0 ? a.outside : b.outside >= 0 ? b.outside + off : -1
+  const fileOffset = concat(a.fileOffset, b.fileOffset.subarray(m), (n) => new Float64Array(n))
+  const length = concat(a.length, b.length.subarray(m), (n) => new Float64Array(n))
+  const deviceOffset = concat(a.deviceOffset, b.deviceOffset.subarray(m), (n) => new Float64Array(n))
+  const flags = concat(a.flags, b.flags.subarray(m), (n) => new Uint32Array(n))
+  if (m) {
+    length[la] += b.length[0]
+    flags[la] = f0
+    if (f0 & UNUSABLE) {
+      // a's entry for its last extent (if listed) is now the whole extent; b's entry for its first goes.
+      unusable = [...aUnusable.map((u) => (u.fileOffset === a.fileOffset[la] ? {...u, length: length[la], flags: flagNames(f0)} : u)), ...b.unusable.filter((u) => u.fileOffset !== b.fileOffset[0])]
+    }
+  }
   return {
-    count: a.count + b.count,
-    fileOffset: concat(a.fileOffset, b.fileOffset, (n) => new Float64Array(n)),
-    length: concat(a.length, b.length, (n) => new Float64Array(n)),
-    deviceOffset: concat(a.deviceOffset, b.deviceOffset, (n) => new Float64Array(n)),
-    flags: concat(a.flags, b.flags, (n) => new Uint32Array(n)),
+    count: a.count + b.count - m,
+    fileOffset,
+    length,
+    deviceOffset,
+    flags,
     bytes: a.bytes + b.bytes,
     covered: a.covered + b.covered,
     unwritten: a.unwritten + b.unwritten,
-    unwrittenN: a.unwrittenN + b.unwrittenN,
+    unwrittenN: a.unwrittenN + b.unwrittenN - (m && f0 & EXTENT_FLAGS.UNWRITTEN ? 1 : 0),
     shared: a.shared + b.shared,
-    sharedN: a.sharedN + b.sharedN,
-    unusableN: a.unusableN + b.unusableN,
-    unusable: [...aUnusable, ...b.unusable].slice(0, MAX_UNUSABLE),
-    outside: a.outside >= 0 ? a.outside : b.outside >= 0 ? b.outside + off : -1,
+    sharedN: a.sharedN + b.sharedN - (m && f0 & EXTENT_FLAGS.SHARED ? 1 : 0),
+    unusableN: a.unusableN + b.unusableN - (m && f0 & UNUSABLE ? 1 : 0),
+    unusable: unusable.slice(0, MAX_UNUSABLE),
+    outside,
     beyondEof: a.beyondEof + b.beyondEof,
     huge: a.huge || b.huge,
     segments,
     firstRun,
     lastRun,
     best,
+    merged: m,
   }
+}
+
+/** Extents [from, to) of a part, as views (for writing some of its JSON lines). */
+export function sliceExtents(p: Pick<Part, 'fileOffset' | 'length' | 'deviceOffset' | 'flags'>, from: number, to: number): Pick<Part, 'count' | 'fileOffset' | 'length' | 'deviceOffset' | 'flags'> {
+  const n = Math.max(0, to - from)
+  return {count: n, fileOffset: p.fileOffset.subarray(from, from + n), length: p.length.subarray(from, from + n), deviceOffset: p.deviceOffset.subarray(from, from + n), flags: p.flags.subarray(from, from + n)}
 }
 
 /** What the JSON lines need besides the columns. */
@@ -355,16 +407,16 @@ export function formatExtents(p: Pick<Part, 'count' | 'fileOffset' | 'length' | 
     if (hasBase) {
       if (!slow) {
         q = F4(buf, q)
-        q = putHex(buf, q, baseN + d)
+        q = putHex(buf, q, baseN + d, 0, 16)
         buf[q++] = 34
         if (hasBus) {
           q = F5(buf, q)
-          q = putHex(buf, q, busN + d)
+          q = putHex(buf, q, busN + d, 0, 16)
           buf[q++] = 34
         }
       } else {
-        q += buf.write(`,"physical":"0x${(base! + BigInt(d)).toString(16)}"`, q)
-        if (hasBus) q += buf.write(`,"busAddress":"0x${(bus! + BigInt(d)).toString(16)}"`, q)
+        q += buf.write(`,"physical":"0x${(base! + BigInt(d)).toString(16).padStart(16, '0')}"`, q) // as sys hex64; this module stays import-free for the worker
+        if (hasBus) q += buf.write(`,"busAddress":"0x${(bus! + BigInt(d)).toString(16).padStart(16, '0')}"`, q)
       }
     }
     if (lbaMode) {

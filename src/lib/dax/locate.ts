@@ -8,8 +8,8 @@ import {Exit, IopmemError, usage} from '../sys/index.js'
 import {classifyPath} from '../pci/index.js'
 import type {Host} from '../sys/index.js'
 import {mountDaxMode, type MountEntry, readMounts} from '../sys/index.js'
-import {flagNames, type FormatParams, formatExtents, joinParts, type Part, type ScanContext, scanExtents, WHY_UNUSABLE} from './locate-core.js'
-import {formatBytes} from '../sys/index.js'
+import {flagNames, type FormatParams, formatExtents, joinParts, type Part, type ScanContext, scanExtents, sliceExtents, WHY_UNUSABLE} from './locate-core.js'
+import {formatBytes, hex64} from '../sys/index.js'
 import type {FiemapResult} from '../../native/types.js'
 
 /**
@@ -82,7 +82,7 @@ async function currentFileOps(): Promise<FileOps> {
 export interface LocateOptions {
   /** Start of the window, bytes (--offset). */
   offset?: number
-  /** Length of the window, bytes (--length); default to the end of the file. */
+  /** Length of the window, bytes (--size); default to the end of the file. */
   length?: number
   /** FIEMAP_FLAG_SYNC (default true; --no-sync turns it off). */
   sync?: boolean
@@ -154,7 +154,7 @@ export interface LocateTotals {
  *   "file": "/mnt/dax/data.bin",            // absolute path
  *   "size": 8392704,                        // file size, bytes
  *   "window": {"offset": 0, "length": 8392704, "clipped": false},
- *                                           // clipped: --offset/--length given; extents are cut to the window
+ *                                           // clipped: --offset/--size given; extents are cut to the window
  *   "dax": true,                            // statx STATX_ATTR_DAX
  *   "synced": true,                         // FIEMAP_FLAG_SYNC used (false with --no-sync)
  *   "addressing": "memory" | "lba" | "offsets",
@@ -253,11 +253,11 @@ export class LocateResult {
 
   /** CPU physical address of extent i, hex; null without memory addressing. */
   physical(i: number): string | null {
-    return this.base === undefined ? null : '0x' + (this.base + BigInt(this.deviceOffset[i])).toString(16)
+    return this.base === undefined ? null : hex64(this.base + BigInt(this.deviceOffset[i]))
   }
 
   busAddress(i: number): string | null {
-    return this.busBase === undefined ? null : '0x' + (this.busBase + BigInt(this.deviceOffset[i])).toString(16)
+    return this.busBase === undefined ? null : hex64(this.busBase + BigInt(this.deviceOffset[i]))
   }
 
   /** The documented JSON shape as an object (fine for thousands of extents; writeJson streams millions). */
@@ -380,7 +380,7 @@ export async function locate(host: Host, fileArg: string, opts: LocateOptions = 
       [`Give an offset below ${st.size}.`],
     )
   }
-  if (opts.length !== undefined && opts.length <= 0) throw usage('--length must be at least 1 byte.', 'E_RANGE')
+  if (opts.length !== undefined && opts.length <= 0) throw usage('--size must be at least 1 byte.', 'E_RANGE')
   const wEnd = clipped ? Math.min(st.size, wStart + (opts.length ?? st.size)) : st.size
   const window = {offset: wStart, length: wEnd - wStart, clipped}
 
@@ -461,8 +461,8 @@ export async function locate(host: Host, fileArg: string, opts: LocateOptions = 
   const fmt: FormatParams = {
     lbs: b.disk.logicalBlockSize,
     lbaMode: addressing === 'lba',
-    base: addressing === 'memory' && backing?.start !== undefined ? '0x' + backing.start.toString(16) : null,
-    busBase: addressing === 'memory' && backing?.kind === 'iopmem' && backing.busStart !== undefined ? '0x' + backing.busStart.toString(16) : null,
+    base: addressing === 'memory' && backing?.start !== undefined ? hex64(backing.start) : null,
+    busBase: addressing === 'memory' && backing?.kind === 'iopmem' && backing.busStart !== undefined ? hex64(backing.busStart) : null,
     diskSize: b.disk.size,
   }
   const fiemapFailed = (error: unknown): never => {
@@ -490,40 +490,40 @@ export async function locate(host: Host, fileArg: string, opts: LocateOptions = 
     part = map(wStart, clipped ? window.length : U64, ctx)
   } else {
     // A first look at the start of the window tells whether the file is big enough to map in two threads.
-    const probe = map(wStart, plan.probeEnd - wStart, ctx)
+    const probe = map(wStart, plan.probeEnd - wStart, {...ctx, to: plan.probeEnd})
     const estimate = probe.count * (window.length / (plan.probeEnd - wStart))
-    const parallel = plan.force || estimate >= SPLIT_EXTENTS ? await startSecondHalf(file, plan.mid, tail(plan.mid), sync, {...ctx, dropBefore: plan.mid}, fmt) : undefined
+    const parallel = plan.force || estimate >= SPLIT_EXTENTS ? await startSecondHalf(file, plan.mid, tail(plan.mid), sync, {...ctx, from: plan.mid}, fmt) : undefined
     if (!parallel) {
-      part = joinParts(probe, map(plan.probeEnd, tail(plan.probeEnd), {...ctx, dropBefore: plan.probeEnd}))
+      part = joinParts(probe, map(plan.probeEnd, tail(plan.probeEnd), {...ctx, from: plan.probeEnd}))
     } else {
       let a: Part
       try {
-        a = joinParts(probe, map(plan.probeEnd, plan.mid - plan.probeEnd, {...ctx, dropBefore: plan.probeEnd}))
+        a = joinParts(probe, map(plan.probeEnd, plan.mid - plan.probeEnd, {...ctx, from: plan.probeEnd, to: plan.mid}))
       } catch (error) {
         parallel.cancel()
         throw error
       }
-      // The first half's lines while the worker maps the second; its last line waits for the join (its LAST flag).
+      // The first half's lines while the worker maps the second; its last line waits for the join
+      // (its LAST flag goes, and the second half's first extent may be the rest of it).
       const aChunks: Uint8Array[] = []
       const push = (c: Uint8Array) => aChunks.push(c)
       const la = a.count - 1
-      if (la > 0) formatExtents({...a, count: la}, fmt, true, push)
+      if (la > 0) formatExtents(sliceExtents(a, 0, la), fmt, true, push)
       let second = await parallel.result
       if ('workerFailed' in second) {
         // No worker after all (e.g. its module could not load): map the second half here.
-        const p = map(plan.mid, tail(plan.mid), {...ctx, dropBefore: plan.mid})
+        const p = map(plan.mid, tail(plan.mid), {...ctx, from: plan.mid})
         const chunks: Uint8Array[] = []
-        formatExtents(p, fmt, false, (c) => chunks.push(c))
+        formatExtents(sliceExtents(p, 1, p.count), fmt, false, (c) => chunks.push(c))
         second = {part: p, chunks}
       }
       if ('error' in second) return fiemapFailed(second.error)
-      part = joinParts(a, second.part)
-      if (la >= 0) {
-        const last = {count: 1, fileOffset: a.fileOffset.subarray(la), length: a.length.subarray(la), deviceOffset: a.deviceOffset.subarray(la), flags: a.flags.subarray(la)}
-        formatExtents(last, fmt, la === 0, push)
-      }
-      // The second half's first line carries a leading comma; drop it when the first half had none.
-      if (a.count === 0 && second.chunks.length > 0) second.chunks[0] = second.chunks[0].subarray(1)
+      const joined = joinParts(a, second.part)
+      part = joined
+      // The lines between: a's last (merged or not) and b's first unless merged into it.
+      const from = Math.max(la, 0)
+      const to = second.part.count > 0 ? a.count - joined.merged + 1 : part.count
+      formatExtents(sliceExtents(part, from, to), fmt, la <= 0, push)
       body = [...aChunks, ...second.chunks]
     }
   }
@@ -542,7 +542,7 @@ export async function locate(host: Host, fileArg: string, opts: LocateOptions = 
       [
         ...(delalloc && !sync ? ['Drop --no-sync: FIEMAP_FLAG_SYNC gives delayed allocations their blocks.'] : []),
         ...(delalloc && sync ? ['Run `sync FILE` and try again.'] : []),
-        '--offset/--length can leave those bytes out of the window.',
+        '--offset/--size can leave those bytes out of the window.',
       ],
       {extents: unusable, count: unusableN},
     )
@@ -583,7 +583,7 @@ export async function locate(host: Host, fileArg: string, opts: LocateOptions = 
     }
     notes.push('FS_DAX pages are not P2PDMA pages: a kernel driver DMA-mapping them gives the peer the CPU physical address and skips the P2PDMA path checks (`iopmem topo` applies them)')
   }
-  const hex = (v: bigint | undefined) => (v === undefined ? null : '0x' + v.toString(16))
+  const hex = (v: bigint | undefined) => (v === undefined ? null : hex64(v))
   const nv = nvmeNamespace(host, b.disk)
   const device: LocateDevice = {
     node: b.node,
@@ -608,7 +608,7 @@ export async function locate(host: Host, fileArg: string, opts: LocateOptions = 
           fileOffset: fo[best.start],
           length: best.length,
           deviceOffset: dv[best.start],
-          physical: base === undefined ? null : '0x' + (base + BigInt(dv[best.start])).toString(16),
+          physical: base === undefined ? null : hex64(base + BigInt(dv[best.start])),
         }
   const head: Omit<LocateJson, 'extents'> = {
     file,

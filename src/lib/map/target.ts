@@ -30,7 +30,7 @@ import {classifyPath, normalizeBdf, tryParseBdf} from '../pci/index.js'
 import {Exit, type ExitCode, IopmemError, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {type Bar, type PciFunction, PciScanner} from '../pci/index.js'
-import {formatBytes, parseSize} from '../sys/index.js'
+import {formatBytes, hex64, parseSize} from '../sys/index.js'
 
 /** A mode as asked on the command line. */
 export type ModeRequest = CachingMode | 'auto'
@@ -62,7 +62,7 @@ export interface TargetSpec {
   bar?: string
   /** `--p2pmem` as given (a size). */
   p2pmem?: string
-  /** `--mode` (default auto). */
+  /** `--cache` (default auto). */
   mode?: ModeRequest
   /** Accept a regular file that is not DAX (backend `file`): benches and tests. */
   allowPageCache?: boolean
@@ -104,7 +104,7 @@ export interface MapFacts {
   length: number
   /** The caching mode obtained. */
   mode: CachingMode
-  /** The mode asked (`auto` unless --mode). */
+  /** The mode asked (`auto` unless --cache). */
   modeAsked: ModeRequest
   /** Why this mode (and this file): one sentence. */
   why: string
@@ -141,7 +141,6 @@ const isPathLike = (t: string) => t.includes('/') || t.startsWith('.') || t.star
 const DAX_NAME_RE = /^dax\d+\.\d+$/
 
 const hex = (n: bigint | number) => '0x' + n.toString(16)
-const hex16 = (n: bigint) => '0x' + n.toString(16).padStart(16, '0')
 
 /** The narrow slice of the addon that resolution and mapping use. */
 export interface MapNative {
@@ -183,7 +182,7 @@ function resourceFile(f: PciFunction, index: number, wc: boolean): string {
  */
 export function resolveTarget(host: Host, spec: TargetSpec, native: () => MapNative): ResolvedTarget {
   const mode = spec.mode ?? 'auto'
-  if (!MODE_REQUESTS.includes(mode)) throw usage(`Invalid --mode ${JSON.stringify(mode)}: use one of ${MODE_REQUESTS.join(', ')}.`, 'E_MODE_SYNTAX')
+  if (!MODE_REQUESTS.includes(mode)) throw usage(`Invalid --cache ${JSON.stringify(mode)}: use one of ${MODE_REQUESTS.join(', ')}.`, 'E_MODE_SYNTAX')
   const target = spec.target
   if (target === '') throw usage('Missing TARGET: give a PCI address (BDF) or a path.', 'E_TARGET_SYNTAX')
 
@@ -220,7 +219,7 @@ function resolveNamedPath(host: Host, spec: TargetSpec, target: string, native: 
     if (spec.p2pmem !== undefined) throw usage(`--p2pmem takes a BDF, not a resource file (${target}).`, 'E_FLAG_COMBO')
     if (spec.bar !== undefined && parseBarIndex(spec.bar) !== c.index) throw usage(`--bar ${spec.bar} contradicts ${target}, which is BAR${c.index}.`, 'E_FLAG_COMBO')
     const fileMode: CachingMode = c.wc ? 'wc' : 'uc'
-    if (mode !== 'auto' && mode !== fileMode) throw usage(`--mode ${mode} contradicts ${target}, which maps ${fileMode}; name the BDF and --mode instead.`, 'E_FLAG_COMBO')
+    if (mode !== 'auto' && mode !== fileMode) throw usage(`--cache ${mode} contradicts ${target}, which maps ${fileMode}; name the BDF and --cache instead.`, 'E_FLAG_COMBO')
     return resolveBar(host, spec, normalizeBdf(c.bdf), String(c.index), fileMode)
   }
   if (c.kind === 'p2pmem') {
@@ -257,7 +256,7 @@ function functionWarnings(scanner: PciScanner, f: PciFunction, warnings: string[
 
 function busAddress(scanner: PciScanner, f: PciFunction, bar: Bar): string | null {
   const bus = scanner.config(f.bdf)?.barBusAddress(bar.index)
-  return bus === undefined || bus === 0n ? null : hex16(bus)
+  return bus === undefined || bus === 0n ? null : hex64(bus)
 }
 
 function barFacts(scanner: PciScanner, f: PciFunction, b: Bar): BarFacts {
@@ -347,7 +346,7 @@ function resolveBar(host: Host, spec: TargetSpec, bdf: string, barText = spec.ba
         exit: Exit.UNSUPPORTED,
         suggestions: [
           `Bind ${bdf} to the iopmem driver (\`iopmem bind ${bdf}\`) in blockdax mode with --cache wb, \`iopmem mkfs-dax\`, and map a file on it: that gives WB.`,
-          `Or map ${name} with --mode uc${bar.wc ? ' or --mode wc' : ''}.`,
+          `Or map ${name} with --cache uc${bar.wc ? ' or --cache wc' : ''}.`,
         ],
         details: {bdf, bar: bar.index, mode: asked},
       },
@@ -360,7 +359,7 @@ function resolveBar(host: Host, spec: TargetSpec, bdf: string, barText = spec.ba
         {
           code: 'E_WC_NOT_PREFETCHABLE',
           exit: Exit.UNSUPPORTED,
-          suggestions: [`Map it uncached: --mode uc (or --mode auto).`, barsList(f).replace(/\.$/, '') + ': a prefetchable BAR can be mapped WC.'],
+          suggestions: [`Map it uncached: --cache uc (or --cache auto).`, barsList(f).replace(/\.$/, '') + ': a prefetchable BAR can be mapped WC.'],
           details: {bdf, bar: bar.index, prefetchable: false},
         },
       )
@@ -371,7 +370,7 @@ function resolveBar(host: Host, spec: TargetSpec, bdf: string, barText = spec.ba
         {
           code: 'E_WC_UNAVAILABLE',
           exit: Exit.UNSUPPORTED,
-          suggestions: ['Map it uncached: --mode uc (or --mode auto).', 'Check that PAT is on (`grep -w pat /proc/cpuinfo`, no `nopat` on the kernel command line).'],
+          suggestions: ['Map it uncached: --cache uc (or --cache auto).', 'Check that PAT is on (`grep -w pat /proc/cpuinfo`, no `nopat` on the kernel command line).'],
           details: {bdf, bar: bar.index, prefetchable: true},
         },
       )
@@ -445,8 +444,8 @@ function resolveP2pmem(host: Host, spec: TargetSpec, bdf: string): ResolvedTarge
         code: 'E_MODE_UNAVAILABLE',
         exit: Exit.UNSUPPORTED,
         suggestions: [
-          'Drop --mode (or use --mode uc).',
-          asked === 'wc' ? `For write-combining, map the BAR itself: \`iopmem map ${bdf} --bar N --mode wc\` (not safe while a driver uses it).` : `For WB, bind the device to iopmem in devdax or blockdax mode and map the DAX device or a file.`,
+          'Drop --cache (or use --cache uc).',
+          asked === 'wc' ? `For write-combining, map the BAR itself: \`iopmem map ${bdf} --bar N --cache wc\` (not safe while a driver uses it).` : `For WB, bind the device to iopmem in devdax or blockdax mode and map the DAX device or a file.`,
         ],
         details: {bdf, mode: asked, backend: 'p2pmem'},
       },
@@ -577,7 +576,7 @@ function resolveDevdax(host: Host, spec: TargetSpec, file: string, sysDir: strin
   const align = (sysDir && host.readInt(path.join(sysDir, 'align'))) || undefined
   const facts = baseFacts(spec.target, asked)
   const res = sysDir ? host.readTrim(path.join(sysDir, 'resource')) : undefined
-  if (res && /^0x[0-9a-f]+$/i.test(res)) facts.physStart = hex16(BigInt(res))
+  if (res && /^0x[0-9a-f]+$/i.test(res)) facts.physStart = hex64(BigInt(res))
   if (align) facts.notes.push(`device-dax maps in units of its align (${formatBytes(align)}); the whole ${formatBytes(size)} is mapped.`)
   return {
     ...facts,
@@ -609,7 +608,7 @@ function modeUnavailable(shown: string, asked: ModeRequest, backend: Backend): I
     {
       code: 'E_MODE_UNAVAILABLE',
       exit: Exit.UNSUPPORTED,
-      suggestions: ['Drop --mode (or use --mode wb).', 'For uc/wc, map the BAR itself: `iopmem map BDF --bar N --mode uc|wc`.'],
+      suggestions: ['Drop --cache (or use --cache wb).', 'For uc/wc, map the BAR itself: `iopmem map BDF --bar N --cache uc|wc`.'],
       details: {backend, mode: asked},
       path: shown,
     },
@@ -792,12 +791,12 @@ function patConflict(r: ResolvedTarget, entry: PatEntry, e: ErrnoLike | undefine
       exit: Exit.KERNEL,
       suggestions: [
         `Close the other mapping (\`iopmem unbind ${r.bdf}\` shows processes holding ${r.bar!.name}) or unbind the driver that ioremapped it, then map again.`,
-        `Or map with --mode ${got === 'wc' || got === 'uc' ? got : 'auto'}.`,
+        `Or map with --cache ${got === 'wc' || got === 'uc' ? got : 'auto'}.`,
       ],
       errno: e?.errno,
       syscall: e?.syscall,
       path: r.path,
-      details: {asked: r.mode, existing: entry.type, start: hex(entry.start), end: hex(entry.end)},
+      details: {asked: r.mode, existing: entry.type, start: hex64(entry.start), end: hex64(entry.end)},
       cause,
     },
   )
@@ -854,14 +853,14 @@ export function openMapping(host: Host, native: MapNative, r: ResolvedTarget, op
   if (r.backend === 'p2pmem') {
     const phys = physicalOf(host, mapping, native.constants.pageSize)
     if (phys !== undefined) {
-      facts.physStart = hex16(phys)
+      facts.physStart = hex64(phys)
       const f = r.fn!
       const bar = f.bars.find((b) => b.type === 'mem' && BigInt(b.start) <= phys && phys <= BigInt(b.end))
       if (bar) {
         const scanner = new PciScanner(host, {names: false, storage: false})
         facts.bar = barFacts(scanner, f, bar)
         const off = phys - BigInt(bar.start)
-        if (facts.bar.busStart) facts.busStart = hex16(BigInt(facts.bar.busStart) + off)
+        if (facts.bar.busStart) facts.busStart = hex64(BigInt(facts.bar.busStart) + off)
         notes.push(`The chunk is at offset ${hex(off)} of ${bar.name}.`)
       }
     }

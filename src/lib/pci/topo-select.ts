@@ -27,10 +27,19 @@ export function topoFor(host: Host, named: string[]): TopoResult {
     for (const b of bdfs) scanner.get(b) // E_NO_DEVICE for a missing one
   }
   if (bdfs.length < 2) {
-    throw new IopmemError(`A P2P matrix needs at least two functions; ${bdfs.length === 0 ? 'none has' : `only ${bdfs[0]} has`} device memory here.`, {
+    // Exit 7 (not possible here) whether the functions were named or found: docs/json-and-exit-codes.md.
+    const withMemory = named.length > 0 ? scanner.listBdfs().map((b) => scanner.read(b)).filter((f) => hasDeviceMemory(f) && !f.isBridge && f.bdf !== bdfs[0]).length : 0
+    const message =
+      named.length > 0
+        ? `A P2P matrix needs at least two functions; only ${bdfs[0]} was named.`
+        : `A P2P matrix needs at least two functions; ${bdfs.length === 0 ? 'no function has' : `only ${bdfs[0]} has`} device memory (memory BARs, p2pmem or a block device) here.`
+    throw new IopmemError(message, {
       code: 'E_TOO_FEW',
-      exit: named.length > 0 ? Exit.USAGE : Exit.UNSUPPORTED,
-      suggestions: ['Name the functions: `iopmem topo 0000:03:00.0 0000:04:00.0` (`iopmem list --all` shows them).'],
+      exit: Exit.UNSUPPORTED,
+      suggestions:
+        named.length > 0
+          ? [`Name a second function: \`iopmem topo ${bdfs[0]} BDF\` (\`iopmem list\` shows ${withMemory} other function${withMemory === 1 ? '' : 's'} with device memory here).`]
+          : ['Name the functions: `iopmem topo 0000:03:00.0 0000:04:00.0` (`iopmem list --all` shows them).'],
     })
   }
   return {...analyzeTopology(scanner, bdfs), legend: PATH_CLASS_LEGEND}

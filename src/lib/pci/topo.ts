@@ -60,7 +60,8 @@ import {PCI_ACS_CR, PCI_ACS_EC, PCI_ACS_RR, PCIE_TYPE_NAMES, PcieType} from './c
 
 export type PathClass = 'X' | 'PIX' | 'PXB' | 'PHB' | 'NODE' | 'SYS'
 
-export type MapType = 'bus-addr' | 'thru-host-bridge' | 'not-supported' | 'unknown'
+/** PCI_P2PDMA_MAP_*; `n/a` in the matrix for a pair that is not a provider and a client (see analyzeTopology). */
+export type MapType = 'bus-addr' | 'thru-host-bridge' | 'not-supported' | 'unknown' | 'n/a'
 
 export interface PairAnalysis {
   /** BDF of the function whose memory is used (the kernel's provider). */
@@ -72,8 +73,13 @@ export interface PairAnalysis {
   distance: number
   /** PCI_P2PDMA_MAP_*; unknown when it hinges on what could not be read. */
   mapType: MapType
-  /** Would Linux P2PDMA allow the pair (pci_p2pdma_distance_many() >= 0). */
-  p2p: 'yes' | 'no' | 'unknown'
+  /**
+   * Would Linux P2PDMA allow the pair (pci_p2pdma_distance_many() >= 0).
+   * `n/a` (matrix only): no verdict, as neither function has memory to offer
+   * (no p2pmem, not bound to iopmem), or one is a bridge (it forwards the
+   * traffic, it is not a peer).
+   */
+  p2p: 'yes' | 'no' | 'unknown' | 'n/a'
   /**
    * Where the two upward walks meet (the kernel's `a == bb`): a bridge, or one
    * of the two functions when it is upstream of the other (the function itself
@@ -160,6 +166,11 @@ const ACS_LIST_BUF = 128
 type Tri = 'yes' | 'no' | 'unknown'
 
 /** /proc/cpuinfo, first processor: what cpu_supports_p2pdma() reads from cpu_data(0). */
+/** The CPU for a person: "AuthenticAMD family 25 (0x19)", the number as /proc/cpuinfo and the JSON give it, and the hex AMD's documents use. */
+export function cpuText(c: CpuInfo): string {
+  return `${c.vendor}${c.family ? ` family ${c.family} (0x${c.family.toString(16)})` : ''}`
+}
+
 export function readCpuInfo(host: Host): CpuInfo {
   const text = host.read(host.proc('cpuinfo')) ?? ''
   const first = text.split(/\n\s*\n/)[0] ?? ''
@@ -375,8 +386,8 @@ class Analyzer {
   private cpuSentence(): string {
     const c = this.cpu
     return c.p2pdmaCapable
-      ? `the CPU is ${c.vendor} family 0x${c.family.toString(16)} (AMD Zen or newer), which the kernel trusts to route peer-to-peer traffic through the host bridge (cpu_supports_p2pdma)`
-      : `the CPU (${c.vendor}${c.family ? ` family 0x${c.family.toString(16)}` : ''}) is not an AMD Zen or newer, so traffic through the host bridge needs a whitelisted host bridge`
+      ? `the CPU is ${cpuText(c)}, AMD Zen or newer, which the kernel trusts to route peer-to-peer traffic through the host bridge (cpu_supports_p2pdma)`
+      : `the CPU (${cpuText(c)}) is not an AMD Zen or newer, so traffic through the host bridge needs a whitelisted host bridge`
   }
 
   pair(providerText: string, clientText: string): PairAnalysis {
@@ -546,7 +557,36 @@ export function analyzePair(scanner: PciScanner, provider: string, client: strin
   return new Analyzer(scanner).pair(provider, client)
 }
 
-/** Every unordered pair (i < j: bdfs[i] as provider, bdfs[j] as client) of the given functions. */
+/**
+ * A function with memory a peer can DMA to: a p2pmem pool (an NVMe CMB, a
+ * driver's pci_p2pdma_add_resource(), iopmem in p2pmem mode), or bound to
+ * iopmem (its BAR is device memory, as a block device or device-dax).
+ */
+export function offersMemory(f: PciFunction): boolean {
+  return f.p2pmem !== null || f.driver === 'iopmem'
+}
+
+/** Why a pair of the matrix gets no verdict (provider is the first), or undefined when it gets one. */
+function notApplicable(p: PciFunction, c: PciFunction, common: string | null): string | undefined {
+  for (const [b, o] of [
+    [p, c],
+    [c, p],
+  ]) {
+    if (!b.isBridge) continue
+    return common === b.bdf
+      ? `${b.bdf} is a bridge upstream of ${o.bdf} (on its path to the host bridge): it forwards peer-to-peer traffic, it is not a peer.`
+      : `${b.bdf} is a bridge: it forwards peer-to-peer traffic, it is neither provider nor client.`
+  }
+  if (!offersMemory(p)) return `Neither ${p.bdf} nor ${c.bdf} has memory to offer a peer (no p2pmem, not bound to iopmem): P2PDMA needs a provider.`
+  return undefined
+}
+
+/**
+ * Every unordered pair of the given functions. The provider is the one with
+ * memory to offer (offersMemory; the first given when both have); pairs
+ * with no provider, or with a bridge, get no verdict (`n/a`), only their
+ * path class and distance.
+ */
 export function analyzeTopology(scanner: PciScanner, bdfs: string[]): Topology {
   const an = new Analyzer(scanner)
   const functions: string[] = []
@@ -556,7 +596,22 @@ export function analyzeTopology(scanner: PciScanner, bdfs: string[]): Topology {
   }
   const pairs: PairAnalysis[] = []
   for (let i = 0; i < functions.length; i++) {
-    for (let j = i + 1; j < functions.length; j++) pairs.push(an.pair(functions[i], functions[j]))
+    for (let j = i + 1; j < functions.length; j++) {
+      let p = an.fn(functions[i])
+      let c = an.fn(functions[j])
+      if (!offersMemory(p) && offersMemory(c)) [p, c] = [c, p]
+      const r = an.pair(p.bdf, c.bdf)
+      const na = notApplicable(p, c, r.commonUpstream)
+      if (na) {
+        r.p2p = 'n/a'
+        r.mapType = 'n/a'
+        r.reasons = [na]
+        r.acsRedirect = []
+        r.acsUnknown = []
+        delete r.hint
+      }
+      pairs.push(r)
+    }
   }
   for (const f of functions) an.hostBridge(an.hostBridgeDir(an.fn(f)))
 
@@ -564,8 +619,8 @@ export function analyzeTopology(scanner: PciScanner, bdfs: string[]): Topology {
   const cpu = an.cpu
   notes.push(
     cpu.p2pdmaCapable
-      ? `CPU ${cpu.vendor} family 0x${cpu.family.toString(16)} is AMD Zen or newer: Linux allows P2PDMA through the host bridge for any pair, whitelist or not (cpu_supports_p2pdma).`
-      : `CPU ${cpu.vendor}${cpu.family ? ` family 0x${cpu.family.toString(16)}` : ''} is not AMD Zen or newer: a pair without a common upstream bridge (or with ACS redirect on its path) needs a host bridge on the kernel's P2PDMA whitelist.`,
+      ? `CPU ${cpuText(cpu)} is AMD Zen or newer: Linux allows P2PDMA through the host bridge for any pair, whitelist or not (cpu_supports_p2pdma).`
+      : `CPU ${cpuText(cpu)} is not AMD Zen or newer: a pair without a common upstream bridge (or with ACS redirect on its path) needs a host bridge on the kernel's P2PDMA whitelist.`,
   )
   const hostBridges = an.hostBridges()
   for (const hb of hostBridges) {
