@@ -18,10 +18,11 @@
 #                                    6.12's image comes with its headers)
 #   dkms                             `iopmem driver install` and its test (`dkms build` into a temporary tree)
 #   openssl                          the module-signing test's throw-away key (`openssl req`)
+#   nvme-cli                         `nvme connect`, run in the guest against its own nvmet target (test/vm/nvmet.test.ts)
 set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static iproute2 udev kmod pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio
-  linux-headers-amd64 linux-headers-6.12-amd64 linux-image-amd64 dkms openssl)
+  linux-headers-amd64 linux-headers-6.12-amd64 linux-image-amd64 dkms openssl nvme-cli)
 
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then

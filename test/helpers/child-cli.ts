@@ -13,7 +13,7 @@ export interface Child {
   marker?: string
 }
 
-export function startCli(fx: SysfsFixture, machine: 'standard' | 'dax', args: string[], opts: {pauseAt?: number; env?: Record<string, string>} = {}): Child {
+export function startCli(fx: SysfsFixture, machine: 'standard' | 'dax' | 'nvmet', args: string[], opts: {pauseAt?: number; env?: Record<string, string>} = {}): Child {
   const marker = opts.pauseAt ? path.join(fx.root, `pause-${Math.random().toString(36).slice(2)}`) : undefined
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),

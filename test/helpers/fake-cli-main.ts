@@ -10,12 +10,13 @@ import {pathToFileURL} from 'node:url'
 
 import {ROOT} from './cli.js'
 import {daxMachine, FakeRunner} from './dax.js'
+import {FakeConfigfs} from './fake-configfs.js'
 import {FakeDriverCore} from './fake-driver-core.js'
 import {standardMachine} from './machines.js'
 import type {SysfsFixture} from './sysfs-fixture.js'
 import type {ExecResult, Runner} from '../../src/lib/sys/exec.js'
 
-const spec = JSON.parse(process.env.IOPMEM_FAKE_CLI!) as {root: string; machine: 'standard' | 'dax'}
+const spec = JSON.parse(process.env.IOPMEM_FAKE_CLI!) as {root: string; machine: 'standard' | 'dax' | 'nvmet'}
 
 // The machine's specs (driver ID tables, functions) are rebuilt in a scratch tree; the object is then
 // pointed at the shared tree, whose files hold the state (links, overrides) every process sees.
@@ -44,7 +45,9 @@ class SharedRunner implements Runner {
 }
 
 const host = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/sys/host.js')).href)) as typeof import('../../src/lib/sys/host.js')
-host.setHost(new host.Host({roots: {sysfs: fx.sys, dev: fx.dev, proc: fx.proc}, writer: new FakeDriverCore(fx), uid: 0}))
+// 'nvmet': the standard machine with the fake nvmet configfs as the kernel.
+const writer = spec.machine === 'nvmet' ? new FakeConfigfs(fx) : new FakeDriverCore(fx)
+host.setHost(new host.Host({roots: {sysfs: fx.sys, dev: fx.dev, proc: fx.proc}, writer, uid: 0}))
 const dax = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/dax/mkfs.js')).href)) as typeof import('../../src/lib/dax/mkfs.js')
 dax.setDaxDeps({runner: new SharedRunner(), statxDax: async () => true, pageSize: async () => 4096})
 

@@ -37,6 +37,21 @@ function sysErr(code: string, file: string): Error {
   return Object.assign(new Error(`${code}: write ${file}`), {code, errno: -errno, syscall: 'write', path: file})
 }
 
+/**
+ * The pause hook of a child process's fake kernel: when this is write number
+ * IOPMEM_TEST_PAUSE_AT, write what it is to IOPMEM_TEST_PAUSE_FILE and wait (at most 20 s)
+ * for that file's `.go` twin, so the test can send a signal while the write is in progress.
+ */
+export function pauseAtWrite(n: number, what: string): void {
+  const at = Number(process.env.IOPMEM_TEST_PAUSE_AT)
+  const marker = process.env.IOPMEM_TEST_PAUSE_FILE
+  if (!marker || n !== at) return
+  fs.writeFileSync(marker, what + '\n')
+  const nap = new Int32Array(new SharedArrayBuffer(4))
+  const until = Date.now() + 20_000
+  while (!fs.existsSync(marker + '.go') && Date.now() < until) Atomics.wait(nap, 0, 0, 10)
+}
+
 export class FakeDriverCore implements SysfsWriter {
   readonly log: WriteRecord[] = []
   private failures: Array<{match: RegExp; code: string; times: number}> = []
@@ -75,13 +90,7 @@ export class FakeDriverCore implements SysfsWriter {
   }
 
   private pauseHook(rel: string): void {
-    const at = Number(process.env.IOPMEM_TEST_PAUSE_AT)
-    const marker = process.env.IOPMEM_TEST_PAUSE_FILE
-    if (!marker || this.log.length !== at) return
-    fs.writeFileSync(marker, rel + '\n')
-    const nap = new Int32Array(new SharedArrayBuffer(4))
-    const until = Date.now() + 20_000
-    while (!fs.existsSync(marker + '.go') && Date.now() < until) Atomics.wait(nap, 0, 0, 10)
+    pauseAtWrite(this.log.length, rel)
   }
 
   private exists(bdf: string): boolean {

@@ -34,6 +34,20 @@ export interface HostRoots {
 /** Writes one value into a sysfs attribute, as `echo value > path` would. */
 export interface SysfsWriter {
   write(file: string, value: string): void
+  /**
+   * configfs's own operations (mkdir makes an item and the kernel fills it with its
+   * attributes; rmdir drops it; a symlink links two items). Absent: the plain system calls,
+   * which is what the kernel's configfs takes. A test's fake configfs plays the kernel here.
+   */
+  configfs?: ConfigfsOps
+}
+
+/** The system calls configfs is driven with: never a file created with O_CREAT. */
+export interface ConfigfsOps {
+  mkdir(dir: string): void
+  rmdir(dir: string): void
+  symlink(target: string, link: string): void
+  unlink(link: string): void
 }
 
 /**
