@@ -1,10 +1,12 @@
 /** `iopmem list` for a person: one line per function fitted to the terminal, or (--wide) every detail. */
 import type {ChalkInstance} from 'chalk'
 
+import type {MemoryRegions} from '../lib/dax/index.js'
 import type {ListResult} from '../lib/pci/index.js'
 import type {Bar, LinkInfo, PciFunction} from '../lib/pci/index.js'
 import {formatBytes} from '../lib/sys/index.js'
 import {table} from './table.js'
+import {renderTree} from './render-tree.js'
 import {truncate, wrap} from './width.js'
 
 function barLine(b: Bar, c: ChalkInstance): string {
@@ -124,13 +126,38 @@ function renderWide(r: ListResult, c: ChalkInstance): string {
   return table(head, rows)
 }
 
-export function renderList(r: ListResult, c: ChalkInstance, width = Infinity): string {
+/** pmem regions and device-dax, not PCI: a section of their own, one line per namespace or instance. */
+export function renderRegions(m: MemoryRegions, c: ChalkInstance, width = Infinity): string {
+  const rows: string[][] = []
+  for (const r of m.pmem) {
+    for (const n of r.namespaces) rows.push([r.name, n.name, n.mode, compact(n.size), n.devNode ?? n.blockDevice ?? '-', n.start ?? '-', r.numaNode === null ? '-' : String(r.numaNode)])
+    if (r.namespaces.length === 0) rows.push([r.name, '-', '-', compact(r.size), '-', r.start ?? '-', r.numaNode === null ? '-' : String(r.numaNode)])
+  }
+  for (const d of m.dax) rows.push([d.on ?? '-', d.name, 'devdax', compact(d.size), d.devNode ?? '-', d.start ?? '-', d.numaNode === null ? '-' : String(d.numaNode)])
+  if (rows.length === 0) return ''
+  const head = ['ON', 'NAME', 'MODE', 'SIZE', 'DEVICE', 'START', 'NODE']
+  // START goes first when the width is short (a 0x + 16-digit address), then NODE.
+  let cols = head.map((_, i) => i)
+  const w = (i: number) => Math.max(head[i].length, ...rows.map((row) => row[i].length))
+  const total = (cs: number[]) => cs.reduce((s, i) => s + w(i), 0) + 2 * (cs.length - 1)
+  for (const drop of [5, 6]) if (total(cols) > width) cols = cols.filter((i) => i !== drop)
+  const line = (row: string[]) => truncate(cols.map((i) => row[i].padEnd(w(i))).join('  ').trimEnd(), width)
+  return [c.bold('pmem and device-dax (not PCI functions)'), c.dim(line(head)), ...rows.map((row) => line(row))].join('\n')
+}
+
+export function renderList(r: ListResult & {regions?: MemoryRegions}, c: ChalkInstance, width = Infinity): string {
+  const regions = r.regions ? renderRegions(r.regions, c, width) : ''
+  if (r.tree) return [renderTree(r, c, width), regions].filter(Boolean).join('\n\n')
   if (r.functions.length === 0) {
-    return `No function among the ${r.total} visible has memory BARs, p2pmem or storage. \`iopmem list --all\` shows every function.`
+    const none =
+      r.filter === 'selected'
+        ? 'No PCI function matches.'
+        : `No function among the ${r.total} visible has memory BARs, p2pmem or storage. \`iopmem list --all\` shows every function.`
+    return [none, regions].filter(Boolean).join('\n\n')
   }
   const body = width === Infinity ? renderWide(r, c) : renderCompact(r, c, width)
   const notes: string[] = []
   if (r.filter === 'memory' && r.total > r.functions.length) notes.push(`${r.functions.length} of ${r.total} functions shown (those with memory BARs, p2pmem or storage); --all for every one.`)
   if (width !== Infinity) notes.push(`MEMORY: the largest memory BAR (+ the others).${body.includes('↓') ? ' ↓ link below its maximum.' : ''} --wide: every BAR, address and name.`)
-  return [body, ...notes.map((n) => c.dim(wrap(n, width)))].join('\n')
+  return [[body, ...notes.map((n) => c.dim(wrap(n, width)))].join('\n'), regions].filter(Boolean).join('\n\n')
 }
