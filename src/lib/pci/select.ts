@@ -59,6 +59,9 @@ function idTest(text: string): Test {
   return (f) => (vendor === undefined || Number(f.vendorId) === vendor) && (device === undefined || Number(f.deviceId) === device) && cls(f)
 }
 
+/** Words people use for a class whose pci.ids name does not contain them (the name of an NVMe controller is "Non-Volatile memory controller (NVM Express)"). */
+const CLASS_WORDS: Record<string, string> = {nvme: '010802', storage: '01', network: '02', display: '03', gpu: '03', memory: '05', accelerator: '12'}
+
 /** Hex: 2 digits the base class, 4 class and subclass (as lspci -d), 6 with the programming interface; else words of the class name. */
 function classTest(text: string, flag = '--class'): Test {
   if (anyOr(text)) return () => true
@@ -69,6 +72,8 @@ function classTest(text: string, flag = '--class'): Test {
     const shift = 8 * ((6 - digits.length) / 2)
     return (f) => Number(f.classCode) >> shift === want
   }
+  const alias = CLASS_WORDS[text.toLowerCase()]
+  if (alias !== undefined && flag !== '-d') return classTest(alias)
   if (flag === '-d') throw usage(`-d ${JSON.stringify(text)}: the class is 4 hex digits (class and subclass), e.g. -d ::0108.`, 'E_SELECTOR')
   const words = text.toLowerCase().split(/\s+/).filter(Boolean)
   return (f) => words.every((w) => f.className.toLowerCase().includes(w))
