@@ -41,21 +41,26 @@ export function linkText(l: LinkInfo | null): string {
 /** 67108864 → "64M", 65470464 → "62.4M". */
 const compact = (n: number) => formatBytes(n).replace(/ ([KMGTPE])iB$/, '$1').replace(/ B$/, 'B')
 
+/** Memory BARs only: an I/O BAR is port space, not memory, and has a column of its own. */
 function memoryCell(f: PciFunction): string {
   const mem = f.bars.filter((b) => b.type === 'mem' && b.index < 6 && b.size > 0)
-  const io = f.bars.filter((b) => b.type === 'io' && b.index < 6)
-  if (mem.length === 0 && io.length === 0) return '-'
+  if (mem.length === 0) return '-'
   const big = [...mem].sort((a, b) => b.size - a.size)[0]
-  let s = big ? `${compact(big.size)}${big.prefetchable ? ' pref' : ''}` : ''
-  if (mem.length > 1) s += ` +${mem.length - 1}`
-  if (io.length) s += `${s ? ' ' : ''}+${io.length} I/O`
-  return s
+  return `${compact(big.size)}${big.prefetchable ? ' pref' : ''}${mem.length > 1 ? ` +${mem.length - 1}` : ''}`
+}
+
+/** The I/O BARs (port ranges): their count and total size, e.g. "32B" or "2: 64B". */
+function ioCell(f: PciFunction): string {
+  const io = f.bars.filter((b) => b.type === 'io' && b.index < 6)
+  if (io.length === 0) return '-'
+  const total = compact(io.reduce((sum, b) => sum + b.size, 0))
+  return io.length > 1 ? `${io.length}: ${total}` : total
 }
 
 /** One line per function, columns fitted to `width`: DEVICE, then STORAGE and DRIVER are cut first. */
 function renderCompact(r: ListResult, c: ChalkInstance, width: number): string {
   const short = r.functions.every((f) => f.bdf.startsWith('0000:'))
-  const head = ['BDF', 'ID', 'DEVICE', 'DRIVER', 'MEMORY', 'P2PMEM', 'STORAGE', 'LINK']
+  const head = ['BDF', 'ID', 'DEVICE', 'DRIVER', 'MEMORY', 'P2PMEM', 'STORAGE', 'LINK', 'I/O']
   const rows = r.functions.map((f) => {
     const storage = [...f.blockDevices.map((b) => b.name), ...f.daxDevices]
     return [
@@ -67,14 +72,15 @@ function renderCompact(r: ListResult, c: ChalkInstance, width: number): string {
       f.p2pmem ? `${f.p2pmem.available < f.p2pmem.size ? `${compact(f.p2pmem.available)}/` : ''}${compact(f.p2pmem.size)}${f.p2pmem.published ? '' : ' unpub'}` : '-',
       storage.length ? storage[0] + (storage.length > 1 ? ` +${storage.length - 1}` : '') : '-',
       linkText(f.link).replace(' GT/s', 'GT').replace(' ↓', '↓') || '-',
+      ioCell(f),
     ]
   })
-  // Columns that say nothing on this machine go; then, until DEVICE has at least 16 columns: ID, LINK, STORAGE.
+  // Columns that say nothing on this machine go; then, until DEVICE has at least 16 columns: ID, I/O, LINK, STORAGE.
   const shown = head.map((_, i) => i).filter((i) => i < 5 || rows.some((row) => row[i] !== '-'))
   const natural = (i: number) => Math.max(head[i].length, ...rows.map((row) => [...row[i]].length))
   const widths = new Map(shown.map((i) => [i, natural(i)]))
   let cols = shown
-  for (const drop of [-1, 1, 7, 6]) {
+  for (const drop of [-1, 1, 8, 7, 6]) {
     cols = cols.filter((i) => i !== drop)
     const fixed = cols.filter((i) => i !== 2).reduce((sum, i) => sum + widths.get(i)!, 0) + 2 * (cols.length - 1)
     if (width - fixed >= 16) break
@@ -158,6 +164,9 @@ export function renderList(r: ListResult & {regions?: MemoryRegions}, c: ChalkIn
   const body = width === Infinity ? renderWide(r, c) : renderCompact(r, c, width)
   const notes: string[] = []
   if (r.filter === 'memory' && r.total > r.functions.length) notes.push(`${r.functions.length} of ${r.total} functions shown (those with memory BARs, p2pmem or storage); --all for every one.`)
-  if (width !== Infinity) notes.push(`MEMORY: the largest memory BAR (+ the others).${body.includes('↓') ? ' ↓ link below its maximum.' : ''} --wide: every BAR, address and name.`)
+  if (width !== Infinity) {
+    const io = /\bI\/O\b/.test(body.split('\n')[0]) ? ' I/O: I/O port BARs (not memory).' : ''
+    notes.push(`MEMORY: the largest memory BAR (+ the others).${io}${body.includes('↓') ? ' ↓ link below its maximum.' : ''} --wide: every BAR, address and name.`)
+  }
   return [[body, ...notes.map((n) => c.dim(wrap(n, width)))].join('\n'), regions].filter(Boolean).join('\n\n')
 }

@@ -36,8 +36,11 @@ describe('iopmem list', () => {
     }
     const r = cliProcess(['list'], fx, {COLUMNS: ''})
     expect(Math.max(...r.stdout.split('\n').map((l) => [...l].length))).to.be.at.most(80)
-    expect(r.stdout).to.match(/^03:00\.0 .*64M pref \+1\s+63\.9M\s+nvme0n1\s+8\/16GT x4↓$/m)
-    expect(r.stdout).to.match(/^00:02\.0 .*128K \+1 I\/O/m)
+    expect(r.stdout).to.match(/^03:00\.0 .*64M pref \+1\s+63\.9M\s+nvme0n1\s+8\/16GT x4↓\s+-$/m)
+    // An I/O BAR is port space: never in MEMORY, in a column of its own, and said so.
+    expect(r.stdout).to.match(/^BDF .* MEMORY .* I\/O$/m)
+    expect(r.stdout).to.match(/^00:02\.0 .*e1000e\s+128K\s+-\s+-\s+-\s+32B$/m)
+    expect(r.stdout).to.contain('I/O: I/O port BARs (not memory).')
     const wide = cliProcess(['list', '--wide'], fx, {COLUMNS: '80'})
     expect(wide.stdout).to.contain('8/16 GT/s x4 ↓').and.to.match(/BAR2 32 B 0xc040 I\/O ports/)
     expect(wide.stdout).to.contain('Red Hat QEMU NVM Express Controller')
