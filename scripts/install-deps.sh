@@ -3,6 +3,7 @@
 # when not run as root. Safe to run again.
 #   qemu-system-x86, busybox-static  the real-kernel guest suite (npm run test:vm) and `iopmem sandbox`
 #   iproute2                         `ip`, run in the guest (which shares the host root) for its NIC
+#   udev, kmod                       systemd-udevd and depmod, run in the guest for the reboot test of `bind --persist`
 #   pci.ids                          device names in `iopmem list`
 #   pciutils                         lspci, to compare against
 #   e2fsprogs, xfsprogs              mkfs.ext4 / mkfs.xfs for DAX filesystems
@@ -10,9 +11,17 @@
 #   xz-utils                         unpacking the guest kernel's module build tree
 #   liburing-dev                     io_uring for the native I/O engine (linked statically)
 #   fio                              the baseline `npm run bench` measures the engine against
+#   linux-headers-amd64              Debian 12's 6.1 kernel headers (no PCI_P2PDMA): `npm run build:kmod`'s matrix
+#   linux-headers-6.12-amd64         Debian 12's 6.12 kernel headers (linux-6.12, no PCI_P2PDMA): the same
+#                                    (Debian's 6.12 headers depend on its linux-image, which comes along)
+#   linux-image-amd64                Debian 12's 6.1 kernel, which the guest suite boots (test/vm/stock-kernel.test.ts;
+#                                    6.12's image comes with its headers)
+#   dkms                             `iopmem driver install` and its test (`dkms build` into a temporary tree)
+#   openssl                          the module-signing test's throw-away key (`openssl req`)
 set -euo pipefail
 
-pkgs=(qemu-system-x86 busybox-static iproute2 pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio)
+pkgs=(qemu-system-x86 busybox-static iproute2 udev kmod pci.ids pciutils e2fsprogs xfsprogs build-essential python3 xz-utils liburing-dev fio
+  linux-headers-amd64 linux-headers-6.12-amd64 linux-image-amd64 dkms openssl)
 
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then

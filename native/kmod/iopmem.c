@@ -32,9 +32,11 @@
 #include <linux/string.h>
 #include <linux/ctype.h>
 #include <linux/mm.h>
+#include <linux/utsname.h>
 #ifdef CONFIG_X86
 #include <asm/memtype.h>
 #endif
+#include "iopmem_compat.h"
 
 #define DRV_NAME	"iopmem"
 #define IOPMEM_ALIGN	SZ_2M
@@ -511,13 +513,6 @@ static int iopmem_blockdax_probe(struct iopmem_dev *idev)
 {
 	struct pci_dev *pdev = idev->pdev;
 	int nid = dev_to_node(&pdev->dev);
-	struct queue_limits lim = {
-		.logical_block_size	= 512,
-		.physical_block_size	= PAGE_SIZE,
-		.max_hw_sectors		= UINT_MAX,
-		.features		= BLK_FEAT_WRITE_CACHE |
-					  BLK_FEAT_SYNCHRONOUS,
-	};
 	struct gendisk *disk;
 	void *addr;
 	int rc;
@@ -536,7 +531,6 @@ static int iopmem_blockdax_probe(struct iopmem_dev *idev)
 	}
 
 	if (idev->cache == IOPMEM_WB) {
-		lim.features |= BLK_FEAT_DAX;
 		idev->pgmap.type = MEMORY_DEVICE_FS_DAX;
 		idev->pgmap.range.start = idev->phys;
 		idev->pgmap.range.end = idev->phys + idev->size - 1;
@@ -576,7 +570,7 @@ static int iopmem_blockdax_probe(struct iopmem_dev *idev)
 	}
 
 	disk = iopmem_inject(pdev, "disk") ? ERR_PTR(-ENOMEM) :
-		blk_alloc_disk(&lim, nid);
+		iopmem_alloc_disk(idev->cache == IOPMEM_WB, nid);
 	if (IS_ERR(disk)) {
 		rc = PTR_ERR(disk);
 		set_error(pdev, "blk_alloc_disk failed (%d)", rc);
@@ -811,6 +805,12 @@ static int iopmem_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	}
 	if (idev->cache < 0) {
 		set_error(pdev, "bad cache parameter '%s'", pcache);
+		goto out_free;
+	}
+	if (idev->mode == IOPMEM_P2PMEM && !IOPMEM_HAVE_P2PDMA) {
+		set_error(pdev, "mode=p2pmem needs a kernel with CONFIG_PCI_P2PDMA, and this one (%s) has none; use mode=blockdax",
+			  init_utsname()->release);
+		rc = -EOPNOTSUPP;
 		goto out_free;
 	}
 	if (idev->mode != IOPMEM_BLOCKDAX && idev->cache != IOPMEM_WB) {

@@ -3,8 +3,9 @@ import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../base-command.js'
 import {normalizeBdf} from '../lib/pci/index.js'
-import {type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, interruptedMessage, planBind, recheckBind, validateDriverName, withFunctionLock} from '../lib/bind/index.js'
+import {DEFAULT_DRIVER, driverRegistered, executeBind, interruptedMessage, planBind, recheckBind, validateDriverName, withFunctionLock} from '../lib/bind/index.js'
 import {CACHE_MODES, canLoadModule, driverEnv, MODES, validateBarIndex, validateCache, validateMode, withModule} from '../lib/bind/index.js'
+import {type PersistedBindResult, planPersist, recordFor, ruleProgram, savePersist} from '../lib/persist/index.js'
 import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
@@ -16,6 +17,8 @@ Before taking a function from its driver, bind refuses when it is in use: a moun
 
 The default driver is iopmem (see \`iopmem driver\`); when it is not loaded, bind (as root) loads it after checking the function and getting the confirmation, and unloads it again if the bind then fails. For iopmem, --mode picks what the BAR becomes: blockdax (/dev/iopmemN, a block device) or p2pmem (a P2PDMA provider); --bar the BAR (default: the largest memory BAR); --cache the CPU mapping of a blockdax device (wb gives DAX; wc, uc and wt a plain block device). The driver refuses a mapping the CPU caches where device writes would leave it stale (wb where the platform really caches the BAR, and wt) unless --force is given too. A BAR that cannot serve (I/O, under 2 MiB, not 2 MiB aligned, not prefetchable for anything but --cache uc) is refused with the reason. A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
 
+--persist also records the binding in /etc/iopmem/bind.d and installs the udev rule that binds the function the same way whenever it appears, at every boot (see \`iopmem persist\`); it is refused, before anything changes, when driverctl has an override for the function.
+
 On a terminal, a missing BDF opens a picker and taking a device from its driver asks first; without a terminal, pass the BDF and --yes.`
 
   static examples = [
@@ -23,6 +26,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --mode p2pmem --bar 2', description: 'BAR2 as a P2PDMA provider'},
     {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --driver vfio-pci --yes', description: 'Hand a device to vfio-pci from a script'},
     {command: '<%= config.bin %> <%= command.id %> 00:04.0 --driver uio_pci_generic --json', description: 'Domain 0000 may be left out'},
+    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --mode blockdax --persist', description: 'Bind now and at every boot'},
   ]
 
   static args = {
@@ -36,10 +40,11 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     bar: Flags.string({description: 'iopmem only: the BAR index 0-5 (default: the largest memory BAR).'}),
     cache: Flags.string({description: `iopmem only, blockdax: ${CACHE_MODES.join(', ')} (default wb).`}),
     wait: Flags.boolean({description: 'If another iopmem is changing this function, wait for it instead of refusing.'}),
+    persist: Flags.boolean({description: 'Also record the binding (driver; mode, BAR and cache for iopmem) in /etc/iopmem/bind.d and install the udev rule that re-applies it at every boot.'}),
     ...BaseCommand.confirmFlags,
   }
 
-  async run(): Promise<BindResult> {
+  async run(): Promise<PersistedBindResult> {
     const {args, flags} = await this.parse(Bind)
     const bdf = args.bdf ?? (await this.pickOrFail())
     // Bad input is refused before anything is loaded.
@@ -56,6 +61,8 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
       const load = driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && canLoadModule(d)
       const opts = {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache, loadIopmem: load}
       let plan = planBind(this.host, bdf, driver, opts)
+      // Everything the record needs is checked before the first change.
+      const persist = flags.persist ? planPersist(this.host, recordFor(plan), ruleProgram(this.host, this.config.root)) : undefined
       if (plan.destructive) {
         const desc = plan.fn.deviceName ?? plan.fn.className
         await this.confirmOrRefuse(`Take ${plan.fn.bdf} (${desc}) from ${plan.fn.driver} and bind it to ${plan.driver}?`, flags.yes || flags.force, `take ${plan.fn.bdf} from ${plan.fn.driver}`)
@@ -63,6 +70,13 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
         plan = recheckBind(plan, planBind(this.host, bdf, driver, opts))
       }
       const {result, loaded, unloaded} = await withModule(d, load, () => executeBind(this.host, plan, guard), (r) => !r.interrupted)
+      // Recorded once bound as asked; a stop signal during the bind stops before the record.
+      const out: PersistedBindResult = result
+      if (persist && !result.interrupted && result.driver === plan.driver) {
+        out.persist = await savePersist(this.host, {...persist, record: recordFor(plan)})
+        // A signal held back while the record was written: the change is complete, and says so.
+        if (await guard.checkpoint()) Object.assign(out, {interrupted: true, signal: guard.signal, rolledBack: false})
+      }
       if (loaded?.changed) {
         result.moduleLoaded = {how: loaded.how, ko: loaded.ko ?? null}
         this.note(`loaded the iopmem module (${loaded.how}${loaded.ko ? ` ${loaded.ko}` : ''})${unloaded ? `, then ${unloaded}` : ''}`)
@@ -72,9 +86,10 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
         this.log(renderBindResult(result, 'bind', await this.colors()))
         const i = result.iopmem
         if (i) this.log(`iopmem: ${i.mode} over BAR${i.bar} (${i.phys}, cache ${i.cache}) -> ${i.path ?? '?'}`)
+        if (out.persist) this.log(`recorded in ${out.persist.file}; the udev rule ${out.persist.rule} re-applies it at boot`)
       }
-      if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result))
-      return result
+      if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result) + (persist ? (out.persist ? ` Recorded in ${out.persist.file}.` : ' Nothing was recorded.') : ''))
+      return out
     })
   }
 

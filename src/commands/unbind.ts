@@ -2,13 +2,16 @@ import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../base-command.js'
-import {type BindResult, executeUnbind, interruptedMessage, withFunctionLock, planUnbind, recheckUnbind} from '../lib/bind/index.js'
+import {executeUnbind, interruptedMessage, withFunctionLock, planUnbind, recheckUnbind} from '../lib/bind/index.js'
+import {hasRecord, type PersistedBindResult, planRemove, removePersist} from '../lib/persist/index.js'
 import {Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
 export default class Unbind extends BaseCommand {
   static summary = 'Release a PCI function from its driver and clear its driver_override.'
   static description = `Unbinds the function from its driver, then clears driver_override. Clearing it matters: an override left behind (say vfio-pci) would silently hand the device back to that driver at the next rescan or drivers_probe. After unbind the function stays without a driver until something probes it again, and then the driver that matches its IDs takes it.
+
+--persist also removes the binding recorded by \`bind --persist\` (and the udev rule with the last one), so the next boot leaves the function alone; without it, unbinding a function that has a record warns that the next boot binds it again.
 
 Refuses while the function is in use (mounted filesystems or holders on its block devices, processes with its resource files, p2pmem or device nodes open or mapped) unless --force. On a terminal it asks first; without one, pass --yes.`
 
@@ -24,10 +27,11 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
   static flags = {
     force: Flags.boolean({char: 'f', description: 'Unbind even if the function is in use (or is a bridge); also skips the confirmation.'}),
     wait: Flags.boolean({description: 'If another iopmem is changing this function, wait for it instead of refusing.'}),
+    persist: Flags.boolean({description: 'Also remove the binding recorded in /etc/iopmem/bind.d (bind --persist), so the next boot does not bind it again.'}),
     ...BaseCommand.confirmFlags,
   }
 
-  async run(): Promise<BindResult> {
+  async run(): Promise<PersistedBindResult> {
     const {args, flags} = await this.parse(Unbind)
     let bdf = args.bdf
     if (bdf === undefined) {
@@ -42,6 +46,7 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
     }
     return withFunctionLock(this.host, bdf, {wait: flags.wait}, async (guard) => {
       let plan = planUnbind(this.host, bdf, {force: flags.force})
+      if (flags.persist) planRemove(this.host, plan.fn.bdf)
       if (!plan.noop && plan.fn.driver !== null) {
         await this.confirmOrRefuse(
           `Unbind ${plan.fn.bdf} (${plan.fn.deviceName ?? plan.fn.className}) from ${plan.fn.driver}?`,
@@ -50,10 +55,16 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
         )
         plan = recheckUnbind(plan, planUnbind(this.host, bdf, {force: flags.force}))
       }
-      const result = await executeUnbind(this.host, plan, guard)
+      const result: PersistedBindResult = await executeUnbind(this.host, plan, guard)
+      if (flags.persist && !result.interrupted) {
+        result.persist = await removePersist(this.host, plan.fn.bdf)
+        if (await guard.checkpoint()) Object.assign(result, {interrupted: true, signal: guard.signal, rolledBack: false})
+      }
+      else if (!flags.persist && hasRecord(this.host, plan.fn.bdf)) result.warnings.push(`a binding is recorded for ${plan.fn.bdf}: the next boot binds it again (\`iopmem unbind ${plan.fn.bdf} --persist\` forgets it)`)
       if (!this.jsonEnabled()) {
         const {renderBindResult} = await import('../ui/render-bind.js')
         this.log(renderBindResult(result, 'unbind', await this.colors()))
+        if (result.persist?.changed) this.log(`removed the record ${result.persist.file}${result.persist.ruleAction === 'removed' ? ` and the udev rule ${result.persist.rule}` : ''}`)
       }
       if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result))
       return result

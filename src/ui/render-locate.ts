@@ -2,7 +2,7 @@ import type {ChalkInstance} from 'chalk'
 
 import {ByteSink, decWidth, hexWidth} from '../lib/dax/index.js'
 import {flagNames, type LocateResult} from '../lib/dax/index.js'
-import {formatBytes} from '../lib/sys/index.js'
+import {formatBytes, shortHex} from '../lib/sys/index.js'
 
 const KIND: Record<string, string> = {pmem: 'fsdax pmem', iopmem: 'iopmem (PCI BAR)', nvme: 'NVMe namespace', block: 'block device'}
 
@@ -35,8 +35,8 @@ export function renderLocate(r: LocateResult, c: ChalkInstance, out: (chunk: Buf
   const part = d.node !== d.disk ? `, at ${exactBytes(d.partitionStart)} into ${d.disk}` : ''
   line(`  on ${d.node} (${fs})${part}`)
   let where = `  ${d.disk}: ${KIND[d.kind] ?? d.kind}, ${exactBytes(d.diskSize)}`
-  if (d.base) where += `, byte 0 at physical ${d.base}`
-  if (d.busBase) where += `, bus ${d.busBase}`
+  if (d.base) where += `, byte 0 at physical ${shortHex(d.base)}`
+  if (d.busBase) where += `, bus ${shortHex(d.busBase)}`
   if (d.pci) where += ` (${d.pci.bdf} BAR${d.pci.bar}${d.pci.barOffset ? ` + ${d.pci.barOffset}` : ''})`
   else if (d.source) where += ` (${d.source})`
   if (d.nvme) where += ` (${d.nvme.controller ?? '?'} nsid ${d.nvme.nsid ?? '?'}${d.nvme.bdf ? ` at ${d.nvme.bdf}` : ''}), LBA ${d.logicalBlockSize} B`
@@ -89,12 +89,12 @@ export function renderLocate(r: LocateResult, c: ChalkInstance, out: (chunk: Buf
       if (memory) {
         sink.spaces(2)
         if (fast) sink.hex(base! + dv, cols[col][1])
-        else sink.ascii(r.physical(i)!.padStart(cols[col][1]))
+        else sink.ascii(shortHex(r.physical(i)!).padStart(cols[col][1]))
         col++
         if (bus !== undefined) {
           sink.spaces(2)
           if (fast) sink.hex(bus + dv, cols[col][1])
-          else sink.ascii(r.busAddress(i)!.padStart(cols[col][1]))
+          else sink.ascii(shortHex(r.busAddress(i)!).padStart(cols[col][1]))
           col++
         }
       }
@@ -120,7 +120,7 @@ export function renderLocate(r: LocateResult, c: ChalkInstance, out: (chunk: Buf
     summary += `; ${t.segments} contiguous segment${t.segments === 1 ? '' : 's'}`
     if (t.largestRun) {
       summary += `; largest contiguous run ${exactBytes(t.largestRun.length)} at file offset 0x${t.largestRun.fileOffset.toString(16)}`
-      summary += t.largestRun.physical ? ` (physical ${t.largestRun.physical})` : ` (device offset 0x${t.largestRun.deviceOffset.toString(16)})`
+      summary += t.largestRun.physical ? ` (physical ${shortHex(t.largestRun.physical)})` : ` (device offset 0x${t.largestRun.deviceOffset.toString(16)})`
     }
     line(c.bold(summary))
   }

@@ -1,7 +1,7 @@
 import type {ChalkInstance} from 'chalk'
 
 import type {MkfsResult} from '../lib/dax/index.js'
-import {formatBytes} from '../lib/sys/index.js'
+import {formatBytes, shortHex} from '../lib/sys/index.js'
 
 export function renderMkfsResult(r: MkfsResult, c: ChalkInstance): string {
   const lines: string[] = []
@@ -10,7 +10,7 @@ export function renderMkfsResult(r: MkfsResult, c: ChalkInstance): string {
   if (r.erased.length) lines.push(`  erased first: ${r.erased.map((s) => `${s.type} on ${s.device}`).join(', ')}`)
   lines.push(`  block size  ${r.blockSize} (page size ${r.pageSize})`)
   const a = r.alignment
-  const where = a.physicalStart ? `starts at physical ${a.physicalStart}` : `starts at byte ${a.deviceStart} of ${r.disk}`
+  const where = a.physicalStart ? `starts at physical ${shortHex(a.physicalStart)}` : `starts at byte ${a.deviceStart} of ${r.disk}`
   lines.push(`  alignment   ${formatBytes(a.stripe)} stripe; ${where}${a.aligned ? ', 2 MiB aligned: huge (PMD) faults possible' : c.yellow(', NOT 2 MiB aligned')}`)
   if (r.uuid) lines.push(`  UUID        ${r.uuid}`)
   if (r.mount) lines.push(`  mounted     on ${r.mount.target} with -o ${r.mount.options}; DAX ${r.mount.daxConfirmed ? c.green('confirmed') : c.yellow('not confirmed')} (statx STATX_ATTR_DAX on a probe file)`)

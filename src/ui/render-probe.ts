@@ -3,7 +3,7 @@ import type {ChalkInstance} from 'chalk'
 
 import type {ProbeRead, ProbeResult} from '../lib/check/index.js'
 import {formatBytes} from '../lib/sys/index.js'
-import {outputWidth, wrapLines as wrap} from './width.js'
+import {outputWidth, visibleWidth, wrapLines as wrap} from './width.js'
 
 const short = (b: string) => b.replace(/^0000:/, '')
 
@@ -31,7 +31,9 @@ export function renderProbe(r: ProbeResult, c: ChalkInstance, width = outputWidt
   const outcome = (x: ProbeRead) => x.result === 'ok' ? c.green('ok') : x.result === 'corrupt' ? c.red.bold('CORRUPT') : x.result === 'refused' ? c.yellow(`refused (${x.errno})`) : c.red(`error (${x.errno})`)
   for (const p of r.pairs) {
     const write = p.write ? `  write ${outcome(p.write)}${p.write.restored ? '' : c.red.bold(' NOT RESTORED')}` : ''
-    lines.push(`  ${short(p.client)} ${p.device} → ${short(p.provider)}  kernel ${p.kernel.padEnd(7)} read ${outcome(p.read)}${write}`)
+    const line = `  ${short(p.client)} ${p.device} → ${short(p.provider)}  kernel ${p.kernel.padEnd(7)} read ${outcome(p.read)}`
+    if (write && visibleWidth(line + write) > width) lines.push(line, `${' '.repeat(Math.min(24, Math.max(4, width - visibleWidth(write))))}${write.trimStart()}`)
+    else lines.push(line + write)
   }
   return lines.join('\n')
 }

@@ -1,6 +1,6 @@
 import type {ChalkInstance} from 'chalk'
 
-import {type PairAnalysis, PATH_CLASS_LEGEND, type PathClass, type Topology} from '../lib/pci/index.js'
+import {cpuText, type PairAnalysis, PATH_CLASS_LEGEND, type PathClass, type Topology} from '../lib/pci/index.js'
 import {table} from './table.js'
 import {summarise, visibleWidth, wrap} from './width.js'
 
@@ -96,7 +96,7 @@ export function renderTopo(t: Topology, c: ChalkInstance, width = Infinity): str
     if (g.hint) out.push(wrap(`  ${c.cyan('hint:')} ${g.hint}`, width, '    '))
   }
   if (bad.length > 0) out.push(c.dim(wrap('(provider→client; --json gives each pair with the exact lines the kernel would log.)', width, ' ')))
-  const cpu = `${t.cpu.vendor} family 0x${t.cpu.family.toString(16)}${t.cpu.p2pdmaCapable ? ' (AMD Zen or newer: P2PDMA through the host bridge allowed)' : ''}`
+  const cpu = `${cpuText(t.cpu)}${t.cpu.p2pdmaCapable ? ' (AMD Zen or newer: P2PDMA through the host bridge allowed)' : ''}`
   out.push('', c.dim(wrap(`CPU: ${cpu}`, width, '  ')))
   for (const hb of t.hostBridges) {
     const id = hb.vendorId && hb.deviceId ? ` ${hb.vendorId.slice(2)}:${hb.deviceId.slice(2)}` : ''

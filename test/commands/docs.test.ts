@@ -36,10 +36,10 @@ const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')
 /** iopmem's own visible commands (plugin commands such as help and autocomplete are not in its manifest, and are skipped if they were). */
 const commands = Object.values(manifest.commands).filter((c) => !c.hidden && (c.pluginName === undefined || c.pluginName === pkg.name))
 
-/** `driver build` and the other driver commands share docs/driver.md, `sandbox build-kernel` docs/sandbox.md; `bench mmio` has docs/bench-mmio.md. */
+/** `driver build` and the other driver commands share docs/driver.md, `persist list|apply|remove` docs/persist.md, `sandbox build-kernel` docs/sandbox.md; `bench mmio` has docs/bench-mmio.md. */
 function pageFor(id: string): string {
   const [first] = id.split(':')
-  if (first === 'driver' || first === 'sandbox') return `${first}.md`
+  if (first === 'driver' || first === 'sandbox' || first === 'persist') return `${first}.md`
   return `${id.replaceAll(':', '-')}.md`
 }
 

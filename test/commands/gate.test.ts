@@ -18,7 +18,7 @@ import {FakeDriverCore} from '../helpers/fake-driver-core.js'
 import {BDF, standardMachine} from '../helpers/machines.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
 
-const PROGRAMS = ['wipefs', 'mkfs.ext4', 'mkfs.xfs', 'blkid', 'mount', 'umount', 'insmod', 'modprobe', 'rmmod', 'make', 'filefrag', 'qemu-system-x86_64']
+const PROGRAMS = ['wipefs', 'mkfs.ext4', 'mkfs.xfs', 'blkid', 'mount', 'umount', 'insmod', 'modprobe', 'rmmod', 'make', 'filefrag', 'qemu-system-x86_64', 'dkms']
 const RELEASE = '6.12.117'
 
 /**
@@ -46,6 +46,9 @@ case "$name" in
   rmmod)
     if [ -n "$REC_SIGNAL_PARENT" ]; then kill -"$REC_SIGNAL_PARENT" "$PPID"; sleep 0.3; fi
     rm -rf "$IOPMEM_SYSFS_ROOT/bus/pci/drivers/iopmem" "$IOPMEM_SYSFS_ROOT/module/iopmem";;
+  dkms)
+    # A Ctrl-C during dkms build reaches iopmem (and dkms: it fails).
+    if [ "$1" = build ] && [ -n "$REC_SIGNAL_PARENT" ]; then kill -"$REC_SIGNAL_PARENT" "$PPID"; sleep 0.3; exit 1; fi;;
   make) for a in "$@"; do case "$a" in M=*) printf 'vermagic=${RELEASE} SMP\\0' > "\${a#M=}/iopmem.ko";; esac; done;;
 esac
 exit 0
@@ -144,6 +147,13 @@ describe('the gate: under fixture roots no external program gets a host path', f
     expect(fs.readFileSync(rec.log, 'utf8'), 'insmod read the module from its fd 3').to.contain('insmod-fd-ok')
     const u = run(['driver', 'unload', '--json'])
     expect(u.exit, u.stdout + u.stderr).to.equal(0)
+    // driver install/remove: dkms (status, add, build, install; remove) with the fixture's trees.
+    fs.mkdirSync(path.join(fx.root, 'lib/modules', RELEASE), {recursive: true})
+    fs.symlinkSync(kdir, path.join(fx.root, 'lib/modules', RELEASE, 'build'))
+    const di = run(['driver', 'install', '--json'])
+    expect(di.exit, di.stdout + di.stderr).to.equal(0)
+    const dr = run(['driver', 'remove', '--json'])
+    expect(dr.exit, dr.stdout + dr.stderr).to.equal(0)
     // bind to iopmem loads the module (after the plan); without a driver core the probe does not happen, so it fails and unloads it again.
     const bi = run(['bind', BDF.ivshmem, '--yes', '--json'])
     expect(bi.exit, bi.stdout + bi.stderr).to.not.equal(0)
@@ -159,12 +169,16 @@ describe('the gate: under fixture roots no external program gets a host path', f
 
     const calls = rec.calls()
     const ran = new Set(calls.map((c) => c.program))
-    for (const prog of ['wipefs', 'mkfs.ext4', 'blkid', 'mount', 'umount', 'make', 'insmod', 'rmmod']) expect(ran.has(prog), `${prog} ran`).to.equal(true)
+    for (const prog of ['wipefs', 'mkfs.ext4', 'blkid', 'mount', 'umount', 'make', 'insmod', 'rmmod', 'dkms']) expect(ran.has(prog), `${prog} ran`).to.equal(true)
     const offending = calls.flatMap((c) => c.args.filter((a) => hostPath(a, fx) !== undefined).map((a) => `${c.program} ${a}`))
     expect(offending, 'host paths handed to external programs').to.deep.equal([])
     // And the programs did get the fixture's files: the device itself, not a name.
     const mkfs = calls.find((c) => c.program === 'mkfs.ext4')!
     expect(mkfs.args.at(-1)).to.equal(path.join(fx.dev, 'pmem1'))
+    // dkms got the fixture's trees, never its defaults (/usr/src, /var/lib/dkms, /lib/modules), and no depmod.
+    const build = calls.find((c) => c.program === 'dkms' && c.args[0] === 'build')!
+    expect(build.args).to.include.members([`--dkmstree=${fx.root}/var/lib/dkms`, `--sourcetree=${fx.root}/usr/src`, `--installtree=${fx.root}/lib/modules`])
+    expect(calls.find((c) => c.program === 'dkms' && c.args[0] === 'install')!.args).to.include('--no-depmod')
   })
 
   it('a path that leads out of the fixture into the live /dev is refused with E_NOT_LIVE, and nothing runs', async () => {
@@ -356,6 +370,17 @@ describe('modules: bind loads after the plan, unloads on failure; driver load ch
     expect(r.exit, r.stdout + r.stderr).to.equal(130)
     expect(r.json).to.include({interrupted: true, signal: 'SIGINT', changed: true})
     expect(fs.existsSync(path.join(fx.sys, 'module/iopmem'))).to.equal(false)
+  })
+
+  it('driver install: SIGINT during dkms build: what it did is undone (dkms remove, the source copy), said, exit 130', () => {
+    fs.mkdirSync(path.join(fx.root, 'lib/modules', RELEASE, 'build'), {recursive: true})
+    fs.writeFileSync(path.join(fx.root, 'lib/modules', RELEASE, 'build/Makefile'), '')
+    const r = cliProcess(['driver', 'install', '--json'], fx, {...env, IOPMEM_DKMS: path.join(tmp, 'bin/dkms'), REC_SIGNAL_PARENT: 'INT'})
+    expect(r.exit, r.stdout + r.stderr).to.equal(130)
+    expect(r.json.error).to.include({code: 'E_INTERRUPTED'})
+    expect(r.json.error.message).to.match(/^SIGINT: stopped before the DKMS install finished\. Rolled back: dkms remove iopmem\/[0-9.]+ undid the add; .*iopmem-[0-9.]+ was removed\.$/)
+    expect(rec.calls().filter((c) => c.program === 'dkms').map((c) => c.args[0])).to.deep.equal(['status', 'add', 'build', 'remove'])
+    expect(fs.readdirSync(path.join(fx.root, 'usr/src'))).to.deep.equal([])
   })
 
   it('driver load --ko of a module owned by the user (under fixture roots) with safe modes: insmod gets it as fd 3', () => {

@@ -78,7 +78,7 @@ describe('iopmem locate', () => {
     expect(Object.keys(r.json)).to.deep.equal(['file', 'size', 'window', 'dax', 'synced', 'addressing', 'filesystem', 'device', 'totals', 'warnings', 'notes', 'extents'])
     expect(r.json).to.deep.include({file, size: 0x30_0000, dax: true, synced: true, addressing: 'memory'})
     expect(Object.keys(r.json.device)).to.deep.equal(['node', 'dev', 'kind', 'disk', 'diskSize', 'partitionStart', 'logicalBlockSize', 'daxCapable', 'base', 'busBase', 'source', 'pci', 'nvme'])
-    expect(r.json.extents).to.deep.equal([{fileOffset: 0, length: 0x30_0000, deviceOffset: 0x840_0000, physical: '0x68400000', flags: ['last', 'merged']}])
+    expect(r.json.extents).to.deep.equal([{fileOffset: 0, length: 0x30_0000, deviceOffset: 0x840_0000, physical: '0x0000000068400000', flags: ['last', 'merged']}])
     expect(r.json.totals).to.deep.equal({
       extents: 1,
       bytes: 0x30_0000,
@@ -86,7 +86,7 @@ describe('iopmem locate', () => {
       unwrittenBytes: 0,
       sharedBytes: 0,
       segments: 1,
-      largestRun: {fileOffset: 0, length: 0x30_0000, deviceOffset: 0x840_0000, physical: '0x68400000'},
+      largestRun: {fileOffset: 0, length: 0x30_0000, deviceOffset: 0x840_0000, physical: '0x0000000068400000'},
     })
   })
 
@@ -96,7 +96,7 @@ describe('iopmem locate', () => {
     expect(r.exit, r.stdout).to.equal(0)
     expect(ops.fiemapCalls[0]).to.deep.equal({start: MiB, length: 0x1000, sync: true})
     expect(r.json.window).to.deep.equal({offset: MiB, length: 0x1000, clipped: true})
-    expect(r.json.extents[0]).to.deep.include({fileOffset: MiB, length: 0x1000, physical: '0x68500000'})
+    expect(r.json.extents[0]).to.deep.include({fileOffset: MiB, length: 0x1000, physical: '0x0000000068500000'})
     const h = await cli(['locate', file, '--offset', '1M', '--length', '4K'], fx)
     expect(h.stdout).to.contain('window: file offset 0x100000, 4096 bytes')
     // The old name still works for one release, with a deprecation warning on stderr.

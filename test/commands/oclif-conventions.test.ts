@@ -45,8 +45,9 @@ describe('help', () => {
     expect(r.exit, r.stderr).to.equal(0)
     const section = (name: string) => r.stdout.split(`\n${name}\n`)[1]?.split('\n\n')[0] ?? ''
     const topics = section('TOPICS')
-    expect(topics).to.match(/^ {2}bench {3}Measure device memory/m)
-    expect(topics).to.match(/^ {2}driver {2}Build, load, unload and inspect the iopmem kernel module\./m)
+    expect(topics).to.match(/^ {2}bench +Measure device memory/m)
+    expect(topics).to.match(/^ {2}driver +Build, load, unload and inspect the iopmem kernel module\./m)
+    expect(topics).to.match(/^ {2}persist +Bindings that survive a reboot/m)
     expect(topics).not.to.include('sandbox')
     expect(section('COMMANDS')).to.match(/^ {2}sandbox +Boot a real Linux kernel/m)
     expect(section('COMMANDS')).to.match(/^ {2}help +/m)

@@ -37,6 +37,10 @@ describe('iopmem topo', () => {
     try {
       const r = await cli(['topo', BDF.nvmeCmb, BDF.nvmeRoot, '--json'], amd)
       expect(r.json.pairs[0]).to.deep.include({mapType: 'thru-host-bridge', p2p: 'yes'})
+      // One number for the family: 23 in JSON, "family 23 (0x17)" on screen, as /proc/cpuinfo says it.
+      expect(r.json.cpu.family).to.equal(23)
+      const human = await cli(['topo', BDF.nvmeCmb, BDF.nvmeRoot], amd)
+      expect(human.stdout).to.contain('CPU: AuthenticAMD family 23 (0x17)').and.not.match(/family 0x17/)
     } finally {
       amd.cleanup()
     }

@@ -415,7 +415,7 @@ export class SysfsFixture {
   }
 
   /** Write (or replace) a file relative to the sysfs root, e.g. an attribute a driver would add. */
-  writeSys(rel: string, value: string): void {
+  writeSys(rel: string, value: string | Buffer): void {
     const f = path.join(this.sys, rel)
     fs.mkdirSync(path.dirname(f), {recursive: true})
     fs.writeFileSync(f, value)

@@ -162,6 +162,21 @@ describe('check: gatherers on fixture trees', () => {
       expect(item(check(fx), 'kernel.iopmem-module')).to.include({verdict: 'pass', found: 'loaded, version 0.1.0'})
     })
 
+    it('iopmem module: kernel.modules_disabled=1 and not loaded → fail (no load can work until reboot); loaded → still pass', () => {
+      const fx = track(checkMachine({modulesDep: ['updates/iopmem.ko:']}))
+      fs.mkdirSync(modules(fx, RELEASE, 'updates'), {recursive: true})
+      fs.writeFileSync(modules(fx, RELEASE, 'updates/iopmem.ko'), 'ELF…vermagic=' + RELEASE + ' SMP\0')
+      expect(item(check(fx), 'kernel.iopmem-module').verdict).to.equal('pass')
+      fs.mkdirSync(path.join(fx.proc, 'sys/kernel'), {recursive: true})
+      fs.writeFileSync(path.join(fx.proc, 'sys/kernel/modules_disabled'), '1\n')
+      const it = item(check(fx), 'kernel.iopmem-module')
+      expect(it).to.include({verdict: 'fail'})
+      expect(it.found).to.match(/module loading is disabled until the next boot/)
+      expect(it.details).to.include({modulesDisabled: true})
+      fx.writeSys('module/iopmem/version', '0.1.0\n')
+      expect(item(check(fx), 'kernel.iopmem-module')).to.include({verdict: 'pass', found: 'loaded, version 0.1.0'})
+    })
+
     it('boot and modules roots: the live ones with the live /sys, the env\'s, else beside a fixture\'s sys', () => {
       expect(new Host().roots).to.include({boot: '/boot', modules: '/lib/modules'})
       expect(Host.fromEnv({IOPMEM_SYSFS_ROOT: '/x/sys', IOPMEM_BOOT_ROOT: '/b'}).roots).to.include({boot: '/b', modules: '/x/lib/modules'})
@@ -429,5 +444,6 @@ describe('topo --probe --write rendering', () => {
     expect(out).to.match(/MISMATCH: 1 pair/)
     expect(flat).to.match(/the write succeeded but byte 7 differs/)
     expect(flat).to.match(/NOT RESTORED/)
+    for (const l of out.split('\n')) expect([...l].length, l).to.be.at.most(80)
   })
 })

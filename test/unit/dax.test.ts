@@ -91,7 +91,7 @@ describe('mkfs-dax: checks and execution on fixtures (fake runner)', () => {
   it('a clean pmem disk: probes, makes ext4, checks it, mounts with -o dax and confirms DAX', async () => {
     const plan = await planMkfsDax(fx.host(), '/dev/pmem1', {fs: 'ext4', mount: mnt}, deps)
     expect(runner.writes()).to.deep.equal([])
-    expect(plan.alignment).to.deep.equal({stripe: 2 * MiB, deviceStart: 0, physicalStart: '0x140200000', aligned: true})
+    expect(plan.alignment).to.deep.equal({stripe: 2 * MiB, deviceStart: 0, physicalStart: '0x0000000140200000', aligned: true})
     const r = await executeMkfsDax(fx.host(), plan, deps)
     expect(runner.calls.map((c) => [c.program, ...c.args].join(' '))).to.deep.equal([
       'wipefs --no-act --json /dev/pmem1',
@@ -111,7 +111,7 @@ describe('mkfs-dax: checks and execution on fixtures (fake runner)', () => {
 
   it('a partition: only the partition is probed and formatted; alignment counts its start', async () => {
     const plan = await planMkfsDax(fx.host(), 'pmem0p1', {fs: 'ext4'}, deps)
-    expect(plan.alignment).to.deep.include({deviceStart: 2 * MiB, physicalStart: '0x60200000', aligned: true})
+    expect(plan.alignment).to.deep.include({deviceStart: 2 * MiB, physicalStart: '0x0000000060200000', aligned: true})
     await executeMkfsDax(fx.host(), plan, deps)
     expect(runner.calls.map((c) => c.args.at(-1))).to.deep.equal(['/dev/pmem0p1', '/dev/pmem0p1', '/dev/pmem0p1'])
   })
@@ -268,7 +268,7 @@ describe('mkfs-dax: checks and execution on fixtures (fake runner)', () => {
   it('an iopmem disk: kind iopmem and the BAR address in the alignment', async () => {
     const plan = await planMkfsDax(fx.host(), '/dev/iopmem0', {fs: 'ext4'}, deps)
     expect(plan.target.disk.kind).to.equal('iopmem')
-    expect(plan.alignment.physicalStart).to.equal('0x800000000')
+    expect(plan.alignment.physicalStart).to.equal('0x0000000800000000')
     expect(plan.backing).to.deep.include({kind: 'iopmem', bdf: BDF.ivshmem, bar: 2})
   })
 })

@@ -172,6 +172,13 @@ describe('iopmem driver: build, load, unload, status', () => {
     await expectError(() => findBuildTree(driverEnv(fx.host(), env), k), 'E_BAD_KDIR', 3, /no Module.symvers/)
   })
 
+  it('a Debian header tree\'s release is its UTS_RELEASE (what vermagic carries), not the upstream version in kernel.release', () => {
+    const k = fakeTree(path.join(tmp, 'linux-headers-6.1.0-56-amd64'), '6.1.192')
+    fs.mkdirSync(path.join(k, 'include/generated'), {recursive: true})
+    fs.writeFileSync(path.join(k, 'include/generated/utsrelease.h'), '#define UTS_RELEASE "6.1.0-56-amd64"\n')
+    expect(findBuildTree(driverEnv(fx.host(), env), k)).to.deep.equal({dir: k, release: '6.1.0-56-amd64'})
+  })
+
   it('build runs make -C KDIR M=OUT with an argument array, -Werror on request, and reports the vermagic', async () => {
     const k = fakeTree(path.join(tmp, 'tree'))
     const {run, calls} = recorder()

@@ -71,38 +71,38 @@ describe('locate: the device chain on fixture trees', () => {
     const r = await locate(fx.host(), file)
     const j = jsonOf(r)
     expect(j.addressing).to.equal('memory')
-    expect(j.device).to.deep.include({node: '/dev/pmem0', disk: '/dev/pmem0', kind: 'pmem', partitionStart: 0, base: '0x60000000', busBase: null, pci: null, nvme: null})
+    expect(j.device).to.deep.include({node: '/dev/pmem0', disk: '/dev/pmem0', kind: 'pmem', partitionStart: 0, base: '0x0000000060000000', busBase: null, pci: null, nvme: null})
     expect(j.device.source).to.equal('/sys/devices/platform/e820_pmem/ndbus0/region0/namespace0.0/resource')
     expect(j.filesystem).to.deep.equal({type: 'ext4', mountPoint: '/mnt/dax', daxMode: 'always'})
     expect(j.extents).to.deep.equal([
-      {fileOffset: 0, length: 0x1_0000, deviceOffset: 0x840_0000, physical: '0x68400000', flags: []},
-      {fileOffset: 0x1_0000, length: 0xf_0000, deviceOffset: 0x805_0000, physical: '0x68050000', flags: ['last']},
+      {fileOffset: 0, length: 0x1_0000, deviceOffset: 0x840_0000, physical: '0x0000000068400000', flags: []},
+      {fileOffset: 0x1_0000, length: 0xf_0000, deviceOffset: 0x805_0000, physical: '0x0000000068050000', flags: ['last']},
     ])
     expect(j.totals).to.deep.include({extents: 2, bytes: 0x10_0000, segments: 2})
-    expect(j.totals.largestRun).to.deep.equal({fileOffset: 0x1_0000, length: 0xf_0000, deviceOffset: 0x805_0000, physical: '0x68050000'})
+    expect(j.totals.largestRun).to.deep.equal({fileOffset: 0x1_0000, length: 0xf_0000, deviceOffset: 0x805_0000, physical: '0x0000000068050000'})
   })
 
   it('a partition of pmem: its start (sectors × 512) is added', async () => {
     on(259, 11, [[0, 0x1000, 0x2000, X.LAST]])
     const j = jsonOf(await locate(fx.host(), file))
     expect(j.device).to.deep.include({node: '/dev/pmem0p1', disk: '/dev/pmem0', partitionStart: 2 * MiB})
-    expect(j.extents[0]).to.deep.include({deviceOffset: 2 * MiB + 0x1000, physical: '0x' + (PMEM_BASE + 2 * MiB + 0x1000).toString(16)})
+    expect(j.extents[0]).to.deep.include({deviceOffset: 2 * MiB + 0x1000, physical: '0x' + (PMEM_BASE + 2 * MiB + 0x1000).toString(16).padStart(16, '0')})
   })
 
   it('fsdax pmem with a pfn device: the pfn resource (namespace + data offset) is sector 0', async () => {
     on(259, 20, [[0, 0x20_0000, 0x20_0000, X.LAST]])
     const j = jsonOf(await locate(fx.host(), file))
-    expect(j.device.base).to.equal('0x' + (PFN_BASE + PFN_DATA).toString(16))
+    expect(j.device.base).to.equal('0x' + (PFN_BASE + PFN_DATA).toString(16).padStart(16, '0'))
     expect(j.device.source).to.match(/region1\/pfn1\.1\/resource$/)
-    expect(j.extents[0].physical).to.equal('0x' + (PFN_BASE + PFN_DATA + 0x20_0000).toString(16))
+    expect(j.extents[0].physical).to.equal('0x' + (PFN_BASE + PFN_DATA + 0x20_0000).toString(16).padStart(16, '0'))
   })
 
   it('an iopmem disk: the BAR the driver names, physical and bus address', async () => {
     on(252, 0, [[0, 0x30_0000, 0x1000, X.LAST]])
     const j = jsonOf(await locate(fx.host(), file))
-    expect(j.device).to.deep.include({kind: 'iopmem', base: '0x800000000', busBase: '0x800000000'})
+    expect(j.device).to.deep.include({kind: 'iopmem', base: '0x0000000800000000', busBase: '0x0000000800000000'})
     expect(j.device.pci).to.deep.equal({bdf: BDF.ivshmem, bar: 2, barOffset: 0, barSource: 'driver'})
-    expect(j.extents[0]).to.deep.include({physical: '0x800300000', busAddress: '0x800300000'})
+    expect(j.extents[0]).to.deep.include({physical: '0x0000000800300000', busAddress: '0x0000000800300000'})
   })
 
   it('iopmem: an offset within the BAR from the driver, and a host-bridge offset between CPU and bus addresses', async () => {
@@ -116,8 +116,8 @@ describe('locate: the device chain on fixture trees', () => {
     on(252, 0, [[0, 0x1000, 0x1000, X.LAST]])
     const r = await locate(fx.host(), file)
     const j = jsonOf(r)
-    expect(j.device).to.deep.include({base: '0x800100000', busBase: '0xc0100000'})
-    expect(j.extents[0]).to.deep.include({physical: '0x800101000', busAddress: '0xc0101000'})
+    expect(j.device).to.deep.include({base: '0x0000000800100000', busBase: '0x00000000c0100000'})
+    expect(j.extents[0]).to.deep.include({physical: '0x0000000800101000', busAddress: '0x00000000c0101000'})
     expect(j.notes.join('\n')).to.match(/bus addresses differ from CPU physical ones by [-+]0x[0-9a-f]+ \(host bridge offset\)/i)
     expect(textOf(r)).to.match(/BUS ADDRESS/).and.match(/0x800101000\s+0xc0101000/)
   })
@@ -137,7 +137,7 @@ describe('locate: the device chain on fixture trees', () => {
     on(252, 0, [[0, 0, 0x100, X.LAST]])
     const j = jsonOf(await locate(fx.host(), file))
     expect(j.device.pci).to.deep.include({bar: 0, barSource: 'driver'})
-    expect(j.device.base).to.equal('0xfebd5000')
+    expect(j.device.base).to.equal('0x00000000febd5000')
     expect(j.notes.join('\n')).to.contain('larger than BAR0')
   })
 
@@ -243,7 +243,7 @@ describe('locate: the device chain on fixture trees', () => {
     const j = jsonOf(await locate(fx.host(), file, {offset: 0x1234, length: 0x100}))
     expect(ops.fiemapCalls).to.deep.equal([{start: 0x1234, length: 0x100, sync: true}])
     expect(j.window).to.deep.equal({offset: 0x1234, length: 0x100, clipped: true})
-    expect(j.extents).to.deep.equal([{fileOffset: 0x1234, length: 0x100, deviceOffset: 0x10_1234, physical: '0x' + (PMEM_BASE + 0x10_1234).toString(16), flags: ['last']}])
+    expect(j.extents).to.deep.equal([{fileOffset: 0x1234, length: 0x100, deviceOffset: 0x10_1234, physical: '0x' + (PMEM_BASE + 0x10_1234).toString(16).padStart(16, '0'), flags: ['last']}])
   })
 
   it('--length past the end of the file stops at the end', async () => {

@@ -88,6 +88,13 @@ describe('guest plan: IOMMU, NIC and the DMA trace', () => {
     expect(values(root, '-device').find((d) => d.startsWith('virtio-net-pci'))).to.equal(`virtio-net-pci,id=nic0,mac=${NIC_MAC},bus=pcie.0,addr=0x7`)
   })
 
+  it('the persistent disk: virtio-blk on its own root slot, after every NVMe, and none without one', () => {
+    const a = qemuArgs(plan({persistentDisk: '/p/persist,1.img'}))
+    expect(values(a, '-drive')).to.include('if=none,id=persist,file=/p/persist,,1.img,format=raw')
+    expect(values(a, '-device')).to.include('virtio-blk-pci,drive=persist,serial=iopmem-persist,bus=pcie.0,addr=0x10')
+    expect(qemuArgs(plan()).join(' ')).to.not.include('virtio-blk')
+  })
+
   it('the DMA trace: the log file and every NVMe data-pointer event', () => {
     const a = qemuArgs(plan({dmaTraceFile: '/s/dma.trace'}))
     expect(values(a, '-D')).to.deep.equal(['/s/dma.trace'])

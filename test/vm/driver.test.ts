@@ -16,33 +16,16 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
-import {bootGuest, diskPattern, type Guest, iopmemCacheDir, parseSha256Sums, type RunResult, resolveKernel, sha256File} from '../../src/lib/vm/index.js'
+import {locateAndCheck} from '../helpers/guest-locate.js'
+import {kmodTree} from '../helpers/kmod.js'
+import {bootGuest, diskPattern, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
 
 const ROOT = path.resolve(import.meta.dirname, '../..')
 const MiB = 1024 * 1024
 const PY = '/usr/bin/python3'
 /** ivshmem BAR2: big enough for xfs (mkfs.xfs wants 300 MB). */
 const SIZE = 512 * MiB
-
-/** The extmod tree of the repository's guest kernel, unpacked into the cache on first use. */
-function kmodTree(): string {
-  if (process.env.IOPMEM_VM_KMOD_TREE) return process.env.IOPMEM_VM_KMOD_TREE
-  const tarball = path.resolve(ROOT, 'vm/kernel/extmod.tar.xz')
-  if (!fs.existsSync(tarball)) throw new Error(`No kernel build tree for the guest: set IOPMEM_VM_KMOD_TREE or restore ${tarball}`)
-  const sha = sha256File(tarball)
-  if (sha !== parseSha256Sums(fs.readFileSync(path.resolve(ROOT, 'vm/kernel/SHA256SUMS'), 'utf8')).get('extmod.tar.xz')) {
-    throw new Error(`${tarball} does not match vm/kernel/SHA256SUMS (git checkout -- vm/kernel)`)
-  }
-  const dir = path.join(iopmemCacheDir(), `extmod-${sha.slice(0, 16)}`)
-  if (!fs.existsSync(path.join(dir, 'Module.symvers'))) {
-    fs.rmSync(`${dir}.tmp`, {recursive: true, force: true})
-    fs.mkdirSync(`${dir}.tmp`, {recursive: true})
-    execFileSync('tar', ['-xJf', tarball, '-C', `${dir}.tmp`])
-    fs.rmSync(dir, {recursive: true, force: true})
-    fs.renameSync(`${dir}.tmp`, dir)
-  }
-  return dir
-}
+const OWN_SIGNER = 'iopmem guest test key (openssl)'
 
 describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function () {
   // kmemleak=on tracks every kernel allocation: under TCG each check runs slower than without it,
@@ -51,6 +34,8 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
   let vm: Guest
   let ko: string
   let signedKo: string
+  /** Signed with a key openssl made, unknown to the guest kernel. */
+  let ownKo: string
   let bdf: string
   let bar2: bigint
   const iopmem = (args: string[]): Promise<RunResult> => vm.run(['node', 'bin/run.js', ...args], {timeoutMs: 120_000})
@@ -69,32 +54,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     const r = await vm.sh(`for i in $(seq 120); do if ${cond}; then exit 0; fi; sleep 0.5; done; exit 1`, {timeoutMs: 120_000})
     if (r.code !== 0) throw new Error(`timed out waiting: ${what}`)
   }
-  /**
-   * Copy `data` into `file` on the DAX filesystem, run `iopmem locate`, and check every extent on
-   * the host: its physical address lies in BAR2 and (address − BAR2 base) in the ivshmem file holds
-   * the file's bytes; the bus address is the BAR's bus address plus the same offset.
-   */
-  const locateAndCheck = async (tag: string, file: string, data: Buffer): Promise<void> => {
-    const src = await vm.putFile(`locate-${tag}.bin`, data)
-    await sh(`cp ${src} ${file} && sync`)
-    const r = await iopmem(['locate', file, '--json'])
-    expect(r.code, r.stdout + r.stderr).to.equal(0)
-    const j = json(r)
-    expect(j.device).to.deep.include({node: '/dev/iopmem0', kind: 'iopmem', base: '0x' + bar2.toString(16)})
-    expect(j.device.pci).to.deep.include({bdf, bar: 2, barSource: 'driver'})
-    let covered = 0
-    for (const e of j.extents) {
-      const phys = BigInt(e.physical)
-      expect(phys >= bar2 && phys + BigInt(e.length) <= bar2 + BigInt(SIZE), `extent ${e.physical}+${e.length} lies in BAR2`).to.equal(true)
-      if (j.device.busBase) expect(BigInt(e.busAddress) - BigInt(j.device.busBase)).to.equal(phys - bar2)
-      const n = Math.min(e.length, data.length - e.fileOffset)
-      const got = await vm.readIvshmem(Number(phys - bar2), n)
-      expect(got.equals(data.subarray(e.fileOffset, e.fileOffset + n)), `${tag}: extent at file offset ${e.fileOffset} (${e.physical}) holds the file's bytes`).to.equal(true)
-      covered += n
-    }
-    expect(covered).to.equal(data.length)
-    console.log(`      ${tag}: ${j.extents.length} extents of ${file} (${data.length} B) found by the host at their BAR2 offsets`)
-  }
+  const locate = (tag: string, file: string, data: Buffer): Promise<void> => locateAndCheck(vm, {bdf, bar2, size: SIZE}, tag, file, data)
   const unbind = async () => expect((await iopmem(['unbind', bdf, '--yes'])).code).to.equal(0)
   /**
    * While iopmem serves BAR2 the BAR is claimed busy and exclusive: /proc/iomem says so, and user space
@@ -128,11 +88,17 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
       // kmemleak=on: the whole driver flow runs under the kernel's leak detector (the last check reads it).
       vm = await bootGuest({topology: 'switch', ivshmemMiB: SIZE / MiB, extraAppend: 'kmemleak=on'})
       ko = await vm.putFile('iopmem.ko', fs.readFileSync(path.join(out, 'iopmem.ko')))
-      // A copy signed with the key the guest kernel trusts (vm/kernel/test-signing-key.pem), by the
-      // kernel's own sign-file from the extmod tree.
+      // Copies signed by `driver build --sign` (the extmod tree's sign-file): one with the key the guest
+      // kernel trusts (vm/kernel/test-signing-key.pem, key and certificate in one file), one with a key
+      // openssl makes here, which the guest kernel does not know.
       const key = path.join(ROOT, 'vm/kernel/test-signing-key.pem')
-      execFileSync(path.join(kmodTree(), 'scripts/sign-file'), ['sha256', key, key, path.join(out, 'iopmem.ko'), path.join(out, 'iopmem-signed.ko')])
-      signedKo = await vm.putFile('iopmem-signed.ko', fs.readFileSync(path.join(out, 'iopmem-signed.ko')))
+      const signedBuild = (k: string, cert: string, dir: string): Buffer => {
+        execFileSync(process.execPath, [path.join(ROOT, 'bin/run.js'), 'driver', 'build', '--kdir', kmodTree(), '--out', path.join(out, dir), '--sign', k, '--cert', cert], {stdio: 'pipe'})
+        return fs.readFileSync(path.join(out, dir, 'iopmem.ko'))
+      }
+      signedKo = await vm.putFile('iopmem-signed.ko', signedBuild(key, key, 'trusted'))
+      execFileSync('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-subj', `/CN=${OWN_SIGNER}/`, '-keyout', path.join(out, 'own.key'), '-outform', 'DER', '-out', path.join(out, 'own.der')], {stdio: 'pipe'})
+      ownKo = await vm.putFile('iopmem-own.ko', signedBuild(path.join(out, 'own.key'), path.join(out, 'own.der'), 'own'))
     } finally {
       fs.rmSync(out, {recursive: true, force: true})
     }
@@ -149,13 +115,30 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     await vm?.shutdown()
   })
 
-  it('a module signed with the guest kernel\'s key loads untainted (MODULE_SIG checks it; an unsigned one taints: see the last load)', async () => {
+  it('signed modules (driver build --sign): the guest kernel\'s key loads verified; an openssl key of one\'s own shows its signer (modinfo, status) and loads unverified (taint E)', async () => {
     await sh('dmesg -c > /dev/null')
     const r = await iopmem(['driver', 'load', '--ko', signedKo, '--json'])
     expect(r.code, r.stderr).to.equal(0)
     expect(await sh('cat /sys/module/iopmem/taint'), 'no E (unsigned) taint').to.not.contain('E')
     expect(await sh('dmesg')).to.not.contain('module verification failed')
+    let s = json(await iopmem(['driver', 'status', '--json']))
+    // QEMU boots with SeaBIOS: no EFI, no Secure Boot, sig_enforce off (MODULE_SIG without FORCE).
+    expect(s.signing).to.include({secureBoot: 'no-efi', sigEnforce: false, needsSignature: false, loadedVerified: true})
     expect(json(await iopmem(['driver', 'unload', '--json']))).to.include({changed: true})
+
+    expect(await sh(`modinfo -F signer ${ownKo}`)).to.equal(`${OWN_SIGNER}\n`)
+    // As the module `driver build` made for this kernel: status names its signer, `driver load` takes it.
+    const dir = `/tmp/.cache/iopmem/kmod/${vm.release}` // HOME is /tmp in the guest
+    await sh(`mkdir -p ${dir} && cp ${ownKo} ${dir}/iopmem.ko`)
+    s = json(await iopmem(['driver', 'status', '--json']))
+    expect(s.built.signature).to.include({signed: true, signer: OWN_SIGNER})
+    await sh('dmesg -c > /dev/null')
+    expect(json(await iopmem(['driver', 'load', '--json']))).to.include({changed: true, how: 'insmod'})
+    expect(await sh('cat /sys/module/iopmem/taint'), 'a key the kernel does not trust: E').to.contain('E')
+    expect(await sh('dmesg')).to.contain('module verification failed')
+    expect(json(await iopmem(['driver', 'status', '--json'])).signing).to.include({loadedVerified: false})
+    expect(json(await iopmem(['driver', 'unload', '--json']))).to.include({changed: true})
+    await sh(`rm -f ${dir}/iopmem.ko`)
   })
 
   it('driver load loads the module; it claims no device; status reports version and parameters', async () => {
@@ -226,7 +209,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     expect(j).to.deep.include({device: '/dev/iopmem0', kind: 'iopmem', filesystem: 'ext4', size: SIZE})
     expect(j.mount).to.deep.equal({target: '/tmp/dax', options: 'dax', daxConfirmed: true})
     expect(await sh('grep " /tmp/dax " /proc/mounts')).to.match(/^\/dev\/iopmem0 .*ext4 .*dax/)
-    await locateAndCheck('ext4', '/tmp/dax/f', crypto.randomBytes(5 * MiB + 4321))
+    await locate('ext4', '/tmp/dax/f', crypto.randomBytes(5 * MiB + 4321))
     // DAX mmap of that file: CPU stores go straight to the BAR.
     const loc = json(await iopmem(['locate', '/tmp/dax/f', '--json']))
     const first = Number(BigInt(loc.extents[0].physical) - bar2)
@@ -292,7 +275,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     expect(r.code, r.stdout + r.stderr).to.equal(0)
     expect(json(r)).to.deep.include({device: '/dev/iopmem0', filesystem: 'xfs'})
     expect(json(r).mount.daxConfirmed).to.equal(true)
-    await locateAndCheck('xfs', '/tmp/dax/x', crypto.randomBytes(3 * MiB + 777))
+    await locate('xfs', '/tmp/dax/x', crypto.randomBytes(3 * MiB + 777))
     await sh('umount /tmp/dax')
     await unbind()
   })

@@ -156,7 +156,8 @@ function requireRoot(host: Host, verb: string): void {
 }
 
 /** `loadIopmem`: the iopmem module is not loaded yet and will be, after this plan and its confirmation (withModule). */
-export function planBind(host: Host, bdfText: string, driverText: string | undefined, opts: {force?: boolean; loadIopmem?: boolean} & IopmemOptions = {}): BindPlan {
+/** `forceCache`: accept a CPU-cached mapping as --force does, without --force's taking of a function in use (a recorded binding's force-cache). */
+export function planBind(host: Host, bdfText: string, driverText: string | undefined, opts: {force?: boolean; forceCache?: boolean; loadIopmem?: boolean} & IopmemOptions = {}): BindPlan {
   const bdf = normalizeBdf(bdfText)
   const driver = validateDriverName(driverText ?? DEFAULT_DRIVER)
   const given = (['mode', 'bar', 'cache'] as const).filter((k) => opts[k] !== undefined)
@@ -165,7 +166,7 @@ export function planBind(host: Host, bdfText: string, driverText: string | undef
   }
   const scanner = new PciScanner(host, {names: true})
   const fn = scanner.get(bdf)
-  const iopmem = driver === 'iopmem' ? resolveSettings(fn, opts) : undefined
+  const iopmem = driver === 'iopmem' ? resolveSettings(fn, {...opts, force: opts.force || opts.forceCache}) : undefined
   if (iopmem && fn.driver === 'iopmem') {
     const now = deviceInfo(host, fn.bdf)
     if (now.mode === iopmem.mode && now.bar === iopmem.bar && now.cache === iopmem.cache) return {fn, driver, usage: null, destructive: false, noop: true, iopmem}

@@ -1,15 +1,18 @@
 /** The iopmem kernel module from user space: building, loading, unloading it and reading or setting what it serves. */
 import {spawnSync} from 'node:child_process'
+import {X509Certificate} from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {isBdfName} from '../pci/index.js'
-import {Exit, IopmemError, type ProgramArg, SafetyCode, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
+import {Exit, IopmemError, type ProgramArg, type ProgramPath, SafetyCode, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import type {PciFunction} from '../pci/index.js'
 import {formatBytes} from '../sys/index.js'
+import {dkmsInstalled, dkmsTrees} from './dkms.js'
+import {enrolledAsMok, type ModuleSignature, mokImportStep, moduleSignature, type SecureBootState, secureBootState} from './modsig.js'
 
 /**
  * The iopmem kernel driver (native/kmod/iopmem.c) seen from user space:
@@ -133,13 +136,17 @@ export interface RunResult {
   stderr: string
 }
 
-/** `fd`: a descriptor the program inherits as its fd 3 (the module insmod loads, as /proc/self/fd/3). */
-export type Runner = (program: string, args: string[], opts?: {cwd?: string; fd?: number}) => RunResult
+/**
+ * `fd`: a descriptor the program inherits as its fd 3 (the module insmod loads, as /proc/self/fd/3);
+ * `env`: variables added to the program's environment (DKMS's signing settings).
+ */
+export type Runner = (program: string, args: string[], opts?: {cwd?: string; fd?: number; env?: Record<string, string>}) => RunResult
 
 export const spawnRunner: Runner = (program, args, opts = {}) => {
   const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe']
   if (opts.fd !== undefined) stdio.push(opts.fd)
-  const r = spawnSync(program, args, {cwd: opts.cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, stdio})
+  const env = opts.env ? {...process.env, ...opts.env} : undefined
+  const r = spawnSync(program, args, {cwd: opts.cwd, env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, stdio})
   if (r.error) {
     const e = r.error as NodeJS.ErrnoException
     return {code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${program}: ${e.message}`}
@@ -158,11 +165,14 @@ export function driverEnv(host: Host, env: NodeJS.ProcessEnv = process.env, run:
   return {host, run, env}
 }
 
-function program(d: DriverEnv, name: 'make' | 'insmod' | 'modprobe' | 'rmmod'): string {
+export type DriverProgram = 'make' | 'insmod' | 'modprobe' | 'rmmod' | 'dkms' | 'modinfo'
+
+function program(d: DriverEnv, name: DriverProgram): string {
   const override = seamValue(`IOPMEM_${name.toUpperCase()}` as 'IOPMEM_MAKE', d.env)
   if (override) return override
-  // Against a fixture tree (IOPMEM_SYSFS_ROOT…), never touch the real kernel's modules.
-  if (name !== 'make' && d.run === spawnRunner && !d.host.isLive) {
+  // Against a fixture tree (IOPMEM_SYSFS_ROOT…), never touch the real kernel's modules. make, dkms
+  // and modinfo only build, copy or read files, and get every path through the host (dkms its trees in the fixture).
+  if (!['make', 'dkms', 'modinfo'].includes(name) && d.run === spawnRunner && !d.host.isLive) {
     throw new IopmemError(`Not running ${name}: the sysfs/dev/proc roots are not the live kernel's (set IOPMEM_${name.toUpperCase()} to a stand-in).`, {
       code: SafetyCode.NOT_LIVE,
       exit: Exit.UNSUPPORTED,
@@ -172,13 +182,17 @@ function program(d: DriverEnv, name: 'make' | 'insmod' | 'modprobe' | 'rmmod'): 
 }
 
 /** Run a driver program with an argv the host built: words, and paths only as host.programPath(). */
-function runArgs(d: DriverEnv, name: 'make' | 'insmod' | 'modprobe' | 'rmmod', args: ProgramArg[], opts: {fd?: number} = {}): RunResult {
-  return d.run(program(d, name), d.host.argv(args), opts)
+export function runArgs(d: DriverEnv, name: DriverProgram, args: ProgramArg[], opts: {fd?: number; env?: Record<string, ProgramPath>} = {}): RunResult {
+  const env = opts.env ? Object.fromEntries(Object.entries(opts.env).map(([k, v]) => [k, d.host.argv([v])[0]])) : undefined
+  return d.run(program(d, name), d.host.argv(args), {fd: opts.fd, env})
 }
 
 export function kernelRelease(d: DriverEnv): string {
   return d.env.IOPMEM_KERNEL_RELEASE || os.release()
 }
+
+/** The files of native/kmod a build needs. */
+export const KMOD_SOURCES = ['iopmem.c', 'iopmem_compat.h', 'Kbuild'] as const
 
 /** The module's sources: native/kmod in this package. */
 export function kmodSourceDir(): string {
@@ -234,7 +248,16 @@ function checkTree(dir: string): void {
   }
 }
 
-function treeRelease(dir: string): string | null {
+/**
+ * The release a module built against `dir` is for: UTS_RELEASE, what vermagic carries. Debian's
+ * header packages put the upstream version (6.1.192) in include/config/kernel.release, not the
+ * package's release (6.1.0-56-amd64), so that file is only the fallback.
+ */
+export function treeRelease(dir: string): string | null {
+  try {
+    const m = /^#define UTS_RELEASE "([^"\n]+)"$/m.exec(fs.readFileSync(path.join(dir, 'include/generated/utsrelease.h'), 'utf8'))
+    if (m) return m[1]
+  } catch {}
   try {
     return fs.readFileSync(path.join(dir, 'include/config/kernel.release'), 'utf8').trim() || null
   } catch {
@@ -345,16 +368,97 @@ export interface BuildResult {
   vermagic: string | null
   werror: boolean
   log: string
+  /** The module's signature after the build (signed with --sign/--cert, or none). */
+  signature: ModuleSignature
 }
 
-/** Copy the sources to `out` and run `make -C KDIR M=OUT modules` there. */
-export function buildModule(d: DriverEnv, opts: {kdir?: string; out?: string; werror?: boolean} = {}): BuildResult {
+export interface SigningKey {
+  key: string
+  cert: string
+}
+
+/**
+ * --sign KEY --cert CERT: both or neither, each a readable regular file, the certificate an
+ * X.509 one (PEM or DER), checked before anything is built.
+ */
+export function validateSigning(sign: string | undefined, cert: string | undefined): SigningKey | undefined {
+  if (sign === undefined && cert === undefined) return undefined
+  if (sign === undefined || cert === undefined) {
+    throw usage('--sign KEY and --cert CERT go together: the private key signs, the certificate names it in the signature.', 'E_BAD_SIGNING', [
+      'A throw-away pair: `openssl req -new -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=my module key/" -keyout mok.key -outform DER -out mok.der`.',
+    ])
+  }
+  const file = (what: string, p: string): string => {
+    const abs = path.resolve(p)
+    const st = fs.statSync(abs, {throwIfNoEntry: false})
+    if (!st) throw new IopmemError(`${what} ${abs} does not exist.`, {code: 'E_BAD_SIGNING', exit: Exit.NOT_FOUND})
+    if (!st.isFile()) throw new IopmemError(`${what} ${abs} is not a regular file.`, {code: 'E_BAD_SIGNING', exit: Exit.USAGE})
+    return abs
+  }
+  const k = file('--sign', sign)
+  const c = file('--cert', cert)
+  try {
+    new X509Certificate(fs.readFileSync(c))
+  } catch (error) {
+    throw new IopmemError(`--cert ${c} is not an X.509 certificate (PEM or DER): ${(error as Error).message}.`, {code: 'E_BAD_SIGNING', exit: Exit.USAGE})
+  }
+  try {
+    fs.accessSync(k, fs.constants.R_OK)
+  } catch {
+    throw new IopmemError(`--sign ${k} cannot be read.`, {code: 'E_BAD_SIGNING', exit: Exit.PERMISSION})
+  }
+  return {key: k, cert: c}
+}
+
+/** The hash the kernel signs modules with (CONFIG_MODULE_SIG_HASH), sha256 when the tree does not say. */
+export function treeSigHash(dir: string): string {
+  try {
+    const m = /^CONFIG_MODULE_SIG_HASH="([a-z0-9-]+)"$/m.exec(fs.readFileSync(path.join(dir, 'include/config/auto.conf'), 'utf8'))
+    if (m) return m[1]
+  } catch {}
+  return 'sha256'
+}
+
+/** Sign `ko` in place with the tree's own scripts/sign-file. */
+export function signModule(d: DriverEnv, tree: string, ko: string, signing: SigningKey): ModuleSignature {
+  const signFile = path.join(tree, 'scripts/sign-file')
+  if (!fs.existsSync(signFile)) {
+    throw new IopmemError(`${tree} has no scripts/sign-file to sign the module with.`, {
+      code: 'E_NO_SIGN_FILE',
+      exit: Exit.NOT_FOUND,
+      suggestions: ['Debian: it comes with linux-kbuild-VERSION (a dependency of linux-headers); a source tree builds it with `make scripts`.'],
+    })
+  }
+  const h = d.host
+  const r = d.run(h.argv([h.programPath(signFile)])[0], h.argv([treeSigHash(tree), h.programPath(signing.key), h.programPath(signing.cert), h.programPath(ko)]))
+  if (r.code !== 0) {
+    throw new IopmemError(`Signing ${ko} failed: ${(r.stderr || r.stdout).trim() || `exit ${r.code}`}`, {code: 'E_SIGN_FAILED', exit: Exit.FAILURE})
+  }
+  return moduleSignature(fs.readFileSync(ko), ko)
+}
+
+/**
+ * The signature of a module file: read here for a .ko (or .ko.gz); a .ko.xz or .ko.zst (what
+ * DKMS installs for kernels that compress their modules) through `modinfo FILE`'s signer and sig_key.
+ */
+export function fileSignature(d: DriverEnv, file: string): ModuleSignature {
+  const own = moduleSignature(fs.readFileSync(file), file)
+  if (!own.unreadable || !/\.(xz|zst)$/.test(file)) return own
+  const r = runArgs(d, 'modinfo', [d.host.programPath(file)])
+  if (r.code !== 0) return own
+  const field = (k: string) => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(r.stdout)?.[1].trim() || null
+  const signer = field('signer')
+  return {signed: signer !== null, signer, serial: field('sig_key')?.replaceAll(':', '').toUpperCase() ?? null}
+}
+
+/** Copy the sources to `out` and run `make -C KDIR M=OUT modules` there; with `sign`, sign the result. */
+export function buildModule(d: DriverEnv, opts: {kdir?: string; out?: string; werror?: boolean; sign?: SigningKey} = {}): BuildResult {
   const tree = findBuildTree(d, opts.kdir)
   const release = tree.release ?? kernelRelease(d)
   const out = path.resolve(opts.out ?? defaultOutDir(release, d.env))
   const src = kmodSourceDir()
   fs.mkdirSync(out, {recursive: true})
-  for (const f of ['iopmem.c', 'Kbuild']) fs.copyFileSync(path.join(src, f), path.join(out, f))
+  for (const f of KMOD_SOURCES) fs.copyFileSync(path.join(src, f), path.join(out, f))
   const argv: ProgramArg[] = ['-C', d.host.programPath(tree.dir), d.host.programPath(out, 'M='), ...(opts.werror ? ['IOPMEM_WERROR=1'] : []), 'modules']
   const args = d.host.argv(argv)
   const r = runArgs(d, 'make', argv)
@@ -369,7 +473,8 @@ export function buildModule(d: DriverEnv, opts: {kdir?: string; out?: string; we
       suggestions: ['A gcc of the version the kernel was built with is needed (see /proc/version).'],
     })
   }
-  return {ko, kdir: tree.dir, release, vermagic: moduleVermagic(ko), werror: Boolean(opts.werror), log}
+  const signature = opts.sign ? signModule(d, tree.dir, ko, opts.sign) : moduleSignature(fs.readFileSync(ko), ko)
+  return {ko, kdir: tree.dir, release, vermagic: moduleVermagic(ko), werror: Boolean(opts.werror), log, signature}
 }
 
 // ---- load / unload ----------------------------------------------------------
@@ -403,7 +508,7 @@ export interface LoadResult {
   params: string[]
 }
 
-function requireRoot(host: Host, what: string): void {
+export function requireRoot(host: Host, what: string): void {
   if (!host.isRoot()) {
     throw new IopmemError(`${what} needs root.`, {code: 'E_NOT_ROOT', exit: Exit.PERMISSION, suggestions: ['Run it with sudo.']})
   }
@@ -565,8 +670,24 @@ export interface DriverStatus {
   /** The probe step debugfs iopmem/fail_probe makes fail (a test hook), null when unset or unreadable. */
   failProbe: string | null
   devices: BoundDevice[]
-  /** The module `driver build` made for this kernel, if any. */
-  built: {ko: string; vermagic: string | null} | null
+  /** The module `driver build` made for this kernel, if any, and its signature. */
+  built: {ko: string; vermagic: string | null; signature: ModuleSignature} | null
+  /** The module DKMS installed for this kernel (`driver install`), if any, and its signature. */
+  installed: {ko: string; signature: ModuleSignature} | null
+  signing: SigningStatus
+}
+
+export interface SigningStatus {
+  secureBoot: SecureBootState['secureBoot']
+  sigEnforce: boolean | null
+  /** Whether this kernel loads only modules whose signature it trusts. */
+  needsSignature: boolean
+  /** The loaded module: whether the kernel verified its signature (no E taint); null when not loaded. */
+  loadedVerified: boolean | null
+  /** Whether the signer of the installed (else built) module is an enrolled MOK; null when unknown. */
+  enrolled: boolean | null
+  /** What to do, when something stands between this module and a kernel that needs a signature. */
+  advice: string[]
 }
 
 export function deviceInfo(host: Host, bdf: string): BoundDevice {
@@ -582,6 +703,28 @@ export function deviceInfo(host: Host, bdf: string): BoundDevice {
   return {bdf, mode, bar: bar === null ? null : Number(bar), cache: r('cache'), node, path: p, phys: r('phys'), size: size === null ? null : Number(size), memtype: r('memtype')}
 }
 
+/** Whether Secure Boot needs a signature, and whether the modules at hand have one the kernel trusts. */
+export function signingStatus(d: DriverEnv, loaded: boolean, sigs: {built: ModuleSignature | null; installed: ModuleSignature | null}): SigningStatus {
+  const h = d.host
+  const sb = secureBootState(h)
+  const taint = loaded ? h.readTrim(h.sys('module', DRIVER, 'taint')) : undefined
+  const loadedVerified = loaded ? taint !== undefined && !taint.includes('E') : null
+  const sig = sigs.installed ?? sigs.built
+  const enrolled = sig ? enrolledAsMok(sig, sb) : null
+  const advice: string[] = []
+  if (sb.needsSignature) {
+    const why = sb.secureBoot === 'on' ? 'Secure Boot is on' : 'module.sig_enforce is set'
+    if (!sig) advice.push(`${why}: the module must be signed: \`iopmem driver install\` (DKMS signs it) or \`iopmem driver build --sign KEY --cert CERT\`.`)
+    else if (!sig.signed && !sig.unreadable) advice.push(`${why}, and the module is not signed: the kernel will refuse it. Sign it: \`iopmem driver build --sign KEY --cert CERT\`, or install it through DKMS (\`iopmem driver install\`).`)
+    else if (enrolled === false) {
+      const cert = sigs.installed ? '/var/lib/dkms/mok.pub (or the --cert given to `driver install`)' : 'the certificate given to --cert'
+      advice.push(`${why}, and the module's signer (${sig.signer ?? '?'}) is not an enrolled MOK: ${mokImportStep(cert)}.`)
+    }
+    if (loadedVerified === false) advice.push('The loaded iopmem did not pass the signature check (taint E): unload it and load a signed one.')
+  }
+  return {secureBoot: sb.secureBoot, sigEnforce: sb.sigEnforce, needsSignature: sb.needsSignature, loadedVerified, enrolled, advice}
+}
+
 export function driverStatus(d: DriverEnv): DriverStatus {
   const h = d.host
   const release = kernelRelease(d)
@@ -589,8 +732,12 @@ export function driverStatus(d: DriverEnv): DriverStatus {
   for (const p of h.list(h.sys('module', DRIVER, 'parameters'))) parameters[p] = h.readTrim(h.sys('module', DRIVER, 'parameters', p)) ?? ''
   const drv = (f: string) => h.readTrim(h.sys('bus/pci/drivers', DRIVER, f))
   const ko = path.join(defaultOutDir(release, d.env), 'iopmem.ko')
+  const loaded = isLoaded(h)
+  const built = fs.existsSync(ko) ? {ko, vermagic: moduleVermagic(ko), signature: fileSignature(d, ko)} : null
+  const dkmsKo = dkmsInstalled(dkmsTrees(d), release)
+  const installed = dkmsKo ? {ko: h.display(dkmsKo), signature: fileSignature(d, dkmsKo)} : null
   return {
-    loaded: isLoaded(h),
+    loaded,
     version: h.readTrim(h.sys('module', DRIVER, 'version')) ?? null,
     release,
     parameters,
@@ -598,14 +745,26 @@ export function driverStatus(d: DriverEnv): DriverStatus {
     lastError: drv('last_error') || null,
     failProbe: h.readTrim(h.sys('kernel/debug', DRIVER, 'fail_probe')) || null,
     devices: boundDevices(h).map((b) => deviceInfo(h, b)),
-    built: fs.existsSync(ko) ? {ko, vermagic: moduleVermagic(ko)} : null,
+    built,
+    installed,
+    signing: signingStatus(d, loaded, {built: built?.signature ?? null, installed: installed?.signature ?? null}),
   }
+}
+
+function signatureText(s: ModuleSignature): string {
+  if (s.signed) return `signed by ${s.signer ?? '?'}`
+  return s.unreadable ? `signature unknown: ${s.unreadable}` : 'not signed'
 }
 
 export function renderStatus(s: DriverStatus): string {
   const lines: string[] = []
   lines.push(`iopmem driver: ${s.loaded ? `loaded, version ${s.version ?? '?'}` : 'not loaded'} (kernel ${s.release})`)
-  if (s.built) lines.push(`built module: ${s.built.ko}${s.built.vermagic ? ` (${s.built.vermagic.split(' ')[0]})` : ''}`)
+  if (s.built) lines.push(`built module: ${s.built.ko}${s.built.vermagic ? ` (${s.built.vermagic.split(' ')[0]})` : ''}, ${signatureText(s.built.signature)}`)
+  if (s.installed) lines.push(`DKMS module: ${s.installed.ko}, ${signatureText(s.installed.signature)}`)
+  const g = s.signing
+  const sb = {on: 'on', off: 'off', 'no-efi': 'not an EFI boot', unknown: 'unknown'}[g.secureBoot]
+  lines.push(`Secure Boot: ${sb}; ${g.needsSignature ? 'modules must be signed by a trusted key' : 'unsigned modules load (the kernel is tainted)'}${g.loadedVerified === null ? '' : `; loaded module ${g.loadedVerified ? 'signature verified' : 'not verified (taint E)'}`}`)
+  for (const a of g.advice) lines.push(`  → ${a}`)
   const shown = Object.entries(s.parameters)
   if (shown.length > 0) lines.push(`parameters: ${shown.map(([k, v]) => `${k}=${v}`).join(' ')}`)
   // fail_probe is the driver's test hook: shown only when set, and then loudly.

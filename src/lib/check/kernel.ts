@@ -3,7 +3,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import {gunzipSync} from 'node:zlib'
 
-import {moduleVermagic} from '../bind/index.js'
+import {enrolledAsMok, mokImportStep, moduleSignature, moduleVermagic, type SecureBootState, secureBootState} from '../bind/index.js'
 import type {Host} from '../sys/index.js'
 import type {CheckItem, Verdict} from './types.js'
 
@@ -120,16 +120,15 @@ export function lockdownItem(host: Host, cfg: KernelConfig | null): CheckItem {
 }
 
 /** What Secure Boot and the kernel demand of a module: a valid signature, or nothing. */
-function signatureRequired(host: Host, cfg: KernelConfig | null, lockdown: string | null): {required: boolean | null; why: string} {
+function signatureRequired(host: Host, cfg: KernelConfig | null, lockdown: string | null, sb: SecureBootState): {required: boolean | null; why: string} {
   const enforce = host.readTrim(host.sys('module/module/parameters/sig_enforce'))
   if (enforce === 'Y') return {required: true, why: 'module.sig_enforce=Y'}
+  if (sb.secureBoot === 'on') return {required: true, why: 'Secure Boot is on (EFI SecureBoot variable)'}
   if (cfg?.options.get('MODULE_SIG_FORCE') === 'y') return {required: true, why: 'CONFIG_MODULE_SIG_FORCE=y'}
   if (lockdown && lockdown !== 'none') return {required: true, why: `lockdown=${lockdown}`}
   if (enforce === 'N') return {required: false, why: 'module.sig_enforce=N'}
   return {required: null, why: 'sig_enforce not readable'}
 }
-
-const MODULE_SIG_MAGIC = '~Module signature appended~\n'
 
 /** The iopmem module: built for this kernel (modules.dep or `driver build`'s cache), loaded, signed when it must be. */
 export function moduleItem(host: Host, release: string | null, cfg: KernelConfig | null, buildCache: string | null): CheckItem {
@@ -137,7 +136,8 @@ export function moduleItem(host: Host, release: string | null, cfg: KernelConfig
   const loaded = host.exists(host.sys('module', 'iopmem'))
   const lockdownText = host.readTrim(host.sys('kernel/security/lockdown'))
   const lockdown = lockdownText ? (/\[(\w+)\]/.exec(lockdownText)?.[1] ?? null) : null
-  const sig = signatureRequired(host, cfg, lockdown)
+  const sb = secureBootState(host)
+  const sig = signatureRequired(host, cfg, lockdown, sb)
   let ko: string | null = null
   if (release) {
     const dep = host.read(host.modules(release, 'modules.dep')) ?? ''
@@ -148,11 +148,27 @@ export function moduleItem(host: Host, release: string | null, cfg: KernelConfig
     const magic = moduleVermagic(buildCache)
     if (magic && release && magic.split(' ')[0] === release) ko = buildCache
   }
-  const signed = ko ? (host.readBytes(ko)?.subarray(-MODULE_SIG_MAGIC.length).toString('latin1') === MODULE_SIG_MAGIC) : null
-  const details = {loaded, module: ko, signed, signatureRequired: sig.required}
+  const data = ko ? host.readBytes(ko) : undefined
+  const signature = ko && data ? moduleSignature(data, ko) : null
+  // A compressed module's signature is inside the compression: unknown here (`iopmem driver status` asks modinfo).
+  const signed = signature ? (signature.unreadable && !signature.signed ? null : signature.signed) : null
+  const enrolled = signature ? enrolledAsMok(signature, sb) : null
+  const taint = loaded ? host.readTrim(host.sys('module/iopmem/taint')) : undefined
+  const details = {loaded, module: ko, signed, signer: signature?.signer ?? null, signatureRequired: sig.required, secureBoot: sb.secureBoot, enrolled, ...(loaded ? {verified: taint !== undefined && !taint.includes('E')} : {})}
   if (loaded) {
     const version = host.readTrim(host.sys('module/iopmem/version'))
-    return {...base, verdict: 'pass', found: `loaded${version ? `, version ${version}` : ''}`, fix: null, details}
+    const unverified = taint?.includes('E') ? ', signature not verified (taint E)' : ''
+    return {...base, verdict: 'pass', found: `loaded${version ? `, version ${version}` : ''}${unverified}`, fix: null, details}
+  }
+  // kernel.modules_disabled=1 is one-way until reboot: no insmod or modprobe succeeds.
+  if (host.readTrim(host.proc('sys/kernel/modules_disabled')) === '1') {
+    return {
+      ...base,
+      verdict: 'fail',
+      found: 'not loaded, and module loading is disabled until the next boot (kernel.modules_disabled=1)',
+      fix: 'Reboot without setting kernel.modules_disabled (sysctl.d), load iopmem first, or build it into the kernel.',
+      details: {...details, modulesDisabled: true},
+    }
   }
   if (!ko) {
     return {
@@ -168,11 +184,21 @@ export function moduleItem(host: Host, release: string | null, cfg: KernelConfig
       ...base,
       verdict: 'fail',
       found: `built (${host.display(ko)}) but unsigned, and the kernel wants signed modules (${sig.why})`,
-      fix: 'Sign it: /usr/src/linux-headers-$(uname -r)/scripts/sign-file sha256 MOK.priv MOK.der iopmem.ko, and enroll the MOK.',
+      fix: 'Sign it: `iopmem driver build --sign KEY --cert CERT`, or install it through DKMS (`sudo iopmem driver install`, which signs it); then enroll the certificate as a MOK.',
       details,
     }
   }
-  return {...base, verdict: 'pass', found: `built for ${release}${signed ? ', signed' : ''}, not loaded`, fix: null, details}
+  if (sig.required && signed && enrolled === false) {
+    return {
+      ...base,
+      verdict: 'fail',
+      found: `built (${host.display(ko)}), signed by ${signature!.signer ?? '?'}, but that key is not an enrolled MOK, and the kernel wants trusted signatures (${sig.why})`,
+      fix: mokImportStep('CERT (the certificate of the signing key; DKMS: /var/lib/dkms/mok.pub)'),
+      details,
+    }
+  }
+  const how = signed ? `, signed${signature!.signer ? ` by ${signature!.signer}` : ''}` : signature?.unreadable ? `, signature not read here (${signature.unreadable})` : ''
+  return {...base, verdict: 'pass', found: `built for ${release}${how}, not loaded`, fix: null, details}
 }
 
 export function releaseItem(release: string | null): CheckItem {

@@ -2,7 +2,7 @@
 import * as path from 'node:path'
 
 import {largestMemBar, type Bar, type PciFunction} from '../pci/index.js'
-import {formatBytes, type Host} from '../sys/index.js'
+import {formatBytes, hex64, type Host} from '../sys/index.js'
 import type {CheckItem, Verdict} from './types.js'
 import {worst} from './types.js'
 
@@ -73,9 +73,9 @@ export function barsItem(host: Host, fns: PciFunction[]): CheckItem {
     }
     verdicts.push(problems.length === 0 ? 'pass' : 'warn')
     if (problems.length > 0) notes.push(`${short(f.bdf)} ${bar.name} ${formatBytes(bar.size)} ${problems.join(', ')}`)
-    rows.push({bdf: f.bdf, bar: bar.index, start: '0x' + start.toString(16).padStart(16, '0'), size: bar.size, is64: bar.is64, prefetchable: bar.prefetchable, above4G: high, mtrr})
+    rows.push({bdf: f.bdf, bar: bar.index, start: hex64(start), size: bar.size, is64: bar.is64, prefetchable: bar.prefetchable, above4G: high, mtrr})
   }
-  const details = {bars: rows, mtrr: mtrrs === null ? null : mtrrs.map((r) => ({...r, base: '0x' + r.base.toString(16).padStart(16, '0'), size: Number(r.size)}))}
+  const details = {bars: rows, mtrr: mtrrs === null ? null : mtrrs.map((r) => ({...r, base: hex64(r.base), size: Number(r.size)}))}
   if (rows.length === 0) return {...base, verdict: 'pass', found: 'no chosen function has a BAR of 2 MiB or more (only register BARs)', fix: null, details}
   const verdict = worst(verdicts)
   const ok = rows.length - notes.length

@@ -1,5 +1,5 @@
 /** `check`'s path items: the CPU rule and host-bridge whitelist, ACS on every bridge above the chosen functions, and the kernel's verdict per pair. */
-import {PCI_EXT_CAP_ID_ACS, type PciFunction, type PciScanner, type Topology} from '../pci/index.js'
+import {cpuText, PCI_EXT_CAP_ID_ACS, type PciFunction, type PciScanner, type Topology} from '../pci/index.js'
 import type {CheckItem, Verdict} from './types.js'
 
 /** ACS capability/control bits (include/uapi/linux/pci_regs.h). */
@@ -52,7 +52,7 @@ export function bridgesAbove(scanner: PciScanner, fns: PciFunction[]): string[] 
 export function hostBridgeItem(topo: Topology): CheckItem {
   const base = {id: 'path.host-bridge', area: 'path' as const, title: 'CPU, host bridge'}
   const c = topo.cpu
-  const cpu = `CPU ${c.vendor}${c.family ? ` family 0x${c.family.toString(16)}` : ''}`
+  const cpu = `CPU ${cpuText(c)}`
   const hbs = topo.hostBridges.map((h) => {
     const id = h.vendorId && h.deviceId ? `${h.vendorId.slice(2)}:${h.deviceId.slice(2)}` : '?'
     if (h.unknown) return `${h.name} unknown`

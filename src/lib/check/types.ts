@@ -56,7 +56,3 @@ export function worst(verdicts: Verdict[]): Verdict {
   return 'pass'
 }
 
-/** "0x" + 16 hex digits, the JSON spelling of an address. */
-export function hexAddr(n: bigint | number): string {
-  return '0x' + BigInt(n).toString(16).padStart(16, '0')
-}

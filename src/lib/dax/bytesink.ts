@@ -92,7 +92,7 @@ function put32(buf: Uint8Array, end: number, n: number, min = 1): number {
 }
 
 /** 0x-hex of n (integer, 0 ≤ n < 2^53) at p, right-aligned in width; returns the new position. */
-export function putHex(buf: Uint8Array, p: number, n: number, width = 0): number {
+export function putHex(buf: Uint8Array, p: number, n: number, width = 0, digits = 0): number {
   let i = 32
   if (n === 0) scratch[--i] = 48
   while (n > 0) {
@@ -100,6 +100,7 @@ export function putHex(buf: Uint8Array, p: number, n: number, width = 0): number
     scratch[--i] = HEX[n - q * 16]
     n = q
   }
+  while (32 - i < digits) scratch[--i] = 48
   scratch[--i] = 120 // x
   scratch[--i] = 48 // 0
   for (let k = 32 - i; k < width; k++) buf[p++] = 32

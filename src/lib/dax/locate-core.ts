@@ -407,16 +407,16 @@ export function formatExtents(p: Pick<Part, 'count' | 'fileOffset' | 'length' | 
     if (hasBase) {
       if (!slow) {
         q = F4(buf, q)
-        q = putHex(buf, q, baseN + d)
+        q = putHex(buf, q, baseN + d, 0, 16)
         buf[q++] = 34
         if (hasBus) {
           q = F5(buf, q)
-          q = putHex(buf, q, busN + d)
+          q = putHex(buf, q, busN + d, 0, 16)
           buf[q++] = 34
         }
       } else {
-        q += buf.write(`,"physical":"0x${(base! + BigInt(d)).toString(16)}"`, q)
-        if (hasBus) q += buf.write(`,"busAddress":"0x${(bus! + BigInt(d)).toString(16)}"`, q)
+        q += buf.write(`,"physical":"0x${(base! + BigInt(d)).toString(16).padStart(16, '0')}"`, q) // as sys hex64; this module stays import-free for the worker
+        if (hasBus) q += buf.write(`,"busAddress":"0x${(bus! + BigInt(d)).toString(16).padStart(16, '0')}"`, q)
       }
     }
     if (lbaMode) {

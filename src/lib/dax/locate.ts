@@ -9,7 +9,7 @@ import {classifyPath} from '../pci/index.js'
 import type {Host} from '../sys/index.js'
 import {mountDaxMode, type MountEntry, readMounts} from '../sys/index.js'
 import {flagNames, type FormatParams, formatExtents, joinParts, type Part, type ScanContext, scanExtents, sliceExtents, WHY_UNUSABLE} from './locate-core.js'
-import {formatBytes} from '../sys/index.js'
+import {formatBytes, hex64} from '../sys/index.js'
 import type {FiemapResult} from '../../native/types.js'
 
 /**
@@ -253,11 +253,11 @@ export class LocateResult {
 
   /** CPU physical address of extent i, hex; null without memory addressing. */
   physical(i: number): string | null {
-    return this.base === undefined ? null : '0x' + (this.base + BigInt(this.deviceOffset[i])).toString(16)
+    return this.base === undefined ? null : hex64(this.base + BigInt(this.deviceOffset[i]))
   }
 
   busAddress(i: number): string | null {
-    return this.busBase === undefined ? null : '0x' + (this.busBase + BigInt(this.deviceOffset[i])).toString(16)
+    return this.busBase === undefined ? null : hex64(this.busBase + BigInt(this.deviceOffset[i]))
   }
 
   /** The documented JSON shape as an object (fine for thousands of extents; writeJson streams millions). */
@@ -461,8 +461,8 @@ export async function locate(host: Host, fileArg: string, opts: LocateOptions = 
   const fmt: FormatParams = {
     lbs: b.disk.logicalBlockSize,
     lbaMode: addressing === 'lba',
-    base: addressing === 'memory' && backing?.start !== undefined ? '0x' + backing.start.toString(16) : null,
-    busBase: addressing === 'memory' && backing?.kind === 'iopmem' && backing.busStart !== undefined ? '0x' + backing.busStart.toString(16) : null,
+    base: addressing === 'memory' && backing?.start !== undefined ? hex64(backing.start) : null,
+    busBase: addressing === 'memory' && backing?.kind === 'iopmem' && backing.busStart !== undefined ? hex64(backing.busStart) : null,
     diskSize: b.disk.size,
   }
   const fiemapFailed = (error: unknown): never => {
@@ -583,7 +583,7 @@ export async function locate(host: Host, fileArg: string, opts: LocateOptions = 
     }
     notes.push('FS_DAX pages are not P2PDMA pages: a kernel driver DMA-mapping them gives the peer the CPU physical address and skips the P2PDMA path checks (`iopmem topo` applies them)')
   }
-  const hex = (v: bigint | undefined) => (v === undefined ? null : '0x' + v.toString(16))
+  const hex = (v: bigint | undefined) => (v === undefined ? null : hex64(v))
   const nv = nvmeNamespace(host, b.disk)
   const device: LocateDevice = {
     node: b.node,
@@ -608,7 +608,7 @@ export async function locate(host: Host, fileArg: string, opts: LocateOptions = 
           fileOffset: fo[best.start],
           length: best.length,
           deviceOffset: dv[best.start],
-          physical: base === undefined ? null : '0x' + (base + BigInt(dv[best.start])).toString(16),
+          physical: base === undefined ? null : hex64(base + BigInt(dv[best.start])),
         }
   const head: Omit<LocateJson, 'extents'> = {
     file,

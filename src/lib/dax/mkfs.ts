@@ -8,7 +8,7 @@ import {type ExecResult, getRunner, outputTail, type ProgramArg, type Runner, ru
 import {describeSignature, probeSignatures, type Signature} from './signatures.js'
 import type {Host} from '../sys/index.js'
 import {readMounts} from '../sys/index.js'
-import {formatBytes} from '../sys/index.js'
+import {formatBytes, hex64} from '../sys/index.js'
 
 /**
  * `iopmem mkfs-dax`: a DAX-friendly ext4 or xfs on a DAX-capable block
@@ -213,7 +213,7 @@ function alignmentOf(b: BlockInfo, backing: MemoryBacking | undefined): Alignmen
   const base = backing?.start
   const phys = base === undefined ? undefined : base + BigInt(deviceStart)
   const aligned = deviceStart % STRIPE === 0 && (phys === undefined || phys % BigInt(STRIPE) === 0n)
-  return {stripe: STRIPE, deviceStart, physicalStart: phys === undefined ? null : '0x' + phys.toString(16), aligned}
+  return {stripe: STRIPE, deviceStart, physicalStart: phys === undefined ? null : hex64(phys), aligned}
 }
 
 /**

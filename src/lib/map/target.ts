@@ -30,7 +30,7 @@ import {classifyPath, normalizeBdf, tryParseBdf} from '../pci/index.js'
 import {Exit, type ExitCode, IopmemError, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {type Bar, type PciFunction, PciScanner} from '../pci/index.js'
-import {formatBytes, parseSize} from '../sys/index.js'
+import {formatBytes, hex64, parseSize} from '../sys/index.js'
 
 /** A mode as asked on the command line. */
 export type ModeRequest = CachingMode | 'auto'
@@ -141,7 +141,6 @@ const isPathLike = (t: string) => t.includes('/') || t.startsWith('.') || t.star
 const DAX_NAME_RE = /^dax\d+\.\d+$/
 
 const hex = (n: bigint | number) => '0x' + n.toString(16)
-const hex16 = (n: bigint) => '0x' + n.toString(16).padStart(16, '0')
 
 /** The narrow slice of the addon that resolution and mapping use. */
 export interface MapNative {
@@ -257,7 +256,7 @@ function functionWarnings(scanner: PciScanner, f: PciFunction, warnings: string[
 
 function busAddress(scanner: PciScanner, f: PciFunction, bar: Bar): string | null {
   const bus = scanner.config(f.bdf)?.barBusAddress(bar.index)
-  return bus === undefined || bus === 0n ? null : hex16(bus)
+  return bus === undefined || bus === 0n ? null : hex64(bus)
 }
 
 function barFacts(scanner: PciScanner, f: PciFunction, b: Bar): BarFacts {
@@ -577,7 +576,7 @@ function resolveDevdax(host: Host, spec: TargetSpec, file: string, sysDir: strin
   const align = (sysDir && host.readInt(path.join(sysDir, 'align'))) || undefined
   const facts = baseFacts(spec.target, asked)
   const res = sysDir ? host.readTrim(path.join(sysDir, 'resource')) : undefined
-  if (res && /^0x[0-9a-f]+$/i.test(res)) facts.physStart = hex16(BigInt(res))
+  if (res && /^0x[0-9a-f]+$/i.test(res)) facts.physStart = hex64(BigInt(res))
   if (align) facts.notes.push(`device-dax maps in units of its align (${formatBytes(align)}); the whole ${formatBytes(size)} is mapped.`)
   return {
     ...facts,
@@ -797,7 +796,7 @@ function patConflict(r: ResolvedTarget, entry: PatEntry, e: ErrnoLike | undefine
       errno: e?.errno,
       syscall: e?.syscall,
       path: r.path,
-      details: {asked: r.mode, existing: entry.type, start: hex(entry.start), end: hex(entry.end)},
+      details: {asked: r.mode, existing: entry.type, start: hex64(entry.start), end: hex64(entry.end)},
       cause,
     },
   )
@@ -854,14 +853,14 @@ export function openMapping(host: Host, native: MapNative, r: ResolvedTarget, op
   if (r.backend === 'p2pmem') {
     const phys = physicalOf(host, mapping, native.constants.pageSize)
     if (phys !== undefined) {
-      facts.physStart = hex16(phys)
+      facts.physStart = hex64(phys)
       const f = r.fn!
       const bar = f.bars.find((b) => b.type === 'mem' && BigInt(b.start) <= phys && phys <= BigInt(b.end))
       if (bar) {
         const scanner = new PciScanner(host, {names: false, storage: false})
         facts.bar = barFacts(scanner, f, bar)
         const off = phys - BigInt(bar.start)
-        if (facts.bar.busStart) facts.busStart = hex16(BigInt(facts.bar.busStart) + off)
+        if (facts.bar.busStart) facts.busStart = hex64(BigInt(facts.bar.busStart) + off)
         notes.push(`The chunk is at offset ${hex(off)} of ${bar.name}.`)
       }
     }

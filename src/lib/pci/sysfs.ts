@@ -2,7 +2,7 @@
 import * as path from 'node:path'
 
 import {isBdfName, normalizeBdf} from './bdf.js'
-import {Exit, IopmemError} from '../sys/index.js'
+import {Exit, hex64, IopmemError} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {ConfigSpace, type FunctionIds, PCIE_TYPE_NAMES} from './config-space.js'
 import {PciIds} from './ids.js'
@@ -328,8 +328,8 @@ export class PciScanner {
         index: r.index,
         name: barName(r.index),
         type: isMem ? 'mem' : 'io',
-        start: '0x' + r.start.toString(16).padStart(16, '0'),
-        end: '0x' + r.end.toString(16).padStart(16, '0'),
+        start: hex64(r.start),
+        end: hex64(r.end),
         size,
         flags: '0x' + flags.toString(16).padStart(8, '0'),
         is64: (flags & IORESOURCE.MEM_64) !== 0,

@@ -166,6 +166,11 @@ const ACS_LIST_BUF = 128
 type Tri = 'yes' | 'no' | 'unknown'
 
 /** /proc/cpuinfo, first processor: what cpu_supports_p2pdma() reads from cpu_data(0). */
+/** The CPU for a person: "AuthenticAMD family 25 (0x19)", the number as /proc/cpuinfo and the JSON give it, and the hex AMD's documents use. */
+export function cpuText(c: CpuInfo): string {
+  return `${c.vendor}${c.family ? ` family ${c.family} (0x${c.family.toString(16)})` : ''}`
+}
+
 export function readCpuInfo(host: Host): CpuInfo {
   const text = host.read(host.proc('cpuinfo')) ?? ''
   const first = text.split(/\n\s*\n/)[0] ?? ''
@@ -381,8 +386,8 @@ class Analyzer {
   private cpuSentence(): string {
     const c = this.cpu
     return c.p2pdmaCapable
-      ? `the CPU is ${c.vendor} family 0x${c.family.toString(16)} (AMD Zen or newer), which the kernel trusts to route peer-to-peer traffic through the host bridge (cpu_supports_p2pdma)`
-      : `the CPU (${c.vendor}${c.family ? ` family 0x${c.family.toString(16)}` : ''}) is not an AMD Zen or newer, so traffic through the host bridge needs a whitelisted host bridge`
+      ? `the CPU is ${cpuText(c)}, AMD Zen or newer, which the kernel trusts to route peer-to-peer traffic through the host bridge (cpu_supports_p2pdma)`
+      : `the CPU (${cpuText(c)}) is not an AMD Zen or newer, so traffic through the host bridge needs a whitelisted host bridge`
   }
 
   pair(providerText: string, clientText: string): PairAnalysis {
@@ -614,8 +619,8 @@ export function analyzeTopology(scanner: PciScanner, bdfs: string[]): Topology {
   const cpu = an.cpu
   notes.push(
     cpu.p2pdmaCapable
-      ? `CPU ${cpu.vendor} family 0x${cpu.family.toString(16)} is AMD Zen or newer: Linux allows P2PDMA through the host bridge for any pair, whitelist or not (cpu_supports_p2pdma).`
-      : `CPU ${cpu.vendor}${cpu.family ? ` family 0x${cpu.family.toString(16)}` : ''} is not AMD Zen or newer: a pair without a common upstream bridge (or with ACS redirect on its path) needs a host bridge on the kernel's P2PDMA whitelist.`,
+      ? `CPU ${cpuText(cpu)} is AMD Zen or newer: Linux allows P2PDMA through the host bridge for any pair, whitelist or not (cpu_supports_p2pdma).`
+      : `CPU ${cpuText(cpu)} is not AMD Zen or newer: a pair without a common upstream bridge (or with ACS redirect on its path) needs a host bridge on the kernel's P2PDMA whitelist.`,
   )
   const hostBridges = an.hostBridges()
   for (const hb of hostBridges) {

@@ -22,6 +22,13 @@ export interface HostRoots {
    */
   boot: string
   modules: string
+  /**
+   * /etc, where `bind --persist` keeps its records (iopmem/bind.d) and its udev
+   * rule (udev/rules.d), and where driverctl keeps its overrides (driverctl.d):
+   * IOPMEM_ETC_ROOT, else /etc when sysfs is the live /sys, else `etc` beside
+   * a fixture's sys. Tests never write the host's /etc.
+   */
+  etc: string
 }
 
 /** Writes one value into a sysfs attribute, as `echo value > path` would. */
@@ -139,6 +146,7 @@ export class Host {
         proc: env.IOPMEM_PROC_ROOT || '/proc',
         ...(env.IOPMEM_BOOT_ROOT ? {boot: env.IOPMEM_BOOT_ROOT} : {}),
         ...(env.IOPMEM_MODULES_ROOT ? {modules: env.IOPMEM_MODULES_ROOT} : {}),
+        ...(env.IOPMEM_ETC_ROOT ? {etc: env.IOPMEM_ETC_ROOT} : {}),
       },
     })
   }
@@ -221,6 +229,10 @@ export class Host {
 
   modules(...parts: string[]): string {
     return path.join(this.roots.modules, ...parts)
+  }
+
+  etc(...parts: string[]): string {
+    return path.join(this.roots.etc, ...parts)
   }
 
   isRoot(): boolean {
@@ -388,13 +400,14 @@ export class Host {
   }
 }
 
-/** The boot and modules roots: as given, else the live ones beside the live /sys, else beside a fixture's sys directory. */
-function besideSysfs(roots: Partial<HostRoots> | undefined): Pick<HostRoots, 'boot' | 'modules'> {
+/** The boot, modules and etc roots: as given, else the live ones beside the live /sys, else beside a fixture's sys directory. */
+function besideSysfs(roots: Partial<HostRoots> | undefined): Pick<HostRoots, 'boot' | 'modules' | 'etc'> {
   const sysfs = path.resolve(roots?.sysfs ?? '/sys')
   const base = sysfs === '/sys' ? '/' : path.dirname(sysfs)
   return {
     boot: path.resolve(roots?.boot ?? path.join(base, 'boot')),
     modules: path.resolve(roots?.modules ?? path.join(base, 'lib', 'modules')),
+    etc: path.resolve(roots?.etc ?? path.join(base, 'etc')),
   }
 }
 

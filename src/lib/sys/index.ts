@@ -1,4 +1,4 @@
-/** The host underneath everything: where /sys, /dev and /proc live, running programs, errors and exit codes, units, mounts and process scans, locks, signals, output paths. */
+/** The host underneath everything: where /sys, /dev, /proc and /etc live, running programs, errors and exit codes, units, mounts and process scans, locks, signals, output paths, files root keeps under /etc. */
 export * from './errors.js'
 export * from './exec.js'
 export * from './host.js'
@@ -9,3 +9,4 @@ export * from './procscan.js'
 export * from './signals.js'
 export * from './trust.js'
 export * from './units.js'
+export * from './etcfile.js'

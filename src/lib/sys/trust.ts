@@ -44,7 +44,7 @@ export function untrustedReason(st: fs.Stats, real: string, owner: number): stri
 }
 
 /** Seams that name a program, file or directory iopmem would run, load or build from. */
-export const PROGRAM_SEAMS = ['IOPMEM_MAKE', 'IOPMEM_INSMOD', 'IOPMEM_MODPROBE', 'IOPMEM_RMMOD', 'IOPMEM_VM_QEMU', 'IOPMEM_NATIVE', 'IOPMEM_MODULES_ROOT'] as const
+export const PROGRAM_SEAMS = ['IOPMEM_MAKE', 'IOPMEM_INSMOD', 'IOPMEM_MODPROBE', 'IOPMEM_RMMOD', 'IOPMEM_DKMS', 'IOPMEM_VM_QEMU', 'IOPMEM_NATIVE', 'IOPMEM_MODULES_ROOT'] as const
 export type ProgramSeam = (typeof PROGRAM_SEAMS)[number]
 
 /**

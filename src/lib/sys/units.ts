@@ -51,3 +51,13 @@ export function parseSize(text: string, what = 'size', opts: {min?: number; max?
   if (opts.max !== undefined && n > opts.max) throw usage(`Invalid ${what} ${JSON.stringify(text)}: must be at most ${formatBytes(opts.max)}.`, 'E_SIZE_RANGE')
   return n
 }
+
+/** "0x" + 16 hex digits: how every address is spelled in JSON (the form sysfs `resource` uses), so scripts compare strings. */
+export function hex64(n: bigint | number): string {
+  return '0x' + BigInt(n).toString(16).padStart(16, '0')
+}
+
+/** An address for a person: "0x" and the significant digits, as lspci and filefrag print them (JSON keeps hex64's 16). */
+export function shortHex(addr: string): string {
+  return '0x' + BigInt(addr).toString(16)
+}

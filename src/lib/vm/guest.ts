@@ -37,6 +37,8 @@ export interface BootOptions {
   bootAttempts?: number
   /** bzImage path; default `$IOPMEM_VM_KERNEL`, else the repository's vm/kernel/bzImage, checked against its SHA256SUMS (see resolveKernel). */
   kernel?: string
+  /** Modules /init loads first, in this order (a distribution kernel's 9p, NVMe, ext4: see stock.ts). */
+  initrdModules?: ReadonlyArray<{name: string; data: Buffer}>
   /** 'switch' (default): cmb + peer NVMe behind one PCIe switch; 'root': both on the root complex;
    * 'both': 'switch' plus an 'rc' NVMe on the root complex. Every topology has an ivshmem-plain device. */
   topology?: Topology
@@ -96,6 +98,14 @@ export interface BootOptions {
   hostCache?: 'none' | 'loose' | 'readahead' | 'mmap'
   /** Build the guest helpers (native/helpers/*.c) with the host's cc; default true. */
   helpers?: boolean
+  /** A host file holding a disk image the guest keeps its /etc and /lib/modules on, across boots
+   * (a virtio-blk disk, ext4): created (sparse, 64 MiB) and formatted by the guest when the file
+   * does not exist, reused as it is otherwise. Its /etc starts as links to the host's entries, with
+   * a real udev/rules.d; what the guest writes there stays on the disk. The caller removes it. */
+  persistentDisk?: string
+  /** Start systemd-udevd (the host's Debian udev package) in the guest, replay the PCI functions'
+   * add events and wait for udev to settle, before the guest is ready. Default false. */
+  udevd?: boolean
   qemu?: string
   busybox?: string
   extraQemuArgs?: string[]
@@ -766,7 +776,7 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
     rmSync(xfer, {recursive: true, force: true})
     for (const d of ['agent', 'q', 'r', 'ctl', 'bin', 'dma']) mkdirSync(join(xfer, d), {recursive: true})
 
-    const initrd = buildInitramfs(cacheDir, busybox)
+    const initrd = buildInitramfs(cacheDir, busybox, opts.initrdModules)
     if (opts.helpers ?? true) {
       const built = await buildHelper(repoRoot, cacheDir, 'p2p-odirect')
       const dest = join(xfer, 'bin', 'p2p-odirect')
@@ -799,9 +809,17 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
     for (const p of bindBack) if (p.includes('\n')) throw new Error(`unsupported path ${JSON.stringify(p)}`)
     await writeFile(join(xfer, 'agent', 'tmpfs.list'), COVERED_DIRS.join('\n') + '\n')
     await writeFile(join(xfer, 'agent', 'bind.list'), bindBack.join('\n') + (bindBack.length ? '\n' : ''))
+    let persistFormat = 0
+    if (opts.persistentDisk !== undefined && !existsSync(opts.persistentDisk)) {
+      const fd = openSync(opts.persistentDisk, 'wx', 0o600)
+      ftruncateSync(fd, 64 * 1024 * 1024)
+      closeSync(fd)
+      persistFormat = 1
+    }
     await writeFile(
       join(xfer, 'agent', 'config'),
-      `XFER=${shellQuote(safeRealpath(xfer))}\nNVME_COUNT=${plans.length}\nHOST_CACHE=${opts.hostCache ?? 'loose'}\n`,
+      `XFER=${shellQuote(safeRealpath(xfer))}\nNVME_COUNT=${plans.length}\nHOST_CACHE=${opts.hostCache ?? 'loose'}\n` +
+        `PERSIST_DISK=${opts.persistentDisk === undefined ? 0 : 1}\nPERSIST_FORMAT=${persistFormat}\nUDEVD=${opts.udevd ? 1 : 0}\n`,
     )
 
     const append = [
@@ -835,6 +853,7 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
       iommu,
       nic,
       dmaTraceFile: dmaTrace ? join(stateDir, 'dma.trace') : undefined,
+      persistentDisk: opts.persistentDisk === undefined ? undefined : resolve(opts.persistentDisk),
       extraArgs: opts.extraQemuArgs,
     })
     guest.iommu = iommu

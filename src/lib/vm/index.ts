@@ -54,6 +54,11 @@
  * - The host root is mounted with 9p cache=loose by default (hostCache): a host file changed while
  *   the guest runs may be seen stale; use vm.putFile() (xfer share, never cached), vm.dropCaches()
  *   or bootGuest({hostCache: "none"}).
+ * - Persistence (`persistentDisk: FILE`): a raw image on virtio-blk (/dev/vda, made sparse and
+ *   formatted ext4 in the guest when FILE does not exist) holds the guest's /etc (links to the
+ *   host's entries, a real udev/rules.d) and /lib/modules across boots. `udevd: true` starts the
+ *   host's systemd-udevd in the guest, triggers the PCI add events and waits for udev to settle
+ *   before the guest is ready (its output: xfer/agent/udev.log).
  * - Helpers: native/helpers/p2p-odirect.c is compiled with the host's cc and put at
  *   `vm.helper('p2p-odirect')` (a path valid in the guest).
  * - Failure: a boot or command that overruns its timeout SIGKILLs QEMU and throws GuestError
@@ -84,6 +89,7 @@ export {
 } from './guest.js'
 export {buildHelper, HELPERS, helperSource, type HelperName} from './helpers.js'
 export {buildInitramfs, findBusybox, INIT_SCRIPT} from './initramfs.js'
+export {installedStockReleases, type InitrdModule, moduleClosure, readModuleFile, STOCK_INITRD_MODULES, stockKernel, type StockKernel} from './stock.js'
 export {
   bundledKernelDir,
   defaultRepoRoot,

@@ -40,6 +40,11 @@ die() {
   sleep 10
 }
 log "init started, kernel $(uname -r)"
+# A distribution kernel's modules (9p, NVMe, ext4), in dependency order; none for the project's kernel.
+for m in /modules/*.ko; do
+  [ -e "$m" ] || continue
+  insmod "$m" || die "cannot load $m"
+done
 NINEP=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o $NINEP xfer ${GUEST_XFER_MOUNT} || die "cannot mount the 9p xfer share"
 . ${GUEST_XFER_MOUNT}/agent/config || die "cannot read agent/config"
@@ -75,6 +80,46 @@ ip link set lo up 2>/dev/null
 for n in /sys/class/net/*; do
   [ -e "$n/device" ] && ip link set "\${n##*/}" up 2>/dev/null
 done
+# A persistent disk (bootGuest({persistentDisk})): the guest's /etc and /lib/modules live on it,
+# across boots. /etc starts as links to the host's entries (bound at /run/host-etc; a symlink
+# entry is copied as it is), except udev/rules.d and what the guest writes itself.
+if [ "$PERSIST_DISK" = 1 ]; then
+  i=0
+  while [ ! -b /dev/vda ]; do
+    i=$((i + 1))
+    [ $i -gt 300 ] && die "the persistent disk (virtio-blk /dev/vda) did not appear"
+    sleep 0.1
+  done
+  if [ "$PERSIST_FORMAT" = 1 ]; then
+    chroot /host /sbin/mkfs.ext4 -q -F -L iopmem-persist /dev/vda || die "cannot format the persistent disk"
+  fi
+  mkdir -p /persist && mount -t ext4 /dev/vda /persist || die "cannot mount the persistent disk"
+  mkdir -p /persist/etc/udev/rules.d /persist/modules /host/run/host-etc
+  mount -o bind /raw/etc /host/run/host-etc || die "cannot bind the host's /etc"
+  link_from() { # link_from HOSTDIR GUESTDIR: the host's entries, as links, where the guest has none
+    for e in "$1"/* "$1"/.[!.]*; do
+      [ -e "$e" ] || [ -L "$e" ] || continue
+      n=\${e##*/}
+      [ -e "$2/$n" ] || [ -L "$2/$n" ] && continue
+      if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$2/$n"; else ln -s "/run/host-etc\${1#/raw/etc}/$n" "$2/$n"; fi
+    done
+  }
+  link_from /raw/etc /persist/etc
+  [ -d /raw/etc/udev ] && link_from /raw/etc/udev /persist/etc/udev
+  mount -o bind /persist/etc /host/etc || die "cannot put the persistent /etc in place"
+  mount -o bind /persist/modules /host/lib/modules || die "cannot put the persistent /lib/modules in place"
+  log "persistent /etc and /lib/modules on /dev/vda"
+fi
+# udevd (bootGuest({udevd})): systemd-udevd from the host's Debian udev package, started as an
+# init would, then the PCI functions are replayed (coldplug, as systemd-udev-trigger does) and
+# the events waited for (udevadm settle); its output goes to agent/udev.log. SYSTEMD_IGNORE_CHROOT:
+# udevadm refuses to trigger or settle in a chroot otherwise (here the chroot is the whole system).
+if [ "$UDEVD" = 1 ]; then
+  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin SYSTEMD_IGNORE_CHROOT=1 chroot /host /bin/sh -c \
+    '/lib/systemd/systemd-udevd --daemon --event-timeout=600 && udevadm trigger --action=add --subsystem-match=pci && udevadm settle --timeout=600' \
+    >${GUEST_XFER_MOUNT}/agent/udev.log 2>&1 || die "udevd: $(tail -n 3 ${GUEST_XFER_MOUNT}/agent/udev.log)"
+  log "udev settled"
+fi
 {
   echo "release $(uname -r)"
   for c in /sys/class/nvme/nvme*; do
@@ -144,10 +189,12 @@ export function findBusybox(explicit?: string): string {
 }
 
 /**
- * Build (or reuse from cacheDir) the initramfs: busybox + /init + /dev/console.
- * Returns its path. Keyed by the hash of busybox and the init script.
+ * Build (or reuse from cacheDir) the initramfs: busybox + /init + /dev/console,
+ * and `modules` (a stock kernel's, uncompressed) as /modules/NN-name.ko, which
+ * /init loads in that order. Returns its path. Keyed by the hash of busybox,
+ * the init script and the modules.
  */
-export function buildInitramfs(cacheDir: string, busyboxPath: string): string {
+export function buildInitramfs(cacheDir: string, busyboxPath: string, modules: ReadonlyArray<{name: string; data: Buffer}> = []): string {
   const busybox = readFileSync(busyboxPath)
   if (!isStaticElf(busybox)) {
     throw new Error(
@@ -155,8 +202,10 @@ export function buildInitramfs(cacheDir: string, busyboxPath: string): string {
         'Install busybox-static (Debian: apt-get install -y busybox-static) or set IOPMEM_VM_BUSYBOX',
     )
   }
-  const hash = createHash('sha256').update(busybox).update(INIT_SCRIPT).digest('hex').slice(0, 16)
-  const out = join(cacheDir, `initramfs-${hash}.cpio`)
+  const h = createHash('sha256').update(busybox).update(INIT_SCRIPT)
+  for (const m of modules) h.update(m.name).update(m.data)
+  const hash = h.digest('hex').slice(0, 16)
+  const out = join(cacheDir, modules.length > 0 ? `initramfs-stock-${hash}.cpio` : `initramfs-${hash}.cpio`)
   if (existsSync(out)) return out
   const archive = writeCpioNewc([
     {type: 'dir', path: 'bin'},
@@ -172,12 +221,14 @@ export function buildInitramfs(cacheDir: string, busyboxPath: string): string {
     {type: 'file', path: 'bin/busybox', data: busybox, mode: 0o755},
     {type: 'symlink', path: 'bin/sh', target: 'busybox'},
     {type: 'file', path: 'init', data: Buffer.from(INIT_SCRIPT, 'utf8'), mode: 0o755},
+    ...(modules.length > 0 ? [{type: 'dir' as const, path: 'modules'}] : []),
+    ...modules.map((m, i) => ({type: 'file' as const, path: `modules/${String(i).padStart(2, '0')}-${m.name}.ko`, data: m.data, mode: 0o644})),
   ])
   mkdirSync(cacheDir, {recursive: true})
   const tmp = `${out}.${process.pid}.tmp`
   writeFileSync(tmp, archive)
   renameSync(tmp, out)
-  // Drop archives of older busybox/init versions.
+  // Drop archives of older busybox/init versions (initramfs-stock-*, for distribution kernels, are kept).
   for (const f of readdirSync(cacheDir)) {
     if (/^initramfs-[0-9a-f]{16}\.cpio$/.test(f) && join(cacheDir, f) !== out) rmSync(join(cacheDir, f), {force: true})
   }

@@ -41,6 +41,8 @@ export interface QemuPlan {
   nic?: NicModel
   /** QEMU's log backend writes the NVMe data-pointer trace events here (see dma.ts). */
   dmaTraceFile?: string
+  /** A raw disk image on virtio-blk (the guest's /dev/vda): its persistent /etc and /lib/modules. */
+  persistentDisk?: string
   extraArgs?: string[]
 }
 
@@ -71,6 +73,8 @@ export const SLOTS = {
   ninepXfer: 0x9,
   /** peer2, peer3, … on the root complex ('root' with more than two NVMe): 0x0a, 0x0b, … */
   morePeersOnRoot: 0xa,
+  /** The persistent disk (virtio-blk), after the peers' slots. */
+  persistentDisk: 0x10,
 } as const
 
 /** The serial QEMU gives an NVMe of this role: the guest finds its controller by it. */
@@ -177,6 +181,14 @@ export function qemuArgs(plan: QemuPlan): string[] {
     '-device',
     `virtio-9p-pci,fsdev=fsxfer,mount_tag=xfer,bus=pcie.0,addr=${hex(SLOTS.ninepXfer)}`,
   )
+  if (plan.persistentDisk) {
+    a.push(
+      '-drive',
+      `if=none,id=persist,file=${qemuEscape(plan.persistentDisk)},format=raw`,
+      '-device',
+      `virtio-blk-pci,drive=persist,serial=iopmem-persist,bus=pcie.0,addr=${hex(SLOTS.persistentDisk)}`,
+    )
+  }
   if (plan.extraArgs) a.push(...plan.extraArgs)
   return a
 }
