@@ -19,9 +19,10 @@ With --mount DIR (an existing empty directory) it mounts with -o dax and proves 
 Asks before writing on a terminal; without one, pass --yes. Needs root and the e2fsprogs / xfsprogs / util-linux / mount packages.`
 
   static examples = examples(`
-    /dev/pmem0 --mount /mnt/dax                  # ext4 on fsdax pmem, mounted with DAX
-    /dev/iopmem0 --fs xfs --mount /mnt/bar --yes # xfs on a PCI BAR (iopmem driver), from a script
-    /dev/pmem0p1 --force --yes --json            # Overwrite an old filesystem on a partition
+    sudo /dev/pmem1 --mount /mnt/dax          # ext4 on fsdax pmem, mounted with DAX
+    sudo /dev/iopmem0 --mount /mnt/bar --yes  # ext4 on a PCI BAR (iopmem driver), from a script
+    sudo /dev/pmem1 --fs xfs --yes --json     # xfs (it needs 300 MiB or more), as JSON
+    sudo /dev/pmem0p1 --force --yes --json    # Overwrite an old filesystem on a partition
   `)
 
   static args = {

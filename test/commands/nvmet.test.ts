@@ -38,7 +38,7 @@ describe('nvmet', () => {
   it('tcp on 127.0.0.1 with allowed hosts and --p2pmem auto: the CMB behind the same switch, and the honest note that tcp uses none', async () => {
     const {fx, cfs} = nvmetMachine(track)
     const host = 'nqn.2014-08.org.nvmexpress:uuid:0c2b6a52-6b1c-4a8f-9d7e-3b1f0e6b8a11'
-    const r = await cli(['nvmet', 'create', NQN, '-d', 'nvme1n1', '-t', 'tcp', '-a', '127.0.0.1', '--host', host, '--p2pmem', 'auto', '--yes', '--json'], fx, {writer: cfs})
+    const r = await cli(['nvmet', 'create', NQN, '--device', 'nvme1n1', '--transport', 'tcp', '--address', '127.0.0.1', '--host', host, '--p2pmem', 'auto', '--yes', '--json'], fx, {writer: cfs})
     expect(r.exit, r.stdout + r.stderr).to.equal(0)
     expect(read(fx, 'ports/1/addr_traddr')).to.equal('127.0.0.1')
     expect(read(fx, 'ports/1/addr_trsvcid')).to.equal('4420')
@@ -56,7 +56,7 @@ describe('nvmet', () => {
   it('an explicit provider the kernel would refuse for the namespace (through the host bridge) is refused with topo\'s reason, nothing made', async () => {
     const {fx, cfs} = nvmetMachine(track)
     const before = fx.hash()
-    const r = await cli(['nvmet', 'create', NQN, '-d', 'nvme2n1', '-t', 'loop', '--p2pmem', BDF.nvmeCmb, '--yes', '--json'], fx, {writer: cfs})
+    const r = await cli(['nvmet', 'create', NQN, '--device', 'nvme2n1', '--transport', 'loop', '--p2pmem', BDF.nvmeCmb, '--yes', '--json'], fx, {writer: cfs})
     expect(r.exit).to.equal(5)
     expect(r.json.error.code).to.equal('E_P2P_REFUSED')
     expect(r.json.error.message).to.match(/host bridge/i)
@@ -68,17 +68,17 @@ describe('nvmet', () => {
     const {fx, cfs} = nvmetMachine(track)
     addRdma(fx, 'pci')
     const before = fx.hash()
-    const r = await cli(['nvmet', 'create', NQN, '-d', 'nvme1n1', '-t', 'rdma', '-a', 'fe80::1%eth0', '--p2pmem', BDF.nvmeCmb, '--yes', '--json'], fx, {writer: cfs})
+    const r = await cli(['nvmet', 'create', NQN, '--device', 'nvme1n1', '--transport', 'rdma', '--address', 'fe80::1%eth0', '--p2pmem', BDF.nvmeCmb, '--yes', '--json'], fx, {writer: cfs})
     expect(r.exit).to.equal(5)
     expect(r.json.error.message, r.json.error.message).to.match(/NIC 0000:00:02.0/)
     expect(fx.hash()).to.equal(before)
-    const auto = await cli(['nvmet', 'create', NQN, '-d', 'nvme1n1', '-t', 'rdma', '-a', 'fe80::1%eth0', '--p2pmem', 'auto', '--yes', '--json'], fx, {writer: cfs})
+    const auto = await cli(['nvmet', 'create', NQN, '--device', 'nvme1n1', '--transport', 'rdma', '--address', 'fe80::1%eth0', '--p2pmem', 'auto', '--yes', '--json'], fx, {writer: cfs})
     expect(auto.exit).to.equal(5)
     expect(auto.json.error.code).to.equal('E_NO_P2PMEM')
 
     const {fx: fx2, cfs: cfs2} = nvmetMachine(track)
     addRdma(fx2, 'rxe')
-    const rxe = await cli(['nvmet', 'create', NQN, '-d', 'nvme1n1', '-t', 'rdma', '-a', 'fe80::1%eth0', '--p2pmem', 'auto', '--yes', '--json'], fx2, {writer: cfs2})
+    const rxe = await cli(['nvmet', 'create', NQN, '--device', 'nvme1n1', '--transport', 'rdma', '--address', 'fe80::1%eth0', '--p2pmem', 'auto', '--yes', '--json'], fx2, {writer: cfs2})
     expect(rxe.exit, rxe.stdout).to.equal(0)
     expect(rxe.json.warnings.join('\n')).to.match(/rxe0 is not a PCI device/)
   })
@@ -87,7 +87,7 @@ describe('nvmet', () => {
     const {fx, cfs} = nvmetMachine(track)
     const before = fx.hash()
     cfs.failOn = /^symlink ports\/1\/subsystems\//
-    const r = await cli(['nvmet', 'create', NQN, '-d', 'nvme1n1', '-d', 'nvme0n1', '-t', 'tcp', '-a', '127.0.0.1', '--host', 'nqn.2026-11.io.iopmem:h1', '--p2pmem', 'auto', '--yes', '--json'], fx, {writer: cfs})
+    const r = await cli(['nvmet', 'create', NQN, '--device', 'nvme1n1', '--device', 'nvme0n1', '--transport', 'tcp', '--address', '127.0.0.1', '--host', 'nqn.2026-11.io.iopmem:h1', '--p2pmem', 'auto', '--yes', '--json'], fx, {writer: cfs})
     expect(r.exit).to.equal(6)
     expect(r.json.error.message).to.match(/Everything this run made was removed again/)
     expect(cfs.log.some((l) => l.startsWith('write subsystems/') && l.endsWith('/enable'))).to.equal(true)
@@ -96,10 +96,10 @@ describe('nvmet', () => {
 
   it('a second target on the same tcp address reuses the port only when asked for it by id; remove leaves the shared port', async () => {
     const {fx, cfs} = nvmetMachine(track)
-    expect((await cli(['nvmet', 'create', NQN, '-d', 'nvme1n1', '-t', 'tcp', '-a', '127.0.0.1', '--yes'], fx, {writer: cfs})).exit).to.equal(0)
-    const clash = await cli(['nvmet', 'create', NQN + 'b', '-d', 'nvme0n1', '-t', 'tcp', '-a', '127.0.0.1', '--yes', '--json'], fx, {writer: cfs})
+    expect((await cli(['nvmet', 'create', NQN, '--device', 'nvme1n1', '--transport', 'tcp', '--address', '127.0.0.1', '--yes'], fx, {writer: cfs})).exit).to.equal(0)
+    const clash = await cli(['nvmet', 'create', NQN + 'b', '--device', 'nvme0n1', '--transport', 'tcp', '--address', '127.0.0.1', '--yes', '--json'], fx, {writer: cfs})
     expect(clash.json.error.code).to.equal('E_ADDRESS_IN_USE')
-    const two = await cli(['nvmet', 'create', NQN + 'b', '-d', 'nvme0n1', '-t', 'tcp', '-a', '127.0.0.1', '--port-id', '1', '--yes', '--json'], fx, {writer: cfs})
+    const two = await cli(['nvmet', 'create', NQN + 'b', '--device', 'nvme0n1', '--transport', 'tcp', '--address', '127.0.0.1', '--port-id', '1', '--yes', '--json'], fx, {writer: cfs})
     expect(two.exit, two.stdout).to.equal(0)
     expect(fs.readdirSync(nv(fx, 'ports/1/subsystems')).sort()).to.deep.equal([NQN, NQN + 'b'])
     const rm = await cli(['nvmet', 'remove', NQN, '--yes', '--json'], fx, {writer: cfs})
@@ -113,7 +113,7 @@ describe('nvmet', () => {
 
   it('list shows subsystems, namespaces with p2pmem and ports; says when nvmet is not loaded', async () => {
     const {fx, cfs} = nvmetMachine(track)
-    await cli(['nvmet', 'create', NQN, '-d', 'nvme1n1', '-t', 'loop', '--p2pmem', BDF.nvmeCmb, '--yes'], fx, {writer: cfs})
+    await cli(['nvmet', 'create', NQN, '--device', 'nvme1n1', '--transport', 'loop', '--p2pmem', BDF.nvmeCmb, '--yes'], fx, {writer: cfs})
     const r = await cli(['nvmet', 'list'], fx, {writer: cfs})
     expect(r.stdout).to.match(new RegExp(`ns 1: /dev/nvme1n1 enabled  p2pmem ${BDF.nvmeCmb}`))
     expect(r.stdout).to.match(/port 1: loop ← nqn\.2026-11\.io\.iopmem:t1/)
@@ -125,7 +125,7 @@ describe('nvmet', () => {
 
   it('save writes nvmetcli\'s format plus the p2pmem it drops; restore on a clean machine recreates the same tree', async () => {
     const {fx, cfs} = nvmetMachine(track)
-    await cli(['nvmet', 'create', NQN, '-d', 'nvme1n1', '-t', 'tcp', '-a', '127.0.0.2', '-s', '4421', '--p2pmem', 'auto', '--yes'], fx, {writer: cfs})
+    await cli(['nvmet', 'create', NQN, '--device', 'nvme1n1', '--transport', 'tcp', '--address', '127.0.0.2', '--service', '4421', '--p2pmem', 'auto', '--yes'], fx, {writer: cfs})
     const file = path.join(fx.root, 'nvmet.json')
     const s = await cli(['nvmet', 'save', file, '--json'], fx, {writer: cfs})
     expect(s.exit, s.stdout).to.equal(0)
@@ -177,7 +177,7 @@ describe('nvmet', () => {
   it('without a terminal and without --yes, create refuses and makes nothing', async () => {
     const {fx, cfs} = nvmetMachine(track)
     const before = fx.hash()
-    const r = await cli(['nvmet', 'create', NQN, '-d', 'nvme1n1', '-t', 'loop', '--json'], fx, {writer: cfs})
+    const r = await cli(['nvmet', 'create', NQN, '--device', 'nvme1n1', '--transport', 'loop', '--json'], fx, {writer: cfs})
     expect(r.json.error.code).to.equal('E_CONFIRM')
     expect(fx.hash()).to.equal(before)
   })
@@ -194,7 +194,7 @@ describe('nvmet', () => {
       new FakeConfigfs(fx) // the nvmet tree the child's fake configfs works on
       const sysTree = () => execFileSync('sh', ['-c', 'cd "$1" && find . -print0 | sort -z | xargs -0 ls -ld --time-style=+ | sha256sum', 'sh', fx.sys], {encoding: 'utf8'})
       const before = sysTree()
-      const child = startCli(fx, 'nvmet', ['nvmet', 'create', NQN, '-d', 'nvme1n1', '-t', 'loop', '--yes', '--json'], {pauseAt: c.at})
+      const child = startCli(fx, 'nvmet', ['nvmet', 'create', NQN, '--device', 'nvme1n1', '--transport', 'loop', '--yes', '--json'], {pauseAt: c.at})
       const r = await interruptAtPause(child, c.signal)
       expect(r.exit, r.stderr).to.equal(130)
       expect(r.json, r.stdout).to.include({interrupted: true, signal: c.signal, rolledBack: true, changed: false})

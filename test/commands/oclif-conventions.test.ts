@@ -208,3 +208,33 @@ describe('parse errors under --json', () => {
     expect(a.json.error).to.include({code: 'E_USAGE', message: 'Expected fish to be one of: zsh, bash, powershell', exit: 2})
   })
 })
+
+describe('short flags', () => {
+  /**
+   * A short flag that still has two meanings, each with the reason it is not
+   * yet one: the entry must go as soon as it is no longer needed (the test
+   * says so), so the list only shrinks.
+   */
+  const PENDING: Record<string, string> = {
+    // bind.ts is being reworked (persistent bindings) on another branch this session; bind -d is to become a deprecated alias of --driver.
+    d: 'bind --driver / list --id',
+  }
+
+  it('each short flag has one meaning across commands (a renamed one lives on only as a deprecated alias)', () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'oclif.manifest.json'), 'utf8')) as {
+      commands: Record<string, {flags: Record<string, {name: string; char?: string; charAliases?: string[]; deprecateAliases?: boolean}>}>
+    }
+    const meanings = new Map<string, Set<string>>()
+    for (const [id, cmd] of Object.entries(manifest.commands)) {
+      for (const f of Object.values(cmd.flags)) {
+        if (f.charAliases?.length) expect(f.deprecateAliases, `${id} --${f.name}: a short alias is only kept as a deprecated one`).to.equal(true)
+        if (f.char) meanings.set(f.char, new Set([...(meanings.get(f.char) ?? []), f.name]))
+      }
+    }
+    const twice = [...meanings].filter(([, names]) => names.size > 1).map(([c, names]) => `-${c}: ${[...names].sort().join(', ')}`)
+    expect(twice).to.deep.equal(Object.keys(PENDING).map((c) => `-${c}: ${[...meanings.get(c)!].sort().join(', ')}`))
+    // lspci's habits hold on list.
+    expect(manifest.commands.list.flags.slot.char).to.equal('s')
+    expect(manifest.commands.list.flags.id.char).to.equal('d')
+  })
+})

@@ -70,10 +70,10 @@ describe('guest: nvmet targets over loop, tcp and soft-RoCE, connected from the 
 
   it('refusals before configfs: a provider topo refuses for the root-complex namespace, a function with no p2pmem; the kernel agrees (ENODEV)', async () => {
     const before = await configfsTree()
-    const r = await iopmem(['nvmet', 'create', NQN('rc'), '-d', vm.devices.rc!.namespace, '-t', 'loop', '--p2pmem', vm.devices.cmb.bdf, '--yes', '--json'])
+    const r = await iopmem(['nvmet', 'create', NQN('rc'), '--device', vm.devices.rc!.namespace, '--transport', 'loop', '--p2pmem', vm.devices.cmb.bdf, '--yes', '--json'])
     expect(r.code, r.stdout + r.stderr).to.equal(5)
     expect(json(r).error.code).to.equal('E_P2P_REFUSED')
-    const none = await iopmem(['nvmet', 'create', NQN('rc'), '-d', vm.devices.peer.namespace, '-t', 'loop', '--p2pmem', vm.devices.peer.bdf, '--yes', '--json'])
+    const none = await iopmem(['nvmet', 'create', NQN('rc'), '--device', vm.devices.peer.namespace, '--transport', 'loop', '--p2pmem', vm.devices.peer.bdf, '--yes', '--json'])
     expect(json(none).error.code).to.equal('E_NO_P2PMEM')
     expect(await configfsTree()).to.equal(before)
     // The kernel's own answer to the same value, in a scratch namespace made by hand (printf: the
@@ -91,7 +91,7 @@ describe('guest: nvmet targets over loop, tcp and soft-RoCE, connected from the 
     // Something else listens on 127.0.0.1:4421: the kernel refuses the port's subsystem link (EADDRINUSE).
     const listen = `import socket,time; s=socket.socket(); s.bind(('127.0.0.1', 4421)); s.listen(); time.sleep(120)`
     const r = await vm.sh(
-      `python3 -c "${listen}" </dev/null >/dev/null 2>&1 & p=$!; sleep 2; node bin/run.js nvmet create ${NQN('taken')} -d ${vm.devices.peer.namespace} -t tcp -a 127.0.0.1 -s 4421 --yes --json; rc=$?; kill $p; exit $rc`,
+      `python3 -c "${listen}" </dev/null >/dev/null 2>&1 & p=$!; sleep 2; node bin/run.js nvmet create ${NQN('taken')} --device ${vm.devices.peer.namespace} --transport tcp --address 127.0.0.1 --service 4421 --yes --json; rc=$?; kill $p; exit $rc`,
       {timeoutMs: 240_000},
     )
     expect(r.code, r.stdout + r.stderr).to.equal(6)
@@ -100,7 +100,7 @@ describe('guest: nvmet targets over loop, tcp and soft-RoCE, connected from the 
   })
 
   it('loop with --p2pmem auto: the CMB is picked and the kernel enables it; connect, byte-exact I/O; p2pmem unused (no client)', async () => {
-    const c = await iopmem(['nvmet', 'create', NQN('loop'), '-d', vm.devices.peer.namespace, '-t', 'loop', '--p2pmem', 'auto', '--yes', '--json'])
+    const c = await iopmem(['nvmet', 'create', NQN('loop'), '--device', vm.devices.peer.namespace, '--transport', 'loop', '--p2pmem', 'auto', '--yes', '--json'])
     expect(c.code, c.stdout + c.stderr).to.equal(0)
     const d = json(c).namespaces[0].p2pmem
     expect(d.provider).to.equal(vm.devices.cmb.bdf)
@@ -131,7 +131,7 @@ describe('guest: nvmet targets over loop, tcp and soft-RoCE, connected from the 
   })
 
   it('tcp on 127.0.0.1: save, remove, restore, connect, byte-exact I/O, remove', async () => {
-    const c = await iopmem(['nvmet', 'create', NQN('tcp'), '-d', vm.devices.cmb.namespace, '-t', 'tcp', '-a', '127.0.0.1', '-s', '4420', '--host', HOSTNQN, '--yes', '--json'])
+    const c = await iopmem(['nvmet', 'create', NQN('tcp'), '--device', vm.devices.cmb.namespace, '--transport', 'tcp', '--address', '127.0.0.1', '--service', '4420', '--host', HOSTNQN, '--yes', '--json'])
     expect(c.code, c.stdout + c.stderr).to.equal(0)
     const tree = await configfsTree()
     await sh('mkdir -p /tmp/nvmet')
@@ -160,7 +160,7 @@ describe('guest: nvmet targets over loop, tcp and soft-RoCE, connected from the 
     }
     expect(addr, 'the NIC has a usable link-local address').to.match(/^fe80:/)
     expect(await sh('readlink -f /sys/class/infiniband/rxe0')).to.match(/devices\/virtual\/infiniband\/rxe0/)
-    const c = await iopmem(['nvmet', 'create', NQN('rdma'), '-d', vm.devices.peer.namespace, '-t', 'rdma', '-a', `${addr}%${nic}`, '--p2pmem', vm.devices.cmb.bdf, '--yes', '--json'])
+    const c = await iopmem(['nvmet', 'create', NQN('rdma'), '--device', vm.devices.peer.namespace, '--transport', 'rdma', '--address', `${addr}%${nic}`, '--p2pmem', vm.devices.cmb.bdf, '--yes', '--json'])
     expect(c.code, c.stdout + c.stderr).to.equal(0)
     const j = json(c)
     expect(j.warnings.join('\n')).to.match(/rxe0 is not a PCI device/)

@@ -18,7 +18,7 @@ GB/s are 10^9 bytes per second. The bench writes into the mapping: it asks first
     00:04.0 --bar 2 --cache wc --yes                         # A prefetchable BAR, write-combining
     00:04.0 --bar 2 --cache uc --read-only                   # Reads only, uncached (nothing written)
     0000:03:00.0 --p2pmem 4M --sizes 4K,64K,1M --yes --json # A p2pmem chunk of an NVMe CMB, for a script
-    /dev/shm/scratch --yes --isa sse2                       # The copy engine on RAM, SSE2 loops only
+    scratch.bin --yes --isa sse2                            # The copy engine on RAM (any existing file), SSE2 loops only
   `)
 
   static args = {

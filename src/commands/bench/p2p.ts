@@ -16,7 +16,7 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
   static examples = examples(`
     --yes                                                                               # Defaults: two NVMe namespaces and the nearest p2pmem
     --src /dev/nvme0n1 --dst /dev/nvme1n1 --via 0000:03:00.0 --mode both --verify --yes # Both paths, verified
-    --src /tmp/a --dst /tmp/b --mode bounce --sweep --plot sweep.svg --yes              # The engine on files, a block-size sweep to SVG
+    --src a.bin --dst b.bin --mode bounce --sweep default --plot sweep.svg --yes        # The engine on two existing files, a block-size sweep to SVG
   `)
 
   static flags = {
@@ -24,7 +24,7 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
     dst: Flags.string({description: 'Destination block device or existing file (default: another NVMe namespace). Overwritten.'}),
     via: Flags.string({description: 'The p2p buffer: a PCI function with p2pmem (BDF), or a file on a DAX filesystem.'}),
     mode: Flags.string({description: 'Which buffer(s).', options: ['bounce', 'p2p', 'both'], default: 'both'}),
-    size: Flags.string({char: 's', description: 'Bytes to copy per mode (default 64 MiB, or what fits).'}),
+    size: Flags.string({charAliases: ['s'], deprecateAliases: true, description: 'Bytes to copy per mode (default 64 MiB, or what fits). -s still works for one release, with a warning.'}),
     bs: Flags.string({description: 'Block size of one I/O (default 128K).'}),
     qd: Flags.string({description: 'I/Os in flight per job (default 8).'}),
     jobs: Flags.string({description: 'Parallel jobs, each with its own ring and buffer slice (default 1).'}),

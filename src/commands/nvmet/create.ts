@@ -23,10 +23,10 @@ Refused before any change: a device that is mounted, stacked on, swapped to, ope
   }
 
   static flags = {
-    device: Flags.string({char: 'd', description: 'A block device to export as a namespace (repeat for more).', multiple: true, required: true}),
-    transport: Flags.string({char: 't', description: `Port transport: ${TRANSPORTS.join(', ')}.`, required: true, options: [...TRANSPORTS]}),
-    address: Flags.string({char: 'a', description: 'tcp/rdma: the port address, in 127.0.0.0/8 or IPv6 link-local (fe80::/10, with %interface).'}),
-    service: Flags.string({char: 's', description: 'tcp/rdma: the service id (port number; default 4420).'}),
+    device: Flags.string({description: 'A block device to export as a namespace (repeat for more).', multiple: true, required: true}),
+    transport: Flags.string({description: `Port transport: ${TRANSPORTS.join(', ')}.`, required: true, options: [...TRANSPORTS]}),
+    address: Flags.string({description: 'tcp/rdma: the port address, in 127.0.0.0/8 or IPv6 link-local (fe80::/10, with %interface).'}),
+    service: Flags.string({description: 'tcp/rdma: the service id (port number; default 4420).'}),
     'port-id': Flags.string({description: 'The nvmet port id (default: a free one, or the port already on this address).'}),
     host: Flags.string({description: 'A host NQN allowed to connect (repeat for more; none: any host).', multiple: true}),
     p2pmem: Flags.string({description: 'auto, off or a provider BDF: where the namespace\'s data buffers live (once, or once per --device).', multiple: true}),

@@ -76,6 +76,12 @@ export class ConfigSpace {
     }
   }
 
+  /** A bridge's (type-1 header) secondary and subordinate bus numbers, in the unprivileged 64 bytes. */
+  get busNumbers(): {secondary: number; subordinate: number} | undefined {
+    if (this.headerType !== 1 || this.bytes.length < 0x1b) return undefined
+    return {secondary: this.bytes.readUInt8(0x19), subordinate: this.bytes.readUInt8(0x1a)}
+  }
+
   /** Offset of a standard capability, 0 when absent, undefined when not readable. */
   findCapability(id: number): number | undefined {
     const status = this.u16(0x06)

@@ -2,18 +2,43 @@
 import {normalizeBdf} from './bdf.js'
 import {Exit, IopmemError} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
+import type {MemoryRegions} from '../dax/index.js'
+import {type Selectors, selectorTest} from './select.js'
 import {hasDeviceMemory, type PciFunction, PciScanner} from './sysfs.js'
+import {buildTree, type PciTree} from './tree.js'
+
+/** Bumped when a field of `list --json` changes meaning or goes; new fields do not bump it. */
+export const LIST_SCHEMA_VERSION = 1
 
 export interface ListResult {
-  /** What was asked: functions with device memory (default), every function, or the ones named. */
+  schemaVersion: typeof LIST_SCHEMA_VERSION
+  /** What was asked: functions with device memory (default), every function, or the ones named or selected (-s, -d, --class, --driver, --p2pmem). */
   filter: 'memory' | 'all' | 'selected'
+  /** The selectors given, as given. */
+  selectors?: Selectors
   /** Functions visible in sysfs in total. */
   total: number
   functions: PciFunction[]
+  /** With --tree: the whole hierarchy, providers and P2P groups marked. */
+  tree?: PciTree
 }
 
-export function listFunctions(host: Host, opts: {bdfs?: string[]; all?: boolean} = {}): ListResult {
+/** `list --json`: the PCI view and, on its own, pmem regions and device-dax (not PCI). */
+export interface ListDocument extends ListResult {
+  regions: MemoryRegions
+}
+
+export interface ListOptions {
+  bdfs?: string[]
+  all?: boolean
+  selectors?: Selectors
+  tree?: boolean
+}
+
+export function listFunctions(host: Host, opts: ListOptions = {}): ListResult {
   const named = (opts.bdfs ?? []).map((b) => normalizeBdf(b))
+  const sel = Object.fromEntries(Object.entries(opts.selectors ?? {}).filter(([, v]) => v !== undefined && v !== false)) as Selectors
+  const test = selectorTest(sel)
   const scanner = new PciScanner(host)
   const bdfs = scanner.listBdfs()
   if (bdfs.length === 0) {
@@ -33,8 +58,19 @@ export function listFunctions(host: Host, opts: {bdfs?: string[]; all?: boolean}
   }
   // Paths in the result are the kernel's (/sys/…), whatever root we read.
   const shown = (f: PciFunction) => ({...f, sysfsPath: host.display(f.sysfsPath)})
-  if (named.length > 0) return {filter: 'selected', total: bdfs.length, functions: [...new Set(named)].map((b) => shown(scanner.get(b)))}
+  const base = {schemaVersion: LIST_SCHEMA_VERSION, total: bdfs.length} as const
+  if (named.length > 0 || test) {
+    // lspci: a selector picks among every function, bridges included; named ones must exist.
+    const picked = named.length > 0 ? [...new Set(named)].map((b) => scanner.get(b)) : bdfs.map((b) => scanner.read(b))
+    const functions = test ? picked.filter((f) => test(f)) : picked
+    return {...base, filter: 'selected', ...(test ? {selectors: sel} : {}), functions: functions.map((f) => shown(f))}
+  }
   const all = bdfs.map((b) => scanner.read(b))
-  const functions = opts.all ? all : all.filter((f) => hasDeviceMemory(f) && !f.isBridge)
-  return {filter: opts.all ? 'all' : 'memory', total: bdfs.length, functions: functions.map((f) => shown(f))}
+  const functions = opts.all || opts.tree ? all : all.filter((f) => hasDeviceMemory(f) && !f.isBridge)
+  return {
+    ...base,
+    filter: opts.all || opts.tree ? 'all' : 'memory',
+    functions: functions.map((f) => shown(f)),
+    ...(opts.tree ? {tree: buildTree(scanner, all)} : {}),
+  }
 }
