@@ -135,8 +135,9 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
     expect(readImage(peer.image, 0, MiB).equals(want), 'bounce copy in the image').to.equal(true)
     expect(readImage(peer.image, MiB, MiB).equals(want), 'p2p copy in the image').to.equal(true)
 
-    const human = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--mode', 'both', '--verify',
-      '--size', '1M', '--bs', '128K', '--qd', '4', '--yes'])
+    // The layout of the lines is checked here, not fitting to the width (width.test.ts does that): a wide COLUMNS.
+    const human = await vm.run(['node', 'bin/run.js', 'bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--mode', 'both', '--verify',
+      '--size', '1M', '--bs', '128K', '--qd', '4', '--yes'], {timeoutMs: 240_000, env: {COLUMNS: '200'}})
     expect(human.code, human.stderr).to.equal(0)
     expect(human.stdout).to.contain('verified')
     // The headline comes first: the bytes through RAM and device memory, then the timings as a footnote.
