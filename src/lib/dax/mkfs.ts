@@ -439,7 +439,7 @@ async function mkfsSteps(host: Host, plan: MkfsPlan, deps: DaxDeps, guard: Signa
     if (m.code !== 0) throw failAfter(`mount -o dax ${node} ${dir} failed (exit ${m.code})`, 'E_MOUNT_FAILED', 'made', plan, m, {commands})
     const probe = path.join(dir, `.iopmem-dax-probe-${process.pid}`)
     if (effects.dryRun) {
-      effects.then(`writes the probe file ${probe} on the new filesystem, checks statx STATX_ATTR_DAX on it and removes it; if DAX is not in force: umount ${dir}, and it fails (exit 6)`)
+      effects.then(`writes a probe file ${path.join(dir, '.iopmem-dax-probe-')}<its pid> on the new filesystem, checks statx STATX_ATTR_DAX on it and removes it; if DAX is not in force: umount ${dir}, and it fails (exit 6)`)
       return {...mkfsResult(host, plan, info, erased, commands, warnings, notes), mount: {target: dir, options: 'dax', daxConfirmed: false}}
     }
     let dax = false
