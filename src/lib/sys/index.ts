@@ -1,4 +1,4 @@
-/** The host underneath everything: where /sys, /dev, /proc and /etc live, running programs, errors and exit codes, units, mounts and process scans, locks, signals, the seam of every change (Effects: made, or only listed in a dry run), output paths, files root keeps under /etc. */
+/** The host underneath everything: where /sys, /dev, /proc and /etc live, running programs, errors and exit codes, units, mounts and process scans, locks, signals, output paths, files root keeps under /etc. */
 export * from './errors.js'
 export * from './exec.js'
 export * from './host.js'
