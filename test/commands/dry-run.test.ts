@@ -15,6 +15,7 @@ import * as path from 'node:path'
 import {startCli, waitForFile} from '../helpers/child-cli.js'
 import {cli, cliProcess} from '../helpers/cli.js'
 import {daxMachine, FakeRunner, installDaxDeps} from '../helpers/dax.js'
+import {RULE_MARKER} from '../../src/lib/persist/index.js'
 import {FakeDriverCore} from '../helpers/fake-driver-core.js'
 import {BDF, standardMachine} from '../helpers/machines.js'
 import {type SysfsFixture, trackFixtures} from '../helpers/sysfs-fixture.js'
@@ -122,11 +123,132 @@ describe('--dry-run: bind and unbind', () => {
     })
   }
 
-  it('--dry-run with --persist is refused as bad input (a dry run does not cover the record yet)', async () => {
+  /** The fixture's etc tree (its etc root included): each directory (null) and file (its text, the fixture's root written ROOT), by the path the system names it. */
+  const etcTree = (fx: SysfsFixture) => {
+    const out = new Map<string, string | null>()
+    const etc = path.join(fx.root, 'etc')
+    const walk = (p: string) => {
+      const st = fs.lstatSync(p, {throwIfNoEntry: false})
+      if (!st) return
+      const name = '/etc' + p.slice(etc.length)
+      if (!st.isDirectory()) return out.set(name, fs.readFileSync(p, 'utf8').replaceAll(fx.root, 'ROOT'))
+      out.set(name, null)
+      for (const f of fs.readdirSync(p)) walk(path.join(p, f))
+    }
+    walk(etc)
+    return out
+  }
+  /** What a real run did to the etc tree, as dry-run steps. */
+  const etcChanges = (before: Map<string, string | null>, after: Map<string, string | null>) => [
+    ...[...after].filter(([k, v]) => v === null && !before.has(k)).map(([k]) => ({kind: 'mkdir', file: k})),
+    ...[...after].filter(([k, v]) => v !== null && before.get(k) !== v).map(([k, v]) => ({kind: 'write-file', file: k, content: v})),
+    ...[...before].filter(([k]) => !after.has(k)).map(([k]) => ({kind: 'remove', file: k})),
+  ]
+  const etcSteps = (json: any) => json.steps.filter((s: any) => ['mkdir', 'write-file', 'remove'].includes(s.kind))
+  /** Steps as a set (the order is checked on its own), the fixture's root written ROOT. */
+  const asSet = (steps: any[], root: string) =>
+    steps.map((s) => JSON.stringify(s.content === undefined ? s : {...s, content: s.content.replaceAll(root, 'ROOT')})).sort()
+  const rooted = (v: any, root: string) => JSON.parse(JSON.stringify(v).replaceAll(root, 'ROOT'))
+
+  /** Dry run on fx, real run on twin: the etc steps listed are what the real run did under its etc root, and the sysfs writes are the kernel's. */
+  async function persistTwins(args: string[], setup: (f: SysfsFixture) => void = () => {}) {
+    const [fx, twin] = [machine(), machine()]
+    for (const f of [fx, twin]) setup(f)
+    const before = etcTree(twin)
+    const {dry, real, core} = await dryThenReal(fx, twin, args)
+    expect(changes(dry)).to.deep.equal(kernelWrites(core))
+    const did = etcChanges(before, etcTree(twin))
+    expect(asSet(etcSteps(dry), fx.root)).to.deep.equal(asSet(did, twin.root))
+    expect(rooted(dry.persist, fx.root)).to.deep.equal(rooted(real.persist, twin.root))
+    return {dry, real, twin}
+  }
+  const writeRecord = (f: SysfsFixture, bdf: string, driver: string) => {
+    const file = path.join(f.root, 'etc/iopmem/bind.d', `${bdf}.conf`)
+    fs.mkdirSync(path.dirname(file), {recursive: true, mode: 0o755})
+    fs.writeFileSync(file, `driver=${driver}\n`, {mode: 0o644})
+  }
+
+  it('bind --persist on a machine with no etc tree: the directories, then the record and the udev rule with their exact content, as the real run makes them', async () => {
+    const {dry} = await persistTwins(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist'])
+    // In the real run's order: the function's lock and writes, then under the persist lock the record's directories and record, then the rule's.
+    const kinds = dry.steps.map((s: any) => (s.kind === 'lock' ? `lock ${path.basename(s.file)}` : s.kind === 'write' ? 'write' : `${s.kind} ${s.file ?? ''}`.trim()))
+    expect(kinds.slice(kinds.indexOf('lock persist.lock'))).to.deep.equal([
+      'lock persist.lock',
+      'mkdir /etc',
+      'mkdir /etc/iopmem',
+      'mkdir /etc/iopmem/bind.d',
+      `write-file /etc/iopmem/bind.d/${BDF.ivshmem}.conf`,
+      'mkdir /etc/udev',
+      'mkdir /etc/udev/rules.d',
+      'write-file /etc/udev/rules.d/89-iopmem.rules',
+    ])
+    expect(kinds.indexOf('lock persist.lock')).to.be.greaterThan(kinds.lastIndexOf('write'))
+    expect(dry.persist).to.include({changed: true, ruleAction: 'written'})
+  })
+
+  it('bind --persist over an old record, rule in place: only the record is rewritten', async () => {
+    // The twin's rule is the one a real bind --persist writes; the dry run's fixture gets the same bytes.
+    const fx0 = machine()
+    const first = await cli(['bind', BDF.nvmePeer, '--driver', 'vfio-pci', '--persist', '--yes', '--json'], fx0, {writer: new FakeDriverCore(fx0)})
+    expect(first.exit, first.stdout).to.equal(0)
+    const ruleText = fs.readFileSync(path.join(fx0.root, 'etc/udev/rules.d/89-iopmem.rules'), 'utf8')
+    const {dry} = await persistTwins(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist'], (f) => {
+      writeRecord(f, BDF.ivshmem, 'vfio-pci')
+      fs.mkdirSync(path.join(f.root, 'etc/udev/rules.d'), {recursive: true, mode: 0o755})
+      fs.writeFileSync(path.join(f.root, 'etc/udev/rules.d/89-iopmem.rules'), ruleText.replaceAll(fx0.root, f.root), {mode: 0o644})
+    })
+    expect(etcSteps(dry).map((s: any) => s.kind)).to.deep.equal(['write-file'])
+    expect(dry.persist).to.include({changed: true, ruleAction: 'kept'})
+  })
+
+  it('unbind --persist of the last record: the record and the udev rule removed, as the real run removes them', async () => {
+    const {dry, twin} = await persistTwins(['unbind', BDF.ivshmem, '--persist'], (f) => {
+      f.bindLinks(BDF.ivshmem, 'uio_pci_generic')
+      writeRecord(f, BDF.ivshmem, 'uio_pci_generic')
+      fs.mkdirSync(path.join(f.root, 'etc/udev/rules.d'), {recursive: true, mode: 0o755})
+      fs.writeFileSync(path.join(f.root, 'etc/udev/rules.d/89-iopmem.rules'), `${RULE_MARKER} stand-in\n`, {mode: 0o644})
+    })
+    expect(etcSteps(dry)).to.deep.equal([
+      {kind: 'remove', file: `/etc/iopmem/bind.d/${BDF.ivshmem}.conf`},
+      {kind: 'remove', file: '/etc/udev/rules.d/89-iopmem.rules'},
+    ])
+    expect(fs.existsSync(path.join(twin.root, 'etc/udev/rules.d/89-iopmem.rules'))).to.equal(false)
+    expect(dry.persist).to.include({changed: true, ruleAction: 'removed'})
+  })
+
+  it('unbind --persist with another record left: only its record removed, the rule kept', async () => {
+    const {dry} = await persistTwins(['unbind', BDF.ivshmem, '--persist'], (f) => {
+      f.bindLinks(BDF.ivshmem, 'uio_pci_generic')
+      writeRecord(f, BDF.ivshmem, 'uio_pci_generic')
+      writeRecord(f, BDF.nvmePeer, 'vfio-pci')
+      fs.mkdirSync(path.join(f.root, 'etc/udev/rules.d'), {recursive: true, mode: 0o755})
+      fs.writeFileSync(path.join(f.root, 'etc/udev/rules.d/89-iopmem.rules'), `${RULE_MARKER} stand-in\n`, {mode: 0o644})
+    })
+    expect(etcSteps(dry)).to.deep.equal([{kind: 'remove', file: `/etc/iopmem/bind.d/${BDF.ivshmem}.conf`}])
+    expect(dry.persist).to.include({ruleAction: 'kept'})
+  })
+
+  it('human output of bind --persist: the record and rule files with their exact lines', async () => {
     const fx = machine()
-    const r = await cli(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '--dry-run', '--json'], fx)
-    expect(r.exit).to.equal(2)
-    expect(r.json.error.code).to.equal('E_USAGE')
+    const r = await cli(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '-n'], fx, {writer: new FakeDriverCore(fx), uid: 1000})
+    expect(r.exit, r.stderr).to.equal(0)
+    expect(r.stdout).to.match(/\. mkdir {2}\/etc\/iopmem\/bind\.d {2}\(mode 0755\)\n/)
+    expect(r.stdout).to.match(new RegExp(`\\. file {3}/etc/iopmem/bind\\.d/${BDF.ivshmem.replaceAll('.', '\\.')}\\.conf {2}\\(written whole, then renamed into place; \\d+ bytes\\):\n( {9}\\| .*\n)+ {9}\\| driver=uio_pci_generic\n`))
+    expect(r.stdout).to.contain('         | ACTION=="add", SUBSYSTEM=="pci"')
+    expect(fs.existsSync(path.join(fx.root, 'etc'))).to.equal(false)
+  })
+
+  it('bind --persist --dry-run refuses what the real run refuses: a foreign udev rule in iopmem\'s place (E_RULE_FOREIGN)', async () => {
+    const fx = machine()
+    fs.mkdirSync(path.join(fx.root, 'etc/udev/rules.d'), {recursive: true, mode: 0o755})
+    fs.writeFileSync(path.join(fx.root, 'etc/udev/rules.d/89-iopmem.rules'), 'SUBSYSTEM=="pci", RUN+="/bin/true"\n', {mode: 0o644})
+    const core = new FakeDriverCore(fx)
+    const args = ['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '--json']
+    const real = await cli([...args, '--yes'], fx, {writer: core})
+    const dry = await cli([...args, '--dry-run'], fx, {writer: core})
+    expect(real.json.error, real.stdout).to.include({code: 'E_RULE_FOREIGN'})
+    expect(dry.json.error).to.deep.equal(real.json.error)
+    expect(core.log).to.deep.equal([])
   })
 
   it('a dry run takes no lock: it is not blocked by a bind in progress, and the real one is not disturbed', async function () {
