@@ -12,6 +12,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
+import {onPath} from '../../src/lib/sys/index.js'
 import {startCli, waitForFile} from '../helpers/child-cli.js'
 import {cli, cliProcess} from '../helpers/cli.js'
 import {daxMachine, FakeRunner, installDaxDeps} from '../helpers/dax.js'
@@ -292,7 +293,7 @@ describe('--dry-run: bind that loads the iopmem module, and driver load', functi
     fs.writeFileSync(ko, `\x7fELF....vermagic=${RELEASE} SMP\0`, {mode: 0o644})
   })
   afterEach(() => fs.rmSync(tmp, {recursive: true, force: true}))
-  const env = () => ({IOPMEM_INSMOD: insmod, IOPMEM_KERNEL_RELEASE: RELEASE, XDG_CACHE_HOME: path.join(tmp, 'cache')})
+  const env = () => ({IOPMEM_INSMOD: insmod, IOPMEM_RMMOD: '/bin/true', IOPMEM_KERNEL_RELEASE: RELEASE, XDG_CACHE_HOME: path.join(tmp, 'cache')})
   const ran = () => fs.readFileSync(log, 'utf8').split('\n').filter(Boolean)
 
   it('bind to iopmem, module not loaded: insmod of the checked module, then the config, override and bind writes, as the real bind does them', async () => {
@@ -348,6 +349,57 @@ describe('--dry-run: bind that loads the iopmem module, and driver load', functi
     // Loaded now: a dry run says there is nothing to do.
     const again = cliProcess(['driver', 'load', '--dry-run', '--json'], fx, env())
     expect(again.json).to.deep.include({loaded: true, how: 'already', steps: []})
+  })
+
+  it('driver load --dry-run with insmod not installed (its seam names no file): the real load\'s E_PROGRAM_MISSING, before anything', () => {
+    const fx = machine()
+    const gone = {...env(), IOPMEM_INSMOD: path.join(tmp, 'no-such-insmod')}
+    const real = cliProcess(['driver', 'load', '--json'], fx, gone)
+    const dry = cliProcess(['driver', 'load', '--dry-run', '--json'], fx, gone)
+    expect(real.json.error, real.stdout + real.stderr).to.include({code: 'E_PROGRAM_MISSING', exit: 7})
+    expect(real.json.error.message).to.equal(`${gone.IOPMEM_INSMOD} is not installed.`)
+    expect(dry.json.error).to.deep.equal(real.json.error)
+    expect(dry.exit).to.equal(7)
+  })
+
+  it('bind --dry-run that would load the module: insmod missing is the real bind\'s error, nothing written; rmmod missing is said in the rollback step', async () => {
+    const saved: NodeJS.ProcessEnv = {...process.env}
+    const fx = machine()
+    const core = new FakeDriverCore(fx)
+    const args = ['bind', BDF.ivshmem, '--driver', 'iopmem', '--cache', 'uc', '--json']
+    try {
+      Object.assign(process.env, env(), {IOPMEM_INSMOD: path.join(tmp, 'no-such-insmod')})
+      const real = await cli([...args, '--yes'], fx, {writer: core})
+      const dry = await cli([...args, '--dry-run'], fx, {writer: core})
+      expect(real.json.error, real.stdout).to.include({code: 'E_PROGRAM_MISSING'})
+      expect(dry.json.error).to.deep.equal(real.json.error)
+      expect(core.log).to.deep.equal([])
+      // insmod there, rmmod not: the dry run lists the load and says the rollback could not unload it.
+      Object.assign(process.env, {IOPMEM_INSMOD: insmod, IOPMEM_RMMOD: path.join(tmp, 'no-such-rmmod')})
+      const dry2 = await cli([...args, '--dry-run'], fx, {writer: core})
+      expect(dry2.exit, dry2.stdout).to.equal(0)
+      expect(dry2.json.steps.at(-1).text).to.equal(`if the bind fails (or is interrupted and rolled back): would unload the module it loaded, but ${tmp}/no-such-rmmod is not installed (E_PROGRAM_MISSING): the module would be left loaded`)
+      expect(ran()).to.deep.equal([])
+    } finally {
+      for (const k of Object.keys(env())) {
+        if (saved[k] === undefined) delete process.env[k]
+        else process.env[k] = saved[k]
+      }
+    }
+  })
+
+  it('a program is found as spawn finds it: on the PATH given (a fixture PATH lacking the tool does not find it), or at the path a seam names', () => {
+    const bin = path.join(tmp, 'bin')
+    const empty = path.join(tmp, 'empty')
+    fs.mkdirSync(bin)
+    fs.mkdirSync(empty)
+    fs.writeFileSync(path.join(bin, 'mytool'), '#!/bin/sh\n', {mode: 0o755})
+    fs.writeFileSync(path.join(bin, 'noexec'), '', {mode: 0o644})
+    expect(onPath('mytool', `${empty}:${bin}`)).to.equal(true)
+    expect(onPath('mytool', empty)).to.equal(false)
+    expect(onPath('noexec', bin)).to.equal(false)
+    expect(onPath(path.join(bin, 'mytool'), '')).to.equal(true)
+    expect(onPath(path.join(empty, 'mytool'), bin)).to.equal(false)
   })
 
   for (const [what, spoil, code] of [
@@ -439,6 +491,27 @@ describe('--dry-run: mkfs-dax', () => {
       expect(dry.json.error).to.deep.equal(real.json.error)
       expect(dry.exit).to.equal(exit)
       expect(runner.writes()).to.deep.equal([])
+    })
+  }
+
+  // The real run used to find a missing mkfs or mount only when it got there: after wipefs had erased the old filesystem.
+  for (const [missing, args] of [
+    ['mkfs.ext4', ['/dev/pmem0p1', '--force']],
+    ['mount', ['/dev/pmem0p1', '--force', '--mount', 'MNT']],
+    ['umount', ['/dev/pmem0p1', '--force', '--mount', 'MNT']],
+  ] as const) {
+    it(`${missing} not installed: the real run and the dry run refuse it (E_PROGRAM_MISSING) before wipefs erases anything`, async () => {
+      runner.has('/dev/pmem0p1', 'xfs').uninstall(missing)
+      const argv = args.map((a) => (a === 'MNT' ? mnt : a))
+      const before = fx.hash()
+      const real = await cli(['mkfs-dax', ...argv, '--yes', '--json'], fx)
+      const dry = await cli(['mkfs-dax', ...argv, '--dry-run', '--json'], fx)
+      expect(real.json.error, real.stdout).to.include({code: 'E_PROGRAM_MISSING', exit: 7})
+      expect(real.json.error.message).to.match(new RegExp(`^${missing.replace('.', '\\.')} is not installed`))
+      expect(dry.json.error).to.deep.equal(real.json.error)
+      expect(runner.writes(), 'nothing erased or made').to.deep.equal([])
+      expect(runner.signatures.get('/dev/pmem0p1')?.[0].type).to.equal('xfs')
+      expect(fx.hash()).to.equal(before)
     })
   }
 
