@@ -388,6 +388,14 @@ describe('--dry-run: bind that loads the iopmem module, and driver load', functi
     }
   })
 
+  it('driver unload with rmmod not installed (its seam names no file): E_PROGRAM_MISSING, the module stays loaded', () => {
+    const fx = machine()
+    expect(cliProcess(['driver', 'load', '--json'], fx, env()).exit).to.equal(0)
+    const r = cliProcess(['driver', 'unload', '--json'], fx, {...env(), IOPMEM_RMMOD: path.join(tmp, 'no-such-rmmod')})
+    expect(r.json.error, r.stdout + r.stderr).to.include({code: 'E_PROGRAM_MISSING', exit: 7})
+    expect(fs.existsSync(path.join(fx.sys, 'module/iopmem'))).to.equal(true)
+  })
+
   it('a program is found as spawn finds it: on the PATH given (a fixture PATH lacking the tool does not find it), or at the path a seam names', () => {
     const bin = path.join(tmp, 'bin')
     const empty = path.join(tmp, 'empty')
