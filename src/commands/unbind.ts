@@ -1,7 +1,7 @@
 import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
 
-import {BaseCommand} from '../base-command.js'
+import {BaseCommand, examples} from '../base-command.js'
 import {executeUnbind, interruptedMessage, withFunctionLock, planUnbind, recheckUnbind} from '../lib/bind/index.js'
 import {hasRecord, type PersistedBindResult, planRemove, removePersist} from '../lib/persist/index.js'
 import {Exit, IopmemError} from '../lib/sys/index.js'
@@ -15,10 +15,10 @@ export default class Unbind extends BaseCommand {
 
 Refuses while the function is in use (mounted filesystems or holders on its block devices, processes with its resource files, p2pmem or device nodes open or mapped) unless --force. On a terminal it asks first; without one, pass --yes.`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0', description: 'Release a function (asks first)'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --yes --json', description: 'From a script'},
-  ]
+  static examples = examples(`
+    sudo 0000:03:00.0              # Release a function (asks first)
+    sudo 0000:03:00.0 --yes --json # From a script
+  `)
 
   static args = {
     bdf: Args.string({description: 'PCI function, [domain:]bus:device.function (picked interactively on a TTY when omitted)', ignoreStdin: true}),

@@ -1,5 +1,5 @@
 /**
- * `iopmem bench p2p` end to end on temp files (--mode bounce: no PCI device,
+ * `iopmem bench p2p` end to end on temp files (--buffer bounce: no PCI device,
  * no /sys or /dev write): the --json shape against the bytes the destination
  * really holds afterwards, --sweep (JSON rows and the terminal chart),
  * --plot (SVG and HTML), Ctrl-C (a child process given SIGINT mid-copy), the
@@ -86,14 +86,14 @@ function wellFormed(xml: string): boolean {
   return stack.length === 0 && !/<(?![A-Za-z/!])/.test(body)
 }
 
-describe('iopmem bench p2p on files (--mode bounce)', function () {
+describe('iopmem bench p2p on files (--buffer bounce)', function () {
   this.timeout(20_000)
   let tmp: string
   let src: string
   let dst: string
   let data: Buffer
   const children: ChildProcess[] = []
-  const base = (...more: string[]) => ['bench', 'p2p', '--src', src, '--dst', dst, '--mode', 'bounce', '--yes', ...more]
+  const base = (...more: string[]) => ['bench', 'p2p', '--src', src, '--dst', dst, '--buffer', 'bounce', '--yes', ...more]
   const dstBytes = () => fs.readFileSync(dst)
 
   before(() => {
@@ -216,7 +216,7 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
       fs.writeFileSync(osrc, data)
       fs.writeFileSync(odst, Buffer.alloc(SIZE))
     })
-    const plotArgs = (file: string, ...more: string[]) => ['bench', 'p2p', '--src', osrc, '--dst', odst, '--mode', 'bounce', '--yes', '--size', '1M', '--sweep', '4K,64K,1M', '--no-probe', '--plot', file, ...more]
+    const plotArgs = (file: string, ...more: string[]) => ['bench', 'p2p', '--src', osrc, '--dst', odst, '--buffer', 'bounce', '--yes', '--size', '1M', '--sweep', '4K,64K,1M', '--no-probe', '--plot', file, ...more]
 
     it('FILE.svg: a well-formed SVG, one line for the mode, a label and a point per block size, placed by GB/s', async () => {
       const file = path.join(tmp, 'chart.svg')
@@ -260,7 +260,7 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
 
     it('without --sweep, or to a file that is neither .svg nor .html: exit 2, no file', async () => {
       const svg = path.join(tmp, 'nosweep.svg')
-      const a = await cli(['bench', 'p2p', '--src', src, '--dst', dst, '--mode', 'bounce', '--yes', '--plot', svg])
+      const a = await cli(['bench', 'p2p', '--src', src, '--dst', dst, '--buffer', 'bounce', '--yes', '--plot', svg])
       expect(a.exit).to.equal(2)
       expect(a.stderr).to.match(/--plot needs --sweep/)
       expect(fs.existsSync(svg)).to.equal(false)
@@ -289,7 +289,7 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
       fs.writeFileSync(bigDst, '')
     })
     afterEach(() => fs.rmSync(bigDst, {force: true}))
-    const args = (...more: string[]) => ['bench', 'p2p', '--src', big, '--dst', bigDst, '--mode', 'bounce', '--yes', '--engine', 'psync', '--bs', '4K', '--qd', '1', '--size', '4G', '--no-probe', ...more]
+    const args = (...more: string[]) => ['bench', 'p2p', '--src', big, '--dst', bigDst, '--buffer', 'bounce', '--yes', '--engine', 'psync', '--bs', '4K', '--qd', '1', '--size', '4G', '--no-probe', ...more]
     // Once the copy has written something, and a little more.
     const copying = () => {
       let since = 0
@@ -425,12 +425,12 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
         fx.process({pid: 4243, comm: 'qemu', maps: ['/usr/lib/libc.so.6', '/dev/nvme1n1']})
         const node = path.join(fx.dev, 'nvme1n1')
         const before = fx.hash()
-        const r = await cli(['bench', 'p2p', '--src', src, '--dst', node, '--mode', 'bounce', '--size', '4K', '--yes', '--json'], fx)
+        const r = await cli(['bench', 'p2p', '--src', src, '--dst', node, '--buffer', 'bounce', '--size', '4K', '--yes', '--json'], fx)
         expect(r.exit, r.stdout).to.equal(5)
         expect(r.json.error.code).to.equal('E_IN_USE')
         expect(r.json.error.details.reasons).to.deep.equal(['process fio (pid 4242) has /dev/nvme1n1 open', 'process qemu (pid 4243) maps /dev/nvme1n1'])
         expect(fx.hash(), 'fixture tree changed').to.equal(before)
-        const other = await cli(['bench', 'p2p', '--src', src, '--dst', path.join(fx.dev, 'nvme0n1'), '--mode', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json'], fx)
+        const other = await cli(['bench', 'p2p', '--src', src, '--dst', path.join(fx.dev, 'nvme0n1'), '--buffer', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json'], fx)
         expect(other.exit, other.stdout).to.equal(0)
         expect(fs.readFileSync(path.join(fx.dev, 'nvme0n1')).equals(data.subarray(0, 4 * KiB))).to.equal(true)
       } finally {
@@ -450,7 +450,7 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
           const signed = Buffer.alloc(64 * KiB)
           sign(signed)
           fs.writeFileSync(node, signed)
-          const args = ['bench', 'p2p', '--src', src, '--dst', node, '--mode', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json']
+          const args = ['bench', 'p2p', '--src', src, '--dst', node, '--buffer', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json']
           const r = await cli(args, fx)
           expect(r.exit, r.stdout).to.equal(5)
           expect(r.json.error.code).to.equal('E_IN_USE')
