@@ -15,6 +15,7 @@ import * as path from 'node:path'
 import {pathToFileURL} from 'node:url'
 
 import type {BenchP2pResult} from '../../src/lib/bench/index.js'
+import {roundRate} from '../../src/lib/sys/index.js'
 import {cli, cliProcess, ROOT} from '../helpers/cli.js'
 import {standardMachine} from '../helpers/machines.js'
 
@@ -109,6 +110,14 @@ describe('iopmem bench p2p on files (--buffer bounce)', function () {
   })
   after(() => fs.rmSync(tmp, {recursive: true, force: true}))
 
+  it('the report prints rates as --json gives them: 3 significant digits (GB/s, IOPS)', () => {
+    const r = cliProcess(base('--size', '1M', '--bs', '4K'))
+    expect(r.exit, r.stderr).to.equal(0)
+    const rates = [...r.stdout.matchAll(/([\d.e+-]+) (GB\/s|IOPS)\b/g)].map((m) => m[1])
+    expect(rates.length, r.stdout).to.be.at.least(3)
+    for (const x of rates) expect(x, r.stdout).to.equal(String(roundRate(Number(x))))
+  })
+
   it('the report fits $COLUMNS (80 when not a terminal): long lines are wrapped, the sweep chart fits', () => {
     for (const cols of ['80', '']) {
       const r = cliProcess(base('--size', '256K', '--sweep', '4K,64K', '--no-probe'), undefined, {COLUMNS: cols})
@@ -138,15 +147,17 @@ describe('iopmem bench p2p on files (--buffer bounce)', function () {
     expect(m.latency.p999Us).to.be.at.least(m.latency.p99Us)
     expect(m.latency.maxUs).to.be.at.least(m.latency.p999Us)
     expect(m.seconds).to.be.greaterThan(0)
-    expect(m.gbps).to.be.closeTo(SIZE / m.seconds / 1e9, 1e-9)
-    expect(m.iops).to.be.closeTo(16 / m.seconds, 1e-6)
+    // Rates to 3 significant digits, as everywhere (docs/vocabulary.md).
+    expect(m.gbps).to.equal(roundRate(SIZE / m.seconds / 1e9))
+    expect(m.iops).to.equal(roundRate(16 / m.seconds))
     expect(m.cpu.percentOfOneCore).to.be.at.least(0)
     if (m.engine === 'psync') expect(m.fallbackReason, 'psync only as a fallback here').to.be.a('string')
     else expect(m.engine).to.equal('io_uring')
     expect(m.verify).to.deep.include({ok: true, mismatchAt: -1})
     expect(m.verify!.dstHash).to.equal(m.verify!.srcHash)
     expect(m.dram?.gbps).to.be.greaterThan(0)
-    expect(m.dram?.ofIdle).to.be.closeTo(m.dram!.gbps / j.dramIdleGbps!, 1e-9)
+    expect([m.dram!.gbps, j.dramIdleGbps]).to.deep.equal([roundRate(m.dram!.gbps), roundRate(j.dramIdleGbps!)])
+    expect(m.dram?.ofIdle).to.be.closeTo(m.dram!.gbps / j.dramIdleGbps!, 0.01 * m.dram!.ofIdle)
     expect(dstBytes().equals(data), 'the destination holds the source').to.equal(true)
   })
 

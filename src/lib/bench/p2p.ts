@@ -20,7 +20,7 @@ import {blockDirByDevNum, blockUsage, holdsSignature, readBlock} from '../dax/in
 import {nearestPciAncestor, type PciFunction, PciScanner} from '../pci/index.js'
 import {deniedNote, processesUsing} from '../sys/index.js'
 import {analyzePair, type PairAnalysis} from '../pci/index.js'
-import {formatBytes, parseSize} from '../sys/index.js'
+import {formatBytes, parseSize, roundRate} from '../sys/index.js'
 import {dmaCheckpoint, type DmaTotals, subtractTotals} from '../vm/index.js'
 import type {IoControl, IoRunResult, Mapping, Native} from '../../native/types.js'
 
@@ -548,8 +548,8 @@ export async function runMode(
     dstOffset: opts.dstOffset,
     bytes: r.bytes,
     seconds: r.seconds,
-    gbps: r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0,
-    iops: r.seconds > 0 ? r.ops / r.seconds : 0,
+    gbps: r.seconds > 0 ? roundRate(r.bytes / r.seconds / 1e9) : 0,
+    iops: r.seconds > 0 ? roundRate(r.ops / r.seconds) : 0,
     latency: r.latency,
     cpu: {...r.cpu, percentOfOneCore: r.seconds > 0 ? (100 * cpuS) / r.seconds : 0},
     engine: r.engine,
@@ -562,7 +562,7 @@ export async function runMode(
   if (dma) out.dma = dma
   if (p && p.seconds > 0) {
     const gbps = p.bytes / p.seconds / 1e9
-    out.dram = {gbps, ofIdle: opts.idleGbps ? gbps / opts.idleGbps : 1}
+    out.dram = {gbps: roundRate(gbps), ofIdle: opts.idleGbps ? gbps / opts.idleGbps : 1}
   }
   return out
 }
@@ -608,5 +608,5 @@ export async function idleDram(native: Native, ms = 300): Promise<number> {
   await new Promise((r) => setTimeout(r, ms))
   ctl.stop()
   const r = await p
-  return r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0
+  return r.seconds > 0 ? roundRate(r.bytes / r.seconds / 1e9) : 0
 }
