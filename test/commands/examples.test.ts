@@ -15,6 +15,7 @@ import {cli, ROOT} from '../helpers/cli.js'
 import {daxMachine, fakeFiemap, fakeFileOps, FakeRunner, installDaxDeps, installFileOps} from '../helpers/dax.js'
 import {FakeDriverCore} from '../helpers/fake-driver-core.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
+import {expectSchema} from '../helpers/schemas.js'
 import {realFsDir} from '../native/helpers.js'
 
 /** Examples not run here: each needs a real kernel, a guest or a minute, and is run (or its path is) where said. */
@@ -145,7 +146,8 @@ describe('every example in the help', function () {
       const want = EXIT[k]
       expect(r.exit, `${k}\n${r.stderr}${r.stdout.slice(-2000)}`).to.equal(want?.exit ?? 0)
       if (want) expect(r.stderr + r.stdout).to.match(want.why)
-      if (e.args.includes('--json')) expect(r.json, 'one JSON document').to.be.an('object')
+      // Its --json document is what docs/schemas/ says (the result's schema, or the error envelope's).
+      if (e.args.includes('--json')) expectSchema(e.id, r.json)
     })
   }
 })
