@@ -5,13 +5,13 @@ import module from 'node:module'
 // start-up); Node 20 has no such cache and skips this.
 module.enableCompileCache?.()
 
-// oclif's parts, not its index: '@oclif/core' loads every module it has (help,
-// ux, the parser's helpers, semver for an engine check) before a command runs.
-const [{run}, {flush}] = await Promise.all([import('@oclif/core/run'), import('@oclif/core/flush')])
+// The bundle's entry (npm run build: tsc, then scripts/bundle.mjs): oclif's run
+// path and ours in a few files, not ~190 modules for Node to resolve and link.
+const {run, flush, handle, reportUncaught} = await import('../dist/bundle/main.js')
 
 // oclif's execute(), with one change: an error no BaseCommand caught (a plugin
 // command's: `iopmem help lst --json`) is reported like ours when oclif raised
-// it on purpose (dist/base-command.js, loaded only then).
+// it on purpose.
 const argv = process.argv.slice(2)
 try {
   await run(argv, import.meta.url)
@@ -19,13 +19,11 @@ try {
 } catch (error) {
   let exit
   try {
-    const {reportUncaught} = await import('../dist/base-command.js')
     exit = await reportUncaught(error, argv, import.meta.url)
   } catch {
     exit = undefined
   }
   if (exit === undefined) {
-    const {handle} = await import('@oclif/core/handle')
     await handle(error)
   } else process.exitCode = exit
 }

@@ -1,4 +1,6 @@
 import {Command} from '@oclif/core/command'
+// oclif's run path has loaded it by the time a command runs (and esbuild's bundle gives a dynamic import of it no names).
+import {Config} from '@oclif/core/config'
 import * as Errors from '@oclif/core/errors'
 import * as Flags from '@oclif/core/flags'
 
@@ -238,7 +240,6 @@ export async function reportUncaught(error: unknown, argv: string[], root: strin
   let e: IopmemError
   const missing = /^Command (\S+) not found\.$/.exec(error.message)
   if (missing && args[0] === 'help') {
-    const {Config} = await import('@oclif/core/config')
     const {unknownCommand} = await import('./hooks/command-not-found.js')
     e = unknownCommand(await Config.load(root), missing[1].split(':'), [])
   } else {

@@ -15,9 +15,8 @@
 import {createRequire} from 'node:module'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import {fileURLToPath} from 'node:url'
 
-import {Exit, type ExitCode, IopmemError, seamValue} from '../lib/sys/index.js'
+import {Exit, type ExitCode, IopmemError, packageRoot, seamValue} from '../lib/sys/index.js'
 import type {
   CachingMode,
   FiemapOptions,
@@ -156,10 +155,7 @@ export class NativeErrnoError extends IopmemError {
 
 // ---- loading ------------------------------------------------------------------
 
-/** The package root: two levels above this file in src/native and in dist/native. */
-export function packageRoot(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-}
+export {packageRoot}
 
 let cached: Native | undefined
 

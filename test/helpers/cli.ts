@@ -14,16 +14,21 @@ import type {SysfsFixture} from './sysfs-fixture.js'
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 /**
- * dist's host module, loaded the way oclif loads commands (a native dynamic
- * import of a file URL), so that both see one module instance.
+ * A module of the build as the commands see it: the bundle's entry for it
+ * (scripts/bundle.mjs lists these seams), loaded the way oclif loads commands
+ * (a native dynamic import of a file URL), so that both see one instance.
  */
+export function distModule(rel: string): string {
+  return pathToFileURL(path.join(ROOT, 'dist/bundle', rel)).href
+}
+
 interface DistHostModule {
   Host: new (opts: {roots: {sysfs: string; dev: string; proc: string}; writer?: SysfsWriter; uid?: number}) => Host
   setHost(h: Host | undefined): void
 }
 
 async function distHost(): Promise<DistHostModule> {
-  return (await import(pathToFileURL(path.join(ROOT, 'dist/lib/sys/host.js')).href)) as DistHostModule
+  return (await import(distModule('lib/sys/host.js'))) as DistHostModule
 }
 
 export interface CliResult {

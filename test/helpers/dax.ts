@@ -6,13 +6,12 @@
  * cli() runs.
  */
 import * as path from 'node:path'
-import {pathToFileURL} from 'node:url'
 
 import type {DaxDeps, Signature} from '../../src/lib/dax/index.js'
 import type {ExecResult, Runner} from '../../src/lib/sys/exec.js'
 import type {FileOps, FileStat} from '../../src/lib/dax/locate.js'
 import type {FiemapResult} from '../../src/native/types.js'
-import {ROOT} from './cli.js'
+import {distModule} from './cli.js'
 
 export interface Call {
   program: string
@@ -58,7 +57,7 @@ export class FakeRunner implements Runner {
   async run(program: string, args: string[]): Promise<ExecResult> {
     this.calls.push({program, args})
     if (this.missing.has(program)) {
-      const {programMissing} = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/sys/exec.js')).href)) as typeof import('../../src/lib/sys/exec.js')
+      const {programMissing} = (await import(distModule('lib/sys/exec.js'))) as typeof import('../../src/lib/sys/exec.js')
       throw programMissing(program)
     }
     const f = this.failures.get(program)
@@ -134,13 +133,13 @@ type DistLocate = typeof import('../../src/lib/dax/locate.js')
 
 /** Install fakes into dist's dax module (what cli() runs); call with {} to restore. */
 export async function installDaxDeps(deps: Partial<DaxDeps>): Promise<void> {
-  const mod = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/dax/mkfs.js')).href)) as DistDax
+  const mod = (await import(distModule('lib/dax/mkfs.js'))) as DistDax
   mod.setDaxDeps(deps)
 }
 
 /** Install fake statx/FIEMAP into dist's locate module; undefined restores the addon. */
 export async function installFileOps(ops: FileOps | undefined): Promise<void> {
-  const mod = (await import(pathToFileURL(path.join(ROOT, 'dist/lib/dax/locate.js')).href)) as DistLocate
+  const mod = (await import(distModule('lib/dax/locate.js'))) as DistLocate
   mod.setFileOps(ops)
 }
 

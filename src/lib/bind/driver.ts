@@ -4,10 +4,9 @@ import {X509Certificate} from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {isBdfName} from '../pci/index.js'
-import {Exit, IopmemError, type ProgramArg, type ProgramPath, SafetyCode, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
+import {Exit, IopmemError, packageRoot, type ProgramArg, type ProgramPath, SafetyCode, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import type {PciFunction} from '../pci/index.js'
 import {formatBytes} from '../sys/index.js'
@@ -196,7 +195,7 @@ export const KMOD_SOURCES = ['iopmem.c', 'iopmem_compat.h', 'Kbuild'] as const
 
 /** The module's sources: native/kmod in this package. */
 export function kmodSourceDir(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../native/kmod')
+  return path.join(packageRoot(), 'native', 'kmod')
 }
 
 export function defaultOutDir(release: string, env: NodeJS.ProcessEnv = process.env): string {

@@ -1,10 +1,11 @@
 /** `iopmem locate`: where a file's bytes lie on the device and in physical memory, from FIEMAP and sysfs. */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import {pathToFileURL} from 'node:url'
 
 import {type BlockInfo, blockDirByDevNum, type DiskKind, type MemoryBacking, memoryBacking, nvmeNamespace, readBlock} from './blockdev.js'
 import {ByteSink} from './bytesink.js'
-import {Exit, IopmemError, usage} from '../sys/index.js'
+import {Exit, IopmemError, packageRoot, usage} from '../sys/index.js'
 import {classifyPath} from '../pci/index.js'
 import type {Host} from '../sys/index.js'
 import {mountDaxMode, type MountEntry, readMounts} from '../sys/index.js'
@@ -660,6 +661,16 @@ interface SecondHalf {
 }
 
 /**
+ * The worker's module. Unbundled (dist/, or src/ under tsx, which maps .js to
+ * .ts) it sits beside this one; in the bundle this code is in a chunk and the
+ * worker is an entry of its own (scripts/bundle.mjs).
+ */
+function workerUrl(): URL {
+  if (/\/locate\.[jt]s$/.test(import.meta.url)) return new URL('./locate-worker.js', import.meta.url)
+  return pathToFileURL(path.join(packageRoot(), 'dist', 'bundle', 'lib', 'dax', 'locate-worker.js'))
+}
+
+/**
  * Map [start, start+length) in a worker thread (FIEMAP, scan, and the JSON
  * lines when fmt is given) while the caller maps the first half. Undefined
  * when no worker can be started: the caller then maps everything itself.
@@ -668,7 +679,7 @@ async function startSecondHalf(file: string, start: number, length: number | big
   let worker: import('node:worker_threads').Worker
   try {
     const {Worker} = await import('node:worker_threads')
-    worker = new Worker(new URL('./locate-worker.js', import.meta.url), {workerData: {file, start, length, sync, ctx, fmt}})
+    worker = new Worker(workerUrl(), {workerData: {file, start, length, sync, ctx, fmt}})
   } catch {
     return undefined
   }

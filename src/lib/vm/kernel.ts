@@ -3,7 +3,8 @@ import {createHash} from 'node:crypto'
 import {closeSync, openSync, readFileSync, readSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
+
+import {packageRoot} from '../sys/index.js'
 
 /** iopmem's cache (`$XDG_CACHE_HOME/iopmem`, else `~/.cache/iopmem`): initramfs, helpers, the kernel build tree. */
 export function iopmemCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -11,9 +12,9 @@ export function iopmemCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, 'iopmem')
 }
 
-/** The checkout (or installed package) this file belongs to: src/lib/vm or dist/lib/vm, three levels down. */
+/** The checkout (or installed package) this code belongs to. */
 export function defaultRepoRoot(): string {
-  return fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '')
+  return packageRoot()
 }
 
 /** The folder of the repository's own guest kernel: bzImage, config, extmod.tar.xz, SHA256SUMS, SOURCE. */
