@@ -22,6 +22,17 @@ export abstract class BaseCommand extends Command {
     yes: Flags.boolean({char: 'y', description: 'Proceed without asking for confirmation (required when not on a TTY).'}),
   }
 
+  /** `--dry-run` of the commands that change the machine (docs/vocabulary.md): every check, no change, no question; `exclusive`: flags it does not cover. */
+  static dryRunFlag(exclusive: string[] = []) {
+    return {
+      'dry-run': Flags.boolean({
+        char: 'n',
+        description: 'Print the sysfs writes and commands the real run would make, in order, and change nothing: every check runs, nothing is asked, no lock is taken, and root is needed only where the checks need it.',
+        exclusive,
+      }),
+    }
+  }
+
   protected get host(): Host {
     return getHost()
   }

@@ -3,10 +3,10 @@ import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand, examples} from '../base-command.js'
 import {normalizeBdf} from '../lib/pci/index.js'
-import {DEFAULT_DRIVER, driverRegistered, executeBind, interruptedMessage, planBind, recheckBind, validateDriverName, withFunctionLock} from '../lib/bind/index.js'
+import {type BindPlan, type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, interruptedMessage, planBind, recheckBind, validateDriverName, withFunctionLock} from '../lib/bind/index.js'
 import {CACHE_MODES, canLoadModule, driverEnv, MODES, validateBarIndex, validateCache, validateMode, withModule} from '../lib/bind/index.js'
 import {type PersistedBindResult, planPersist, recordFor, ruleProgram, savePersist} from '../lib/persist/index.js'
-import {Exit, IopmemError} from '../lib/sys/index.js'
+import {dryRunResult, type DryRunResult, Effects, Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
 export default class Bind extends BaseCommand {
@@ -19,7 +19,9 @@ The default driver is iopmem (see \`iopmem driver\`); when it is not loaded, bin
 
 --persist also records the binding in /etc/iopmem/bind.d and installs the udev rule that binds the function the same way whenever it appears, at every boot (see \`iopmem persist\`); it is refused, before anything changes, when driverctl has an override for the function.
 
-On a terminal, a missing BDF opens a picker and taking a device from its driver asks first; without a terminal, pass the BDF and --yes.`
+On a terminal, a missing BDF opens a picker and taking a device from its driver asks first; without a terminal, pass the BDF and --yes.
+
+--dry-run (-n) prints the writes (and the module load) the bind would make, in order, and changes nothing: every check runs and refuses as the real bind would, nothing is asked, and root is not needed (the output says the real bind needs it).`
 
   static examples = examples(`
     sudo 0000:03:00.0                                # Bind to the iopmem driver
@@ -27,6 +29,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     sudo 0000:03:00.0 --driver vfio-pci --yes        # Hand a device to vfio-pci from a script
     sudo 00:04.0 --driver uio_pci_generic --json     # Domain 0000 may be left out
     sudo 0000:03:00.0 --as blockdax --persist        # Bind now and at every boot
+    0000:03:00.0 --driver vfio-pci --dry-run         # The sysfs writes a bind would make, nothing changed
   `)
 
   static args = {
@@ -42,9 +45,10 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     wait: Flags.boolean({description: 'If another iopmem is changing this function, wait for it instead of refusing.'}),
     persist: Flags.boolean({description: 'Also record the binding (driver; mode, BAR and cache for iopmem) in /etc/iopmem/bind.d and install the udev rule that re-applies it at every boot.'}),
     ...BaseCommand.confirmFlags,
+    ...BaseCommand.dryRunFlag(['persist']),
   }
 
-  async run(): Promise<PersistedBindResult> {
+  async run(): Promise<PersistedBindResult | DryRunResult> {
     const {args, flags} = await this.parse(Bind)
     const bdf = args.bdf ?? (await this.pickOrFail())
     // Bad input is refused before anything is loaded.
@@ -54,13 +58,15 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     if (flags.cache !== undefined) validateCache(flags.cache)
     if (flags.bar !== undefined) validateBarIndex(flags.bar)
     // From the in-use check to the last write, no other iopmem changes this function.
-    return withFunctionLock(this.host, bdf, {wait: flags.wait}, async (guard) => {
+    const effects = new Effects(flags['dry-run'])
+    return withFunctionLock(this.host, bdf, {wait: flags.wait, effects}, async (guard) => {
       // The module is loaded only after the plan and the confirmation, and unloaded again if
       // the bind then fails or is interrupted and rolled back.
       const d = driverEnv(this.host)
-      const load = driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && canLoadModule(d)
-      const opts = {force: flags.force, mode: flags.as, bar: flags.bar, cache: flags.cache, loadIopmem: load}
+      const load = driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && canLoadModule(d, effects)
+      const opts = {force: flags.force, mode: flags.as, bar: flags.bar, cache: flags.cache, loadIopmem: load, effects}
       let plan = planBind(this.host, bdf, driver, opts)
+      if (effects.dryRun) return this.dryRun(plan, await withModule(d, load, () => executeBind(this.host, plan, guard, effects), undefined, effects), effects)
       // Everything the record needs is checked before the first change.
       const persist = flags.persist ? planPersist(this.host, recordFor(plan), ruleProgram(this.host, this.config.root)) : undefined
       if (plan.destructive) {
@@ -91,6 +97,15 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
       if (result.interrupted) this.stopInterrupted(result, interruptedMessage(result) + (persist ? (out.persist ? ` Recorded in ${out.persist.file}.` : ' Nothing was recorded.') : ''))
       return out
     })
+  }
+
+  /** The steps a bind would take (listed by the same code, through `effects`), human or --json. */
+  private async dryRun(plan: BindPlan, {result}: {result: BindResult}, effects: Effects): Promise<DryRunResult> {
+    const facts = {bdf: plan.fn.bdf, driver: plan.driver, previousDriver: result.previousDriver, previousOverride: result.previousOverride, usage: plan.usage, iopmem: plan.iopmem ?? null}
+    const out = dryRunResult('bind', effects, facts)
+    const {renderDryRun, usageNotes} = await import('../ui/render-dryrun.js')
+    if (!this.jsonEnabled()) this.log(renderDryRun(out, `bind ${plan.fn.bdf} to ${plan.driver} (now ${plan.fn.driver ?? 'no driver'})`, await this.colors(), usageNotes(plan.usage)))
+    return out
   }
 
   private async pickOrFail(): Promise<string> {

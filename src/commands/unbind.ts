@@ -4,7 +4,7 @@ import * as Flags from '@oclif/core/flags'
 import {BaseCommand, examples} from '../base-command.js'
 import {executeUnbind, interruptedMessage, withFunctionLock, planUnbind, recheckUnbind} from '../lib/bind/index.js'
 import {hasRecord, type PersistedBindResult, planRemove, removePersist} from '../lib/persist/index.js'
-import {Exit, IopmemError} from '../lib/sys/index.js'
+import {dryRunResult, type DryRunResult, Effects, Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
 export default class Unbind extends BaseCommand {
@@ -13,11 +13,14 @@ export default class Unbind extends BaseCommand {
 
 --persist also removes the binding recorded by \`bind --persist\` (and the udev rule with the last one), so the next boot leaves the function alone; without it, unbinding a function that has a record warns that the next boot binds it again.
 
-Refuses while the function is in use (mounted filesystems or holders on its block devices, processes with its resource files, p2pmem or device nodes open or mapped) unless --force. On a terminal it asks first; without one, pass --yes.`
+Refuses while the function is in use (mounted filesystems or holders on its block devices, processes with its resource files, p2pmem or device nodes open or mapped) unless --force. On a terminal it asks first; without one, pass --yes.
+
+--dry-run (-n) prints the writes the unbind would make, in order, and changes nothing: every check runs and refuses as the real unbind would, nothing is asked, and root is not needed (the output says the real unbind needs it).`
 
   static examples = examples(`
     sudo 0000:03:00.0              # Release a function (asks first)
     sudo 0000:03:00.0 --yes --json # From a script
+    0000:03:00.0 --dry-run         # The sysfs writes an unbind would make, nothing changed
   `)
 
   static args = {
@@ -29,9 +32,10 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
     wait: Flags.boolean({description: 'If another iopmem is changing this function, wait for it instead of refusing.'}),
     persist: Flags.boolean({description: 'Also remove the binding recorded in /etc/iopmem/bind.d (bind --persist), so the next boot does not bind it again.'}),
     ...BaseCommand.confirmFlags,
+    ...BaseCommand.dryRunFlag(['persist']),
   }
 
-  async run(): Promise<PersistedBindResult> {
+  async run(): Promise<PersistedBindResult | DryRunResult> {
     const {args, flags} = await this.parse(Unbind)
     let bdf = args.bdf
     if (bdf === undefined) {
@@ -44,8 +48,16 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
       }
       bdf = await pickFunction(this.host, 'Which function should be unbound?')
     }
-    return withFunctionLock(this.host, bdf, {wait: flags.wait}, async (guard) => {
-      let plan = planUnbind(this.host, bdf, {force: flags.force})
+    const effects = new Effects(flags['dry-run'])
+    return withFunctionLock(this.host, bdf, {wait: flags.wait, effects}, async (guard) => {
+      let plan = planUnbind(this.host, bdf, {force: flags.force, effects})
+      if (effects.dryRun) {
+        const r = await executeUnbind(this.host, plan, guard, effects)
+        const out = dryRunResult('unbind', effects, {bdf: r.bdf, previousDriver: r.previousDriver, previousOverride: r.previousOverride, usage: plan.usage})
+        const {renderDryRun, usageNotes} = await import('../ui/render-dryrun.js')
+        if (!this.jsonEnabled()) this.log(renderDryRun(out, `unbind ${r.bdf} (now ${r.previousDriver ?? 'no driver'}, driver_override ${r.previousOverride ?? '(null)'})`, await this.colors(), usageNotes(plan.usage)))
+        return out
+      }
       if (flags.persist) planRemove(this.host, plan.fn.bdf)
       if (!plan.noop && plan.fn.driver !== null) {
         await this.confirmOrRefuse(

@@ -38,7 +38,7 @@ describe('JSON schemas (docs/schemas)', () => {
     const withJson = Object.entries(manifest.commands).filter(([, c]) => 'json' in c.flags).map(([id]) => id).sort()
     expect(withJson.length).to.be.greaterThan(20)
     expect(withJson).to.deep.equal(Object.keys(SCHEMA_OF).sort())
-    expect(schemaFiles.sort()).to.deep.equal([...new Set([...Object.values(SCHEMA_OF), 'error'])].sort())
+    expect(schemaFiles.sort()).to.deep.equal([...new Set([...Object.values(SCHEMA_OF), 'error', 'dry-run'])].sort())
   })
 
   it('each schema is draft 2020-12, compiles strictly, requires schemaVersion (the constant) and is closed', () => {
@@ -46,8 +46,11 @@ describe('JSON schemas (docs/schemas)', () => {
       const s = JSON.parse(fs.readFileSync(path.join(SCHEMA_DIR, `${name}.json`), 'utf8'))
       expect(s.$schema, name).to.equal('https://json-schema.org/draft/2020-12/schema')
       expect(s.title, name).to.be.a('string')
-      expect(s.properties.schemaVersion.const, name).to.equal(SCHEMA_VERSION)
-      expect(s.required, name).to.include('schemaVersion')
+      // dry-run.json is one closed shape per command (oneOf).
+      for (const doc of s.oneOf ?? [s]) {
+        expect(doc.properties.schemaVersion.const, name).to.equal(SCHEMA_VERSION)
+        expect(doc.required, name).to.include('schemaVersion')
+      }
       validator(name)
       // error.details is free-form per code (docs/json-and-exit-codes.md); everything else names its fields.
       expect(openObjects(s), `${name}: objects without additionalProperties: false`).to.deep.equal([])
@@ -79,7 +82,7 @@ describe('JSON schemas (docs/schemas)', () => {
       const text = fs.readFileSync(page(id), 'utf8')
       expect(text, `${path.basename(page(id))} links schemas/${name}.json`).to.include(`](schemas/${name}.json)`)
     }
-    expect(fs.readFileSync(path.join(ROOT, 'docs/json-and-exit-codes.md'), 'utf8')).to.include('](schemas/error.json)')
+    expect(fs.readFileSync(path.join(ROOT, 'docs/json-and-exit-codes.md'), 'utf8')).to.include('](schemas/error.json)').and.to.include('](schemas/dry-run.json)')
   })
 })
 
@@ -140,6 +143,13 @@ describe('real --json output validates against its schema', function () {
     await run(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--yes', '--json'])
     await run(['unbind', BDF.ivshmem, '--yes', '--json'])
     await run(['unbind', BDF.nvmeCmb, '--json'], 5)
+  })
+
+  it('--dry-run of bind and unbind (the dry-run schema)', async () => {
+    const b = await run(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--dry-run', '--json'])
+    expect(b).to.include({dryRun: true, command: 'bind'})
+    await run(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--yes', '--json'])
+    expect((await run(['unbind', BDF.ivshmem, '--dry-run', '--json'])).steps).to.have.length.greaterThan(0)
   })
 
   it('driver status and persist list', async () => {

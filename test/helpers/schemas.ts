@@ -57,12 +57,12 @@ export function validator(name: string): ValidateFunction {
 
 /**
  * `json` (what `iopmem ID … --json` printed) is valid against its schema: the
- * error envelope's when it is one (no result has a top-level `error`), else the
- * command's. `id` is the manifest id (`bench:p2p`) or the words (`bench p2p`).
+ * error envelope's when it is one (no result has a top-level `error`), a dry
+ * run's (`dryRun: true`, bind/unbind/mkfs-dax/driver load), else the command's. `id` is the manifest id (`bench:p2p`) or the words (`bench p2p`).
  */
 export function expectSchema(id: string, json: unknown): void {
   expect(json, `${id}: one JSON object on stdout`).to.be.an('object')
-  const name = 'error' in (json as object) ? 'error' : SCHEMA_OF[id.replaceAll(' ', ':')]
+  const name = 'error' in (json as object) ? 'error' : (json as {dryRun?: boolean}).dryRun === true ? 'dry-run' : SCHEMA_OF[id.replaceAll(' ', ':')]
   expect(name, `no schema for ${id}`).to.be.a('string')
   const v = validator(name)
   const ok = v(json)

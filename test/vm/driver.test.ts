@@ -478,8 +478,16 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
   it('bind --driver iopmem loads the module when it is not loaded, from where `driver build` puts it', async () => {
     const dir = `/tmp/.cache/iopmem/kmod/${vm.release}` // HOME is /tmp in the guest
     await sh(`mkdir -p ${dir} && cp ${ko} ${dir}/iopmem.ko`)
+    // --dry-run on the real kernel: it lists the insmod of that file and the writes, and changes nothing; the real bind then makes exactly those writes.
+    const state = () => sh(`ls /sys/module | grep -c '^iopmem$' || true; readlink /sys/bus/pci/devices/${bdf}/driver || echo none; cat /sys/bus/pci/devices/${bdf}/driver_override`)
+    const before = await state()
+    const dry = json(await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem', '--dry-run', '--json']))
+    expect(await state(), 'the dry run changed nothing').to.equal(before)
+    expect(dry.steps.find((s: any) => s.kind === 'run')).to.deep.equal({kind: 'run', argv: ['insmod', '/proc/self/fd/3'], fd3: `${dir}/iopmem.ko`})
     const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem', '--json'])
     expect(r.code, r.stdout + r.stderr).to.equal(0)
+    const listed = dry.steps.filter((s: any) => s.kind === 'write').map((s: any) => [s.file, s.value.replace(/\n$/, '')])
+    expect(json(r).steps.map((s: any) => [s.file, s.value]), 'the dry run listed the writes the bind made').to.deep.equal(listed)
     expect(json(r).moduleLoaded).to.deep.equal({how: 'insmod', ko: `${dir}/iopmem.ko`})
     expect(json(r).iopmem).to.include({mode: 'p2pmem', bar: 2})
     expect(json(await iopmem(['driver', 'status', '--json']))).to.include({loaded: true})

@@ -3,7 +3,7 @@ import * as path from 'node:path'
 
 import {normalizeBdf} from '../pci/index.js'
 import {type BoundDevice, configLine, type DeviceSettings, deviceInfo, lastErrorFor, resolveSettings} from './driver.js'
-import {Exit, IopmemError, type LockOptions, type SignalGuard, underGuard, usage, withLock} from '../sys/index.js'
+import {type Effects, Exit, IopmemError, type LockOptions, realEffects, type SignalGuard, underGuard, usage, withLock} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {checkInUse, type UsageReport} from './inuse.js'
 import {type PciFunction, PciScanner} from '../pci/index.js'
@@ -145,19 +145,20 @@ function refuseInUse(report: UsageReport, force: boolean | undefined, verb: stri
   })
 }
 
-function requireRoot(host: Host, verb: string): void {
-  if (!host.isRoot()) {
-    throw new IopmemError(`${verb} needs root: it writes to the driver core's files in /sys/bus/pci.`, {
-      code: 'E_NOT_ROOT',
-      exit: Exit.PERMISSION,
-      suggestions: ['Run it with sudo.'],
-    })
-  }
+/** Root is needed only to write the driver core's files: a dry run says so and goes on (Effects.requireRoot). */
+function requireRoot(host: Host, verb: string, effects: Effects = realEffects()): void {
+  effects.requireRoot(host, `${verb} needs root: it writes to the driver core's files in /sys/bus/pci.`)
 }
 
 /** `loadIopmem`: the iopmem module is not loaded yet and will be, after this plan and its confirmation (withModule). */
 /** `forceCache`: accept a CPU-cached mapping as --force does, without --force's taking of a function in use (a recorded binding's force-cache). */
-export function planBind(host: Host, bdfText: string, driverText: string | undefined, opts: {force?: boolean; forceCache?: boolean; loadIopmem?: boolean} & IopmemOptions = {}): BindPlan {
+/** `effects`: a dry run's (every check runs; the root check only notes that the real run needs root). */
+export function planBind(
+  host: Host,
+  bdfText: string,
+  driverText: string | undefined,
+  opts: {force?: boolean; forceCache?: boolean; loadIopmem?: boolean; effects?: Effects} & IopmemOptions = {},
+): BindPlan {
   const bdf = normalizeBdf(bdfText)
   const driver = validateDriverName(driverText ?? DEFAULT_DRIVER)
   const given = (['mode', 'bar', 'cache'] as const).filter((k) => opts[k] !== undefined)
@@ -201,18 +202,23 @@ export function planBind(host: Host, bdfText: string, driverText: string | undef
   }
   const report = fn.driver ? checkInUse(host, fn) : null
   if (report) refuseInUse(report, opts.force, `take ${bdf} from ${fn.driver}`)
-  requireRoot(host, 'bind')
+  requireRoot(host, 'bind', opts.effects)
   return {fn, driver, usage: report, destructive: fn.driver !== null, noop: false, iopmem}
 }
 
+/** Every write of bind and unbind (and their rollbacks) goes through here, to the kernel or, in a dry run, to the list of steps. */
 class Steps {
   readonly list: BindStep[] = []
-  constructor(private host: Host) {}
+  constructor(
+    private host: Host,
+    private effects: Effects = realEffects(),
+  ) {}
+
   write(file: string, value: string): void {
     const step: BindStep = {file: this.host.display(file), value: value.replace(/\n$/, ''), ok: true}
     this.list.push(step)
     try {
-      this.host.write(file, value)
+      this.effects.write(this.host, file, value)
     } catch (error) {
       step.ok = false
       step.error = error instanceof IopmemError ? error.code : String(error)
@@ -272,15 +278,15 @@ function rollback(host: Host, steps: Steps, fn: PciFunction, changed: Changed, b
  * written so far and returns the state with `interrupted: true`. A signal
  * during the last write finds the bind done: that is the state reported.
  */
-export async function executeBind(host: Host, plan: BindPlan, guard?: SignalGuard): Promise<BindResult> {
-  return underGuard(guard, (g) => bindSteps(host, plan, g))
+export async function executeBind(host: Host, plan: BindPlan, guard?: SignalGuard, effects: Effects = realEffects()): Promise<BindResult> {
+  return underGuard(guard, (g) => bindSteps(host, plan, g, effects))
 }
 
-async function bindSteps(host: Host, plan: BindPlan, guard: SignalGuard): Promise<BindResult> {
+async function bindSteps(host: Host, plan: BindPlan, guard: SignalGuard, effects: Effects): Promise<BindResult> {
   const {fn, driver} = plan
   const before = currentDriver(host, fn)
   const beforeOverride = currentOverride(host, fn)
-  const steps = new Steps(host)
+  const steps = new Steps(host, effects)
   const result = (d: string | null, changed: boolean, warnings: string[] = []): BindResult => ({
     bdf: fn.bdf,
     driver: d,
@@ -339,6 +345,13 @@ async function bindSteps(host: Host, plan: BindPlan, guard: SignalGuard): Promis
       break
     }
   }
+  if (effects.dryRun) {
+    // What the kernel did with the writes decides the rest: a dry run cannot know it, and says what follows.
+    const link = host.display(path.join(fn.sysfsPath, 'driver'))
+    effects.then(`reads ${link}: it must name ${driver}; otherwise writes what undoes the steps above (the driver and driver_override it had) and fails (exit 6)`)
+    if (plan.iopmem) effects.then(`reads what iopmem made of it from ${host.display(host.sys('bus/pci/devices', fn.bdf, 'iopmem'))}/ (mode, bar, cache, node: /dev/iopmemN or p2pmem)`)
+    return result(before, false)
+  }
   const now = currentDriver(host, fn)
   if (stoppedAt === undefined && !failure && now === driver) {
     return guard.interrupted ? {...result(now, true), interrupted: true, signal: guard.signal, rolledBack: false} : result(now, true)
@@ -383,14 +396,14 @@ export interface UnbindPlan {
   noop: boolean
 }
 
-export function planUnbind(host: Host, bdfText: string, opts: {force?: boolean} = {}): UnbindPlan {
+export function planUnbind(host: Host, bdfText: string, opts: {force?: boolean; effects?: Effects} = {}): UnbindPlan {
   const bdf = normalizeBdf(bdfText)
   const fn = new PciScanner(host).get(bdf)
   if (fn.driver === null && fn.driverOverride === null) return {fn, usage: null, noop: true}
   if (fn.driver !== null) refuseBridge(fn, opts.force, 'unbind')
   const report = fn.driver === null ? null : checkInUse(host, fn)
   if (report) refuseInUse(report, opts.force, `unbind ${bdf} from ${fn.driver}`)
-  requireRoot(host, 'unbind')
+  requireRoot(host, 'unbind', opts.effects)
   return {fn, usage: report, noop: false}
 }
 
@@ -400,15 +413,15 @@ export function planUnbind(host: Host, bdfText: string, opts: {force?: boolean} 
  * override, untouched, still lets it) and returns that state with
  * `interrupted: true`; during the last one, the unbind is complete.
  */
-export async function executeUnbind(host: Host, plan: UnbindPlan, guard?: SignalGuard): Promise<BindResult> {
-  return underGuard(guard, (g) => unbindSteps(host, plan, g))
+export async function executeUnbind(host: Host, plan: UnbindPlan, guard?: SignalGuard, effects: Effects = realEffects()): Promise<BindResult> {
+  return underGuard(guard, (g) => unbindSteps(host, plan, g, effects))
 }
 
-async function unbindSteps(host: Host, plan: UnbindPlan, guard: SignalGuard): Promise<BindResult> {
+async function unbindSteps(host: Host, plan: UnbindPlan, guard: SignalGuard, effects: Effects): Promise<BindResult> {
   const {fn} = plan
   const before = currentDriver(host, fn)
   const beforeOverride = currentOverride(host, fn)
-  const steps = new Steps(host)
+  const steps = new Steps(host, effects)
   const warnings: string[] = []
   const result = (): BindResult => ({
     bdf: fn.bdf,
@@ -450,6 +463,10 @@ async function unbindSteps(host: Host, plan: UnbindPlan, guard: SignalGuard): Pr
     }
     await guard.checkpoint()
   }
+  if (effects.dryRun) {
+    if (before !== null) effects.then(`reads ${host.display(path.join(fn.sysfsPath, 'driver'))}: it must be gone (no driver); otherwise fails (exit 6)`)
+    return result()
+  }
   const now = currentDriver(host, fn)
   if (now !== null) {
     throw new IopmemError(`Unbinding ${fn.bdf} did not take: it is still bound to ${now}.`, {
@@ -471,8 +488,8 @@ async function unbindSteps(host: Host, plan: UnbindPlan, guard: SignalGuard): Pr
 export async function withFunctionLock<T>(host: Host, bdfText: string, opts: LockOptions, fn: (guard: SignalGuard) => Promise<T>): Promise<T> {
   const bdf = normalizeBdf(bdfText)
   // The lock lives in /run/lock, which only root may write: say what a normal user lacks
-  // (E_NOT_ROOT, as planning would) rather than fail on the lock file.
-  if (host.isLive) requireRoot(host, `Changing the driver of ${bdf}`)
+  // (E_NOT_ROOT, as planning would) rather than fail on the lock file. A dry run takes no lock.
+  if (host.isLive) requireRoot(host, `Changing the driver of ${bdf}`, opts.effects)
   return withLock(host, `pci-${bdf}`, `PCI function ${bdf}`, opts, fn)
 }
 

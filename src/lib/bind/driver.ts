@@ -6,7 +6,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {isBdfName} from '../pci/index.js'
-import {Exit, IopmemError, packageRoot, type ProgramArg, type ProgramPath, SafetyCode, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
+import {type Effects, Exit, IopmemError, packageRoot, type ProgramArg, type ProgramPath, realEffects, SafetyCode, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import type {PciFunction} from '../pci/index.js'
 import {formatBytes} from '../sys/index.js'
@@ -184,6 +184,15 @@ function program(d: DriverEnv, name: DriverProgram): string {
 export function runArgs(d: DriverEnv, name: DriverProgram, args: ProgramArg[], opts: {fd?: number; env?: Record<string, ProgramPath>} = {}): RunResult {
   const env = opts.env ? Object.fromEntries(Object.entries(opts.env).map(([k, v]) => [k, d.host.argv([v])[0]])) : undefined
   return d.run(program(d, name), d.host.argv(args), {fd: opts.fd, env})
+}
+
+/**
+ * runArgs through a change's Effects: run, or in a dry run list the argv (the program as it
+ * would run, seams and the gate applied; paths as the kernel names them) and run nothing.
+ */
+function runEffect(d: DriverEnv, effects: Effects, name: DriverProgram, args: ProgramArg[], opts: {fd?: number; fd3?: string} = {}): RunResult | undefined {
+  const argv = [program(d, name), ...d.host.argv(args, 'shown')]
+  return effects.run(argv, () => runArgs(d, name, args, {fd: opts.fd}), {fd3: opts.fd3})
 }
 
 export function kernelRelease(d: DriverEnv): string {
@@ -518,10 +527,12 @@ export function requireRoot(host: Host, what: string): void {
  * kernel, else `modprobe iopmem` (an installed one). Checks the vermagic
  * first, so a module for another kernel is refused with the reason.
  */
-export function loadModule(d: DriverEnv, opts: {ko?: string; params?: string[]} = {}): LoadResult {
+export function loadModule(d: DriverEnv, opts: {ko?: string; params?: string[]; effects?: Effects} = {}): LoadResult {
+  const effects = opts.effects ?? realEffects()
   const params = validateParams(opts.params ?? [])
   if (isLoaded(d.host)) return {loaded: true, changed: false, how: 'already', params: []}
-  requireRoot(d.host, 'Loading the iopmem module')
+  // Root is needed to load a module; the checks below (the file, its owner, its vermagic) a dry run makes as the real run would.
+  effects.requireRoot(d.host, 'Loading the iopmem module needs root.')
   const release = kernelRelease(d)
   let ko = opts.ko === undefined ? undefined : path.resolve(opts.ko)
   if (ko === undefined) {
@@ -543,15 +554,15 @@ export function loadModule(d: DriverEnv, opts: {ko?: string; params?: string[]} 
       }
       // insmod gets the descriptor checked above as its fd 3, and opens it by /proc/self/fd/3
       // (kmod then calls finit_module on it): the file cannot be swapped after the check.
-      const r = runArgs(d, 'insmod', [d.host.inheritedFd(3), ...params], {fd: m.fd})
-      if (r.code !== 0) throw loadError(r, `insmod ${ko}`)
+      const r = runEffect(d, effects, 'insmod', [d.host.inheritedFd(3), ...params], {fd: m.fd, fd3: ko})
+      if (r && r.code !== 0) throw loadError(r, `insmod ${ko}`)
     } finally {
       fs.closeSync(m.fd)
     }
     return {loaded: true, changed: true, how: 'insmod', ko, params}
   }
-  const r = runArgs(d, 'modprobe', [DRIVER, ...params])
-  if (r.code !== 0) {
+  const r = runEffect(d, effects, 'modprobe', [DRIVER, ...params])
+  if (r && r.code !== 0) {
     throw new IopmemError(`The iopmem module is not built for ${release} and modprobe cannot find it: ${r.stderr.trim() || `exit ${r.code}`}`, {
       code: 'E_NO_MODULE',
       exit: Exit.NOT_FOUND,
@@ -565,8 +576,9 @@ export function loadModule(d: DriverEnv, opts: {ko?: string; params?: string[]} 
  * Whether `bind` may load the module itself: as root, on the live system, or
  * under fixture roots when a stand-in insmod or modprobe is set (the tests).
  */
-export function canLoadModule(d: DriverEnv): boolean {
-  return d.host.isRoot() && (d.host.isLive || Boolean(d.env.IOPMEM_INSMOD || d.env.IOPMEM_MODPROBE))
+export function canLoadModule(d: DriverEnv, effects: Effects = realEffects()): boolean {
+  // A dry run plans as the real run (as root) would; it notes the root it lacks (loadModule).
+  return (d.host.isRoot() || effects.dryRun) && (d.host.isLive || Boolean(d.env.IOPMEM_INSMOD || d.env.IOPMEM_MODPROBE))
 }
 
 /**
@@ -579,8 +591,14 @@ export async function withModule<T>(
   load: boolean,
   work: () => Promise<T>,
   keep: (result: T) => boolean = () => true,
+  effects: Effects = realEffects(),
 ): Promise<{result: T; loaded: LoadResult | null; unloaded?: string}> {
-  const loaded = load ? loadModule(d) : null
+  const loaded = load ? loadModule(d, {effects}) : null
+  if (effects.dryRun) {
+    const result = await work()
+    if (loaded?.changed) effects.then('if the bind fails (or is interrupted and rolled back): runs rmmod iopmem, unloading the module it loaded')
+    return {result, loaded: null}
+  }
   const unloadAgain = (): string => {
     try {
       unloadModule(d)

@@ -3,7 +3,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {type BlockInfo, blockUsage, type BlockUsage, daxCapableDisks, type MemoryBacking, memoryBacking, resolveDeviceArg} from './blockdev.js'
-import {Exit, interruptedError, IopmemError, type LockOptions, SignalGuard, usage, withLock} from '../sys/index.js'
+import {type Effects, Exit, interruptedError, IopmemError, type LockOptions, realEffects, SignalGuard, usage, withLock} from '../sys/index.js'
 import {type ExecResult, getRunner, outputTail, type ProgramArg, type Runner, runProgram} from '../sys/index.js'
 import {describeSignature, probeSignatures, type Signature} from './signatures.js'
 import type {Host} from '../sys/index.js'
@@ -368,24 +368,26 @@ export async function withBlockLock<T>(host: Host, deviceArg: string, opts: Lock
  * behind) and ends the run after it with E_INTERRUPTED (exit 130) stating
  * the device's state; a mount made by this run is undone first.
  */
-export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps = daxDeps(), guard?: SignalGuard): Promise<MkfsResult> {
+export async function executeMkfsDax(host: Host, plan: MkfsPlan, deps: DaxDeps = daxDeps(), guard?: SignalGuard, effects: Effects = realEffects()): Promise<MkfsResult> {
   const own = guard ?? new SignalGuard()
   try {
-    return await mkfsSteps(host, plan, deps, own)
+    return await mkfsSteps(host, plan, deps, own, effects)
   } finally {
     if (!guard) own.release()
   }
 }
 
-async function mkfsSteps(host: Host, plan: MkfsPlan, deps: DaxDeps, guard: SignalGuard): Promise<MkfsResult> {
+async function mkfsSteps(host: Host, plan: MkfsPlan, deps: DaxDeps, guard: SignalGuard, effects: Effects): Promise<MkfsResult> {
   const runner = deps.runner
   const node = plan.target.node
   const commands: MkfsResult['commands'] = []
   // Every program goes through the host's gate: paths are ProgramPaths it maps (under fixture roots
-  // the fixture's files, never the live /dev), and the record keeps the kernel's names.
+  // the fixture's files, never the live /dev), and the record keeps the kernel's names. A dry run
+  // lists the argv and goes on as if the program succeeded; where what it printed decides, it says so.
   const run = async ([program, ...args]: [string, ...ProgramArg[]]) => {
-    const r = await runProgram(host, runner, program, args)
-    commands.push({argv: r.argv, exit: r.code})
+    const argv = [program, ...host.argv(args, 'shown')]
+    const r = (await effects.run(argv, () => runProgram(host, runner, program, args))) ?? {code: 0, stdout: '', stderr: '', argv}
+    if (!effects.dryRun) commands.push({argv: r.argv, exit: r.code})
     return r
   }
   const at = (p: string) => host.programPath(p)
@@ -415,7 +417,8 @@ async function mkfsSteps(host: Host, plan: MkfsPlan, deps: DaxDeps, guard: Signa
 
   const id = await run(['blkid', '--probe', '--output', 'export', at(node)])
   const info = id.code === 0 ? parseBlkidExport(id.stdout) : {}
-  if (info.TYPE !== plan.fs) {
+  effects.then(`reads blkid's TYPE and UUID: TYPE must be ${plan.fs}, or it fails (exit 6) with ${node} holding a partly written filesystem`)
+  if (info.TYPE !== plan.fs && !effects.dryRun) {
     throw failAfter(`${plan.mkfsArgv[0]} succeeded but blkid finds ${info.TYPE ? `"${info.TYPE}"` : 'no filesystem'} on ${node}`, 'E_MKFS_FAILED', 'mkfs-failed', plan, id, {commands})
   }
   const warnings = [...plan.warnings]
@@ -435,6 +438,10 @@ async function mkfsSteps(host: Host, plan: MkfsPlan, deps: DaxDeps, guard: Signa
     await stopIf('made')
     if (m.code !== 0) throw failAfter(`mount -o dax ${node} ${dir} failed (exit ${m.code})`, 'E_MOUNT_FAILED', 'made', plan, m, {commands})
     const probe = path.join(dir, `.iopmem-dax-probe-${process.pid}`)
+    if (effects.dryRun) {
+      effects.then(`writes a probe file ${path.join(dir, '.iopmem-dax-probe-')}<its pid> on the new filesystem, checks statx STATX_ATTR_DAX on it and removes it; if DAX is not in force: umount ${dir}, and it fails (exit 6)`)
+      return {...mkfsResult(host, plan, info, erased, commands, warnings, notes), mount: {target: dir, options: 'dax', daxConfirmed: false}}
+    }
     let dax = false
     let probeError: unknown
     try {
@@ -460,18 +467,22 @@ async function mkfsSteps(host: Host, plan: MkfsPlan, deps: DaxDeps, guard: Signa
     mount = {target: dir, options: 'dax', daxConfirmed: true}
   }
 
+  return {...mkfsResult(host, plan, info, erased, commands, warnings, notes), mount}
+}
+
+function mkfsResult(host: Host, plan: MkfsPlan, info: Record<string, string>, erased: Signature[], commands: MkfsResult['commands'], warnings: string[], notes: string[]): MkfsResult {
   return {
-    device: node,
+    device: plan.target.node,
     disk: host.display(host.dev(plan.target.disk.name)),
     kind: plan.target.disk.kind,
     size: plan.target.size,
     filesystem: plan.fs,
     uuid: info.UUID ?? null,
-    blockSize,
+    blockSize: Number(info.BLOCK_SIZE ?? plan.pageSize),
     pageSize: plan.pageSize,
     alignment: plan.alignment,
     erased,
-    mount,
+    mount: null,
     commands,
     warnings,
     notes,

@@ -5,6 +5,7 @@ import * as path from 'node:path'
 
 import {Exit, IopmemError} from './errors.js'
 import {findProgram} from './exec.js'
+import type {Effects} from './effects.js'
 import type {Host} from './host.js'
 import {interruptedError, SignalGuard, STOP_SIGNALS, type StopSignal} from './signals.js'
 
@@ -31,6 +32,11 @@ export function lockDir(host: Host): string {
 export interface LockOptions {
   /** Wait for the holder to finish instead of refusing. */
   wait?: boolean
+  /**
+   * A dry run's: no lock is taken (no lock file or directory is made, nobody is kept
+   * waiting, a holder is not waited for); the lock a real run would take is listed.
+   */
+  effects?: Effects
 }
 
 export class DeviceLock {
@@ -189,6 +195,13 @@ export async function acquireLocks(host: Host, names: Array<{name: string; what:
  * shape of every multi-step change, from before its in-use check to its last write.
  */
 export async function withLock<T>(host: Host, name: string, what: string, opts: LockOptions, fn: (guard: SignalGuard) => Promise<T>): Promise<T> {
+  if (opts.effects?.dryRun) {
+    opts.effects.lock(path.join(lockDir(host), safeName(name) + '.lock'), what)
+    // Nothing is changed, so nothing needs a stop signal held back: a released guard lets one end the dry run at once.
+    const inert = new SignalGuard()
+    inert.release()
+    return fn(inert)
+  }
   const guard = new SignalGuard()
   try {
     const lock = await acquireLock(host, name, what, opts)
