@@ -9,14 +9,16 @@
  *  - the same on the disk holding this checkout (a file in it, never a raw device).
  *
  * fio runs twice per test: with its default submission (iodepth_batch_submit=1: one
- * io_uring_enter per I/O) and batched like the engine (up to QD submitted and reaped
- * per call). The ratio is engine / the better fio, so the engine is measured against
- * fio at its best, not against a setting it does not share.
+ * io_uring_enter per I/O) and batched (up to QD submitted and reaped per call). The
+ * ratio is engine / the better fio, so the engine is measured against fio at its
+ * best, not against a setting it does not share. The engine gets a fresh random seed
+ * each run, as --randrepeat=0 gives fio.
  *
- * ROUNDS rounds (default 5), taking turns, so drift in the machine's load hits all
- * alike; the median of each kind, each kind the same number of runs. (Best-of-N with
- * fio getting twice the N, as before, favoured fio wherever runs vary: on this VM's
- * disk consecutive 3-second runs of the same fio command differ by 2x.) Every run's
+ * ROUNDS rounds (default 5), taking turns (the order turning each round), so drift
+ * in the machine's load hits all alike; the median of each kind, each kind the same
+ * number of runs. (Best-of-N with fio getting twice the N, as before, favoured fio
+ * wherever runs vary: on this VM's disk consecutive 3-second runs of the same fio
+ * command differ by 2x.) Every run's
  * figure is printed too. Prints both, and engine/fio; goal >= 1.0, floor 0.95 (on
  * tmpfs). BENCH_P2P_PLACES=disk (or tmpfs) runs one place only.
  * Run alone: `node --import tsx bench/p2p.ts`.
@@ -51,8 +53,7 @@ interface Figure {
 /**
  * fio's submission pattern: `default` submits each I/O with its own io_uring_enter
  * (iodepth_batch_submit=1, fio's default); `batched` lets it submit up to QD at once
- * and reap up to QD per call, as the engine does (one io_uring_submit_and_wait per
- * round of completions). The ratio is taken against the better of the two.
+ * and reap up to QD per call. The ratio is taken against the better of the two.
  */
 type FioBatching = 'default' | 'batched'
 
@@ -88,7 +89,10 @@ function fioRun(file: string, rw: 'randread' | 'read', bs: number, batching: Fio
 }
 
 async function engineRun(file: string, random: boolean, bs: number): Promise<Figure> {
-  const r = await loadNative().ioRun({src: file, length: FILE_SIZE, bs, qd: QD, jobs: JOBS, random, durationMs: SECONDS * 1000})
+  // A fresh seed each run, as fio's --randrepeat=0 gives fio: with the engine's
+  // default seed every run would read the same blocks (warm in a host's cache).
+  const seed = 1 + Math.floor(Math.random() * 2 ** 32)
+  const r = await loadNative().ioRun({src: file, length: FILE_SIZE, bs, qd: QD, jobs: JOBS, random, durationMs: SECONDS * 1000, seed})
   if (r.engine !== 'io_uring') throw new Error(`the engine ran ${r.engine}: ${r.fallbackReason}`)
   return {iops: r.ops / r.seconds, gbps: r.bytes / r.seconds / 1e9}
 }
@@ -116,10 +120,14 @@ async function place(label: string, dir: string, gate: boolean): Promise<boolean
       // ROUNDS rounds of fio default, fio batched and the engine, taking turns: the median of each kind.
       const pick = (f: Figure) => (t.unit === 'iops' ? f.iops : f.gbps)
       const runs: Record<'fioDefault' | 'fioBatched' | 'engine', number[]> = {fioDefault: [], fioBatched: [], engine: []}
+      const kinds = ['fioDefault', 'fioBatched', 'engine'] as const
       for (let round = 0; round < ROUNDS; round++) {
-        runs.fioDefault.push(pick(fioRun(file, t.rw, t.bs, 'default')))
-        runs.fioBatched.push(pick(fioRun(file, t.rw, t.bs, 'batched')))
-        runs.engine.push(pick(await engineRun(file, t.rw === 'randread', t.bs)))
+        // The order turns each round, so no kind always runs first or after the same one.
+        for (let k = 0; k < kinds.length; k++) {
+          const kind = kinds[(round + k) % kinds.length]
+          if (kind === 'engine') runs.engine.push(pick(await engineRun(file, t.rw === 'randread', t.bs)))
+          else runs[kind].push(pick(fioRun(file, t.rw, t.bs, kind === 'fioDefault' ? 'default' : 'batched')))
+        }
       }
       const fioDefault = median(runs.fioDefault)
       const fioBatched = median(runs.fioBatched)

@@ -141,6 +141,11 @@ struct Shared {
   int srcFd = -1, dstFd = -1;
   uint64_t deadline = 0;
   bool ioUringDisabledByEnv = false;
+  // Fault injection for the tests (IOPMEM_FAULT_IO_URING_ENTER): 1 ("once")
+  // fails a job's first wait for completions with EIO after its I/O went in,
+  // 2 ("always") fails every io_uring_enter after that as well, so the drain
+  // cannot reap either.
+  int faultEnter = 0;
 };
 
 struct JobResult {
@@ -275,7 +280,7 @@ void RunPsync(Shared* s, uint32_t j, JobResult* r) {
 
 // After a fatal error: cancel what is in flight and wait for the completion
 // of every I/O submitted. false if the completions could not be reaped.
-bool Drain(struct io_uring* ring, uint32_t* inflight) {
+bool Drain(struct io_uring* ring, uint32_t* inflight, bool faultAlways) {
   constexpr uint64_t kCancelTag = ~uint64_t{0};
   bool cancelSent = false;
   int failures = 0;
@@ -288,7 +293,7 @@ bool Drain(struct io_uring* ring, uint32_t* inflight) {
         cancelSent = true;
       }
     }
-    int rc = io_uring_submit_and_wait(ring, 1);
+    int rc = faultAlways ? -EIO : io_uring_submit_and_wait(ring, 1);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       if (++failures > 100) return false;
       struct timespec ts = {0, 1000000};
@@ -305,6 +310,13 @@ bool Drain(struct io_uring* ring, uint32_t* inflight) {
   }
   return true;
 }
+
+// How much I/O a job lets queue up unsubmitted: a quarter of what is in the
+// device (see prep in RunUring). On this project's VM disk (virtio-blk, the
+// host serving requests one after another) submitting each round's SQEs in
+// one batch left the device empty while the batch was built; docs/speed.md
+// has the traces and the interleaved figures.
+constexpr unsigned kKickDivisor = 4;
 
 // false: the ring could not be set up (r->fallbackReason says why) — the caller
 // falls back to psync when the engine is `auto`.
@@ -387,6 +399,17 @@ bool RunUring(Shared* s, uint32_t j, JobResult* r) {
     sqe->flags |= fixedFlag;
     io_uring_sqe_set_data64(sqe, i);
     sl.state = write ? 2 : 1;
+    // Keep the device fed: submit now, rather than with the rest of this
+    // round's SQEs, while the batch waiting here is at least a quarter of what
+    // the device already has. After a burst of completions the device is
+    // empty, so the first new I/O goes at once (a batch waits behind the block
+    // plug until all of it is built), the next in chunks growing with the
+    // depth; at full depth with completions trickling in (tmpfs through
+    // io-wq) the chunks are large and the syscalls few. A failure here is
+    // left to the loop's next submit, which sees it too.
+    const unsigned queued = io_uring_sq_ready(&ring);
+    const unsigned active = inflight + 1 > queued ? inflight + 1 - queued : 0;  // submitted, not yet reaped
+    if (queued >= (active / kKickDivisor > 1 ? active / kKickDivisor : 1)) io_uring_submit(&ring);
     return true;
   };
   auto startNext = [&](uint32_t i) {
@@ -406,6 +429,7 @@ bool RunUring(Shared* s, uint32_t j, JobResult* r) {
 
   constexpr uint64_t kMaxSpinNs = 20000;
   uint64_t gapNs = kMaxSpinNs, lastDoneNs = 0;
+  bool faultInjected = false;
   for (uint32_t i = 0; i < o.qd; i++) startNext(i);
   while (inflight > 0) {
     // Completions a few microseconds apart (a fast device at depth, tmpfs through
@@ -413,7 +437,13 @@ bool RunUring(Shared* s, uint32_t j, JobResult* r) {
     // A sleeping thread costs the completing CPU a wake-up (an IPI, a VM exit under
     // virtualisation) per completion; a slow device (gaps above kMaxSpinNs) never spins.
     uint64_t spin = gapNs < kMaxSpinNs / 2 ? 2 * gapNs : 0;
-    if (spin > 0 && deferred) {
+    if (s->faultEnter && !faultInjected) {
+      // The injected failure: what was prepared goes in for real first, so
+      // the drain below has I/O in flight to cancel and reap.
+      faultInjected = true;
+      io_uring_submit(&ring);
+      rc = -EIO;
+    } else if (spin > 0 && deferred) {
       rc = io_uring_submit(&ring);
       const uint64_t until = NowNs() + spin;
       while (!io_uring_cq_ready(&ring) && (rc >= 0 || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY) && NowNs() < until) rc = io_uring_get_events(&ring);
@@ -427,7 +457,7 @@ bool RunUring(Shared* s, uint32_t j, JobResult* r) {
       // The I/O already submitted still reads into (and writes from) the
       // buffer: cancel it and reap every completion before the buffer can be
       // unmapped. If even that fails, the buffer and the ring are kept.
-      if (!Drain(&ring, &inflight)) {
+      if (!Drain(&ring, &inflight, s->faultEnter == 2)) {
         s->leakBuffer.store(true);
         return true;
       }
@@ -634,6 +664,8 @@ class IoWorker : public Napi::AsyncWorker {
     s.ctl = ctl_;
     const char* env = getenv("IOPMEM_NO_IO_URING");
     s.ioUringDisabledByEnv = env && *env && strcmp(env, "0") != 0;
+    const char* fault = getenv("IOPMEM_FAULT_IO_URING_ENTER");
+    s.faultEnter = !fault ? 0 : strcmp(fault, "once") == 0 ? 1 : strcmp(fault, "always") == 0 ? 2 : 0;
     int dflag = o_.direct ? O_DIRECT : 0;
     s.srcFd = open(o_.src.c_str(), O_RDONLY | O_CLOEXEC | dflag);
     if (s.srcFd < 0) return Fail(errno, "open", o_.src);

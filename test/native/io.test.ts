@@ -225,7 +225,8 @@ describe('native: the I/O engine (ioRun)', function () {
   it('stops when control.stop() is called, with partial counts', async () => {
     const ctl = n.ioControl()
     const p = n.ioRun({src, length: SIZE, bs: 4 * KiB, qd: 4, durationMs: 20_000}, ctl)
-    await new Promise((r) => setTimeout(r, 150))
+    // Stop once it is running (a fixed sleep was not enough on a loaded machine).
+    while (ctl.bytes === 0) await new Promise((r) => setTimeout(r, 10))
     ctl.stop()
     expect(ctl.stopRequested).to.equal(true)
     const r = await p
@@ -273,6 +274,68 @@ describe('native: the I/O engine (ioRun)', function () {
     expect(v.probe).to.deep.equal({available: false, reason: 'io_uring disabled by IOPMEM_NO_IO_URING'})
     expect(v.forced).to.equal('ENOSYS')
     expect(fs.readFileSync(dst).subarray(0, MiB).equals(data.subarray(0, MiB))).to.equal(true)
+  })
+
+  // A fatal io_uring_enter error with reads really in flight: the source is a
+  // FIFO nobody writes to, so every read waits in the kernel until the drain
+  // cancels it. IOPMEM_FAULT_IO_URING_ENTER (read by the addon at each run)
+  // fails the job's first wait for completions after its reads went in.
+  const faultRun = (mode: 'once' | 'always') => {
+    const fifo = path.join(scratch.dir, `fifo-${mode}`)
+    fs.rmSync(fifo, {force: true})
+    const mk = spawnSync('mkfifo', [fifo])
+    expect(mk.status, String(mk.stderr)).to.equal(0)
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '-e', `
+        import('${path.join(ROOT, 'src/native/index.ts')}').then(async ({loadNative}) => {
+          const fs = await import('node:fs')
+          const n = loadNative()
+          // Our own writer end (O_RDWR: opening does not wait, and the FIFO never reads as ended).
+          const w = fs.openSync(${JSON.stringify(fifo)}, fs.constants.O_RDWR | fs.constants.O_NONBLOCK)
+          const m = n.mapAnonymous(4 * 4096)
+          const mark = Buffer.alloc(4 * 4096, 0xab)
+          n.copyTo(m, 0, mark)
+          let err
+          try { await n.ioRun({src: ${JSON.stringify(fifo)}, length: 1 << 20, bs: 4096, qd: 4, direct: false, buffer: m}) } catch (e) { err = e }
+          // Settled. Bytes written to the FIFO now must stay there: no read of the run may still be waiting for them.
+          const sent = Buffer.alloc(8192, 0x5a)
+          fs.writeSync(w, sent)
+          await new Promise((r) => setTimeout(r, 200))
+          const back = Buffer.alloc(16384)
+          let got = 0
+          try { got = fs.readSync(w, back) } catch (e) { got = -1 }
+          const now = Buffer.alloc(4 * 4096)
+          n.copyFrom(m, 0, now)
+          let unmap
+          try { unmap = m.unmap() } catch (e) { unmap = e.code }
+          console.log(JSON.stringify({code: err?.code, syscall: err?.syscall, bytes: err?.partial?.bytes, kept: err?.partial?.error?.bufferKept ?? false,
+            fifoKept: got === sent.length && back.subarray(0, got).equals(sent), bufferUntouched: now.equals(mark), unmap}))
+        })`],
+      {cwd: ROOT, env: {...process.env, IOPMEM_FAULT_IO_URING_ENTER: mode}, encoding: 'utf8', timeout: 30_000},
+    )
+    expect(r.status, r.stderr).to.equal(0)
+    return JSON.parse(r.stdout.trim().split('\n').at(-1)!)
+  }
+
+  it('a fatal io_uring_enter error: the reads in flight are cancelled and reaped before the run settles', () => {
+    const v = faultRun('once')
+    expect(v.code).to.equal('EIO')
+    expect(v.syscall).to.equal('io_uring_enter')
+    expect(v.bytes).to.equal(0)
+    expect(v.kept, 'the drain reaped every read').to.equal(false)
+    expect(v.fifoKept, 'data sent after the run is still in the FIFO: no read was left waiting').to.equal(true)
+    expect(v.bufferUntouched).to.equal(true)
+    expect(v.unmap, 'the pin is released').to.equal(true)
+  })
+
+  it('a fatal io_uring_enter error the drain cannot reap either: the buffer stays mapped and pinned (bufferKept)', () => {
+    const v = faultRun('always')
+    expect(v.code).to.equal('EIO')
+    expect(v.syscall).to.equal('io_uring_enter')
+    expect(v.kept).to.equal(true)
+    expect(v.unmap, 'unmap refused: the kernel may still write into it').to.equal('E_BUSY')
+    expect(v.bufferUntouched).to.equal(true)
   })
 
   it('an I/O error rejects with the errno, syscall and partial result', async () => {
