@@ -1,6 +1,7 @@
 /** The one seam through which bind, unbind, mkfs-dax and driver load change the machine: each change made, or in a dry run (`--dry-run`) only recorded. */
 import {Exit, IopmemError} from './errors.js'
 import type {Host} from './host.js'
+import {SCHEMA_VERSION} from './json.js'
 
 /**
  * A step of a change, as a dry run lists it. Paths are the kernel's names
@@ -91,7 +92,7 @@ export function realEffects(): Effects {
  * facts (as its own result names them) and the steps, in order.
  */
 export interface DryRunResult {
-  schemaVersion: 1
+  schemaVersion: typeof SCHEMA_VERSION
   dryRun: true
   command: string
   /** Each change the real run would make, in order; empty when there is nothing to do. */
@@ -101,5 +102,5 @@ export interface DryRunResult {
 }
 
 export function dryRunResult<T extends object>(command: string, effects: Effects, facts: T): DryRunResult & T {
-  return {schemaVersion: 1, dryRun: true, command, ...facts, steps: effects.steps, needsRoot: effects.needsRoot}
+  return {schemaVersion: SCHEMA_VERSION, dryRun: true, command, ...facts, steps: effects.steps, needsRoot: effects.needsRoot}
 }
