@@ -4,12 +4,12 @@ import {Config} from '@oclif/core/config'
 import * as Errors from '@oclif/core/errors'
 import * as Flags from '@oclif/core/flags'
 
-import {Exit, getHost, type Host, IopmemError, isSystemError} from './lib/sys/index.js'
+import {errorEnvelope, Exit, getHost, type Host, IopmemError, isSystemError, versioned} from './lib/sys/index.js'
 import type {ChalkInstance} from 'chalk'
 
 /**
  * What every iopmem command shares: `--json` (the run() result is printed as
- * JSON; errors become `{"error": {code, message, exit, suggestions, …}}`),
+ * JSON with `schemaVersion` first; errors become `{"schemaVersion", "error": {code, message, exit, suggestions, …}}`),
  * one mapping from IopmemError to message and exit code, colours that
  * respect NO_COLOR, and the rules for asking a person: prompts only on a
  * TTY, never under --json, and a destructive step without a TTY needs --yes.
@@ -90,11 +90,12 @@ export abstract class BaseCommand extends Command {
    * whole document) is kept for a person looking at --json on a terminal.
    */
   logJson(json: unknown): void {
+    const doc = versioned(json)
     if (process.stdout.isTTY && !process.env.NO_COLOR) {
-      super.logJson(json)
+      super.logJson(doc)
       return
     }
-    process.stdout.write(JSON.stringify(json, null, 2) + '\n')
+    process.stdout.write(JSON.stringify(doc, null, 2) + '\n')
   }
 
   protected toIopmemError(err: unknown): IopmemError {
@@ -107,7 +108,7 @@ export abstract class BaseCommand extends Command {
     const e = this.toIopmemError(error)
     if (process.env.DEBUG && e.code === 'E_INTERNAL') process.stderr.write(String((error as Error).stack) + '\n')
     if (this.jsonEnabled()) {
-      this.logJson({error: e.toJSON()})
+      this.logJson(errorEnvelope(e))
     } else {
       await printError(e)
     }
@@ -255,7 +256,7 @@ export async function reportUncaught(error: unknown, argv: string[], root: strin
   } else {
     e = toIopmemError(error, args[0] === 'help' || args[0] === 'autocomplete' ? args[0] : undefined)
   }
-  if (json) process.stdout.write(JSON.stringify({error: e.toJSON()}, null, 2) + '\n')
+  if (json) process.stdout.write(JSON.stringify(errorEnvelope(e), null, 2) + '\n')
   else await printError(e, e.code === 'E_UNKNOWN_COMMAND' ? [`Run \`${String(e.details?.help)}\` to see the commands.`] : e.suggestions)
   return e.exit
 }

@@ -1,7 +1,7 @@
 import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
 
-import {BaseCommand} from '../base-command.js'
+import {BaseCommand, examples} from '../base-command.js'
 import {normalizeBdf} from '../lib/pci/index.js'
 import {type BindPlan, type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, interruptedMessage, planBind, recheckBind, validateDriverName, withFunctionLock} from '../lib/bind/index.js'
 import {CACHE_MODES, canLoadModule, driverEnv, MODES, validateBarIndex, validateCache, validateMode, withModule} from '../lib/bind/index.js'
@@ -15,7 +15,7 @@ export default class Bind extends BaseCommand {
 
 Before taking a function from its driver, bind refuses when it is in use: a mounted filesystem (DAX or not) or a holder on its block devices, or a process with its resource files, p2pmem or device nodes open or mapped. --force takes it anyway.
 
-The default driver is iopmem (see \`iopmem driver\`); when it is not loaded, bind (as root) loads it after checking the function and getting the confirmation, and unloads it again if the bind then fails. For iopmem, --mode picks what the BAR becomes: blockdax (/dev/iopmemN, a block device) or p2pmem (a P2PDMA provider); --bar the BAR (default: the largest memory BAR); --cache the CPU mapping of a blockdax device (wb gives DAX; wc, uc and wt a plain block device). The driver refuses a mapping the CPU caches where device writes would leave it stale (wb where the platform really caches the BAR, and wt) unless --force is given too. A BAR that cannot serve (I/O, under 2 MiB, not 2 MiB aligned, not prefetchable for anything but --cache uc) is refused with the reason. A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
+The default driver is iopmem (see \`iopmem driver\`); when it is not loaded, bind (as root) loads it after checking the function and getting the confirmation, and unloads it again if the bind then fails. For iopmem, --as picks what the BAR becomes: blockdax (/dev/iopmemN, a block device) or p2pmem (a P2PDMA provider); --bar the BAR (default: the largest memory BAR); --cache the CPU mapping of a blockdax device (wb gives DAX; wc, uc and wt a plain block device). The driver refuses a mapping the CPU caches where device writes would leave it stale (wb where the platform really caches the BAR, and wt) unless --force is given too. A BAR that cannot serve (I/O, under 2 MiB, not 2 MiB aligned, not prefetchable for anything but --cache uc) is refused with the reason. A driver that is not registered is an error that lists the candidates and how to load them. vfio-pci needs an IOMMU group, or unsafe no-IOMMU mode.
 
 --persist also records the binding in /etc/iopmem/bind.d and installs the udev rule that binds the function the same way whenever it appears, at every boot (see \`iopmem persist\`); it is refused, before anything changes, when driverctl has an override for the function.
 
@@ -23,23 +23,23 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
 
 --dry-run (-n) prints the writes (and the module load) the bind would make, in order, and changes nothing: every check runs and refuses as the real bind would, nothing is asked, and root is not needed (the output says the real bind needs it). With --persist it also lists the directories it would make under /etc and each file it would write, with its exact content.`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0', description: 'Bind to the iopmem driver'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --mode p2pmem --bar 2', description: 'BAR2 as a P2PDMA provider'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --driver vfio-pci --yes', description: 'Hand a device to vfio-pci from a script'},
-    {command: '<%= config.bin %> <%= command.id %> 00:04.0 --driver uio_pci_generic --json', description: 'Domain 0000 may be left out'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --mode blockdax --persist', description: 'Bind now and at every boot'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --driver vfio-pci --dry-run', description: 'The sysfs writes a bind would make, nothing changed'},
-  ]
+  static examples = examples(`
+    sudo 0000:03:00.0                                # Bind to the iopmem driver
+    sudo 0000:03:00.0 --as p2pmem --bar 2            # BAR2 as a P2PDMA provider
+    sudo 0000:03:00.0 --driver vfio-pci --yes        # Hand a device to vfio-pci from a script
+    sudo 00:04.0 --driver uio_pci_generic --json     # Domain 0000 may be left out
+    sudo 0000:03:00.0 --as blockdax --persist        # Bind now and at every boot
+    0000:03:00.0 --driver vfio-pci --dry-run         # The sysfs writes a bind would make, nothing changed
+  `)
 
   static args = {
     bdf: Args.string({description: 'PCI function, [domain:]bus:device.function (picked interactively on a TTY when omitted)', ignoreStdin: true}),
   }
 
   static flags = {
-    driver: Flags.string({char: 'd', description: 'Driver to bind to.', default: DEFAULT_DRIVER}),
+    driver: Flags.string({charAliases: ['d'], deprecateAliases: true, description: 'Driver to bind to. -d still works for one release, with a warning (-d is list\'s --id).', default: DEFAULT_DRIVER}),
     force: Flags.boolean({char: 'f', description: 'Take the function even if it is in use (or is a bridge); also skips the confirmation. With iopmem, also accepts a CPU-cached --cache wb/wt that device writes do not keep coherent.'}),
-    mode: Flags.string({description: `iopmem only: ${MODES.join(', ')} (default blockdax).`}),
+    as: Flags.string({aliases: ['mode'], deprecateAliases: true, description: `iopmem only: what the BAR becomes, ${MODES.join(', ')} (default blockdax). Was --mode (still accepted, with a warning, for one release).`}),
     bar: Flags.string({description: 'iopmem only: the BAR index 0-5 (default: the largest memory BAR).'}),
     cache: Flags.string({description: `iopmem only, blockdax: ${CACHE_MODES.join(', ')} (default wb).`}),
     wait: Flags.boolean({description: 'If another iopmem is changing this function, wait for it instead of refusing.'}),
@@ -54,7 +54,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     // Bad input is refused before anything is loaded.
     normalizeBdf(bdf)
     const driver = validateDriverName(flags.driver)
-    if (flags.mode !== undefined) validateMode(flags.mode)
+    if (flags.as !== undefined) validateMode(flags.as)
     if (flags.cache !== undefined) validateCache(flags.cache)
     if (flags.bar !== undefined) validateBarIndex(flags.bar)
     // From the in-use check to the last write, no other iopmem changes this function.
@@ -64,7 +64,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
       // the bind then fails or is interrupted and rolled back.
       const d = driverEnv(this.host)
       const load = driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && canLoadModule(d, effects)
-      const opts = {force: flags.force, mode: flags.mode, bar: flags.bar, cache: flags.cache, loadIopmem: load, effects}
+      const opts = {force: flags.force, mode: flags.as, bar: flags.bar, cache: flags.cache, loadIopmem: load, effects}
       let plan = planBind(this.host, bdf, driver, opts)
       // Everything the record needs is checked before the first change (in a dry run too).
       const persist = flags.persist ? planPersist(this.host, recordFor(plan), ruleProgram(this.host, this.config.root)) : undefined

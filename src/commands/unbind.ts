@@ -1,7 +1,7 @@
 import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
 
-import {BaseCommand} from '../base-command.js'
+import {BaseCommand, examples} from '../base-command.js'
 import {executeUnbind, interruptedMessage, withFunctionLock, planUnbind, recheckUnbind} from '../lib/bind/index.js'
 import {hasRecord, type PersistedBindResult, planRemove, removePersist} from '../lib/persist/index.js'
 import {dryRunResult, type DryRunResult, Effects, Exit, IopmemError} from '../lib/sys/index.js'
@@ -17,11 +17,11 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
 
 --dry-run (-n) prints the writes the unbind would make, in order, and changes nothing: every check runs and refuses as the real unbind would, nothing is asked, and root is not needed (the output says the real unbind needs it). With --persist it also lists the files it would remove under /etc.`
 
-  static examples = [
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0', description: 'Release a function (asks first)'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --yes --json', description: 'From a script'},
-    {command: '<%= config.bin %> <%= command.id %> 0000:03:00.0 --dry-run', description: 'The sysfs writes an unbind would make, nothing changed'},
-  ]
+  static examples = examples(`
+    sudo 0000:03:00.0              # Release a function (asks first)
+    sudo 0000:03:00.0 --yes --json # From a script
+    0000:03:00.0 --dry-run         # The sysfs writes an unbind would make, nothing changed
+  `)
 
   static args = {
     bdf: Args.string({description: 'PCI function, [domain:]bus:device.function (picked interactively on a TTY when omitted)', ignoreStdin: true}),

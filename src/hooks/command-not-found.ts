@@ -1,6 +1,6 @@
 import type {Hook, Interfaces} from '@oclif/core'
 
-import {Exit, IopmemError} from '../lib/sys/index.js'
+import {errorEnvelope, Exit, IopmemError} from '../lib/sys/index.js'
 
 type Config = Interfaces.Config
 
@@ -11,7 +11,7 @@ type Config = Interfaces.Config
  * guess — `unbnd` would become `unbind` with one keypress — exits 127, and has
  * no JSON form. This hook never asks and never runs anything; under --json the
  * error is the usual envelope on stdout:
- * `{"error": {"code": "E_UNKNOWN_COMMAND", "message", "exit": 2, "suggestions": ["list"], "details"}}`.
+ * `{"schemaVersion": 1, "error": {"code": "E_UNKNOWN_COMMAND", "message", "exit": 2, "suggestions": ["list"], "details"}}`.
  *
  * oclif loads this file only when a command is not found, so it costs nothing
  * at start-up.
@@ -23,7 +23,7 @@ const hook: Hook<'command_not_found'> = async function (opts) {
   const json = wantsJson([...words, ...argv])
   const e = unknownCommand(config, words, argv)
   if (json) {
-    process.stdout.write(JSON.stringify({error: e.toJSON()}, null, 2) + '\n')
+    process.stdout.write(JSON.stringify(errorEnvelope(e), null, 2) + '\n')
   } else {
     // The message already says "did you mean …"; the one line below it says where the list is.
     const {printError} = await import('../base-command.js')

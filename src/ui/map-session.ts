@@ -8,7 +8,7 @@
 import type {ChalkInstance} from 'chalk'
 
 import {checkRange, hexdump, type MapFacts, type MapOpResult, type OpInput, type Operation, type OpsNative, parseOffset, parsePattern, parseValues, planOperation, runOperation, valueRows} from '../lib/map/index.js'
-import {formatBytes, IopmemError} from '../lib/sys/index.js'
+import {formatBytes, formatRate, IopmemError} from '../lib/sys/index.js'
 import type {Mapping, Width} from '../lib/map/index.js'
 import {mappingLine, renderFacts} from './render-map.js'
 
@@ -147,7 +147,7 @@ export async function mapSession(ctx: SessionContext): Promise<number> {
             validate: (v) => check(() => checkRange(len, off, parseOffset(v, 'size'), 1, 'fill'))(v),
           })
           const s = run('fill', {pattern: patText, offset: String(off), size: sizeText}, 'fill')
-          log(`${c.green('✓')} filled ${formatBytes(s.size)} at 0x${off.toString(16)} with ${s.pattern} (${s.strategy}, ${s.gbps} GB/s)`)
+          log(`${c.green('✓')} filled ${formatBytes(s.size)} at 0x${off.toString(16)} with ${s.pattern} (${s.strategy}, ${formatRate(s.gbps)} GB/s)`)
           lastOffset = off
           break
         }

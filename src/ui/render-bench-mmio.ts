@@ -1,10 +1,11 @@
 import type {ChalkInstance} from 'chalk'
 
 import type {BenchMmioResult} from '../lib/bench/index.js'
-import {formatBytes} from '../lib/sys/index.js'
+import {formatBytes, formatRate} from '../lib/sys/index.js'
 import {mappingLine} from './render-map.js'
 import {table} from './table.js'
 
+/** Latency in ns (not a rate): the digits a timer of this resolution can give. */
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3))
 
 export function renderBenchMmio(r: BenchMmioResult, c: ChalkInstance): string {
@@ -19,7 +20,7 @@ export function renderBenchMmio(r: BenchMmioResult, c: ChalkInstance): string {
     formatBytes(size),
     ...cols.map((k) => {
       const cell = r.bandwidth.find((b) => b.size === size && `${b.direction} ${b.strategy}` === k)
-      return cell ? fmt(cell.gbps) : '-'
+      return cell ? formatRate(cell.gbps) : '-'
     }),
   ])
   out.push(c.bold('Bandwidth, GB/s') + c.dim('  (IN: CPU → device memory, OUT: device memory → CPU)'))

@@ -3,7 +3,7 @@ import type {ChalkInstance} from 'chalk'
 import type {MapFacts} from '../lib/map/index.js'
 import {hexdump, valueRows} from '../lib/map/index.js'
 import type {MapOpResult, MapResult} from '../lib/map/index.js'
-import {formatBytes} from '../lib/sys/index.js'
+import {formatBytes, formatRate} from '../lib/sys/index.js'
 
 const MODE_NAME = {uc: 'uncached (UC-)', wc: 'write-combining', wb: 'write-back', wt: 'write-through'} as const
 
@@ -58,13 +58,13 @@ export function renderOp(op: MapOpResult, c: ChalkInstance): string {
     case 'dump':
       return hexdump(Buffer.from(op.hex, 'hex'), op.offset)
     case 'fill':
-      return `${c.green('✓')} filled ${formatBytes(op.size)} at 0x${op.offset.toString(16)} with ${op.pattern} (${op.strategy}, ${op.gbps} GB/s${op.flush ? `, flushed with ${op.flush}` : ''})`
+      return `${c.green('✓')} filled ${formatBytes(op.size)} at 0x${op.offset.toString(16)} with ${op.pattern} (${op.strategy}, ${formatRate(op.gbps)} GB/s${op.flush ? `, flushed with ${op.flush}` : ''})`
     case 'verify':
-      return `${c.green('✓')} ${formatBytes(op.size)} at 0x${op.offset.toString(16)} match ${op.pattern} (${op.strategy}, ${op.gbps} GB/s)`
+      return `${c.green('✓')} ${formatBytes(op.size)} at 0x${op.offset.toString(16)} match ${op.pattern} (${op.strategy}, ${formatRate(op.gbps)} GB/s)`
     case 'copy-in':
-      return `${c.green('✓')} copied ${formatBytes(op.size)} from ${op.file} to 0x${op.offset.toString(16)} (${op.strategy}, ${op.gbps} GB/s${op.flush ? `, flushed with ${op.flush}` : ''})`
+      return `${c.green('✓')} copied ${formatBytes(op.size)} from ${op.file} to 0x${op.offset.toString(16)} (${op.strategy}, ${formatRate(op.gbps)} GB/s${op.flush ? `, flushed with ${op.flush}` : ''})`
     case 'copy-out':
-      return `${c.green('✓')} copied ${formatBytes(op.size)} from 0x${op.offset.toString(16)} to ${op.file} (${op.strategy}, ${op.gbps} GB/s)`
+      return `${c.green('✓')} copied ${formatBytes(op.size)} from 0x${op.offset.toString(16)} to ${op.file} (${op.strategy}, ${formatRate(op.gbps)} GB/s)`
     case 'interactive':
       return c.dim(`session ended after ${op.steps} step${op.steps === 1 ? '' : 's'}; mapping released`)
   }

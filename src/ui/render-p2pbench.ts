@@ -2,11 +2,10 @@
 import type {ChalkInstance} from 'chalk'
 
 import type {BenchP2pResult} from '../lib/bench/index.js'
-import {formatBytes} from '../lib/sys/index.js'
+import {formatBytes, formatRate} from '../lib/sys/index.js'
 import {wrap} from './width.js'
 
 const fb = (n: number | undefined) => (n === undefined ? '?' : formatBytes(n))
-const f1 = (n: number) => n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)
 
 /** The report, each line wrapped to `width` ($COLUMNS; Infinity with --wide). */
 export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance, width = Infinity): string {
@@ -26,14 +25,14 @@ export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance, width = Infi
   }
   for (const line of r.choices) out.push(`  chose ${line}`)
   if (r.via) out.push(`  via ${r.via.target}${r.p2pmem ? `: p2pmem ${formatBytes(r.p2pmem.chunk)} chunk (pool available ${fb(r.p2pmem.availableBefore)} → ${fb(r.p2pmem.availableDuring)} while mapped → ${fb(r.p2pmem.availableAfter)} after)` : ''}`)
-  if (r.dramIdleGbps !== undefined) out.push(`  DRAM probe idle: ${f1(r.dramIdleGbps)} GB/s`)
+  if (r.dramIdleGbps !== undefined) out.push(`  DRAM probe idle: ${formatRate(r.dramIdleGbps)} GB/s`)
   const rows = r.results.map((m) => [
     m.mode,
-    `${f1(m.gbps)} GB/s`,
-    `${Math.round(m.iops)} IOPS`,
-    `p50 ${f1(m.latency.p50Us)} µs  p99 ${f1(m.latency.p99Us)}  p99.9 ${f1(m.latency.p999Us)}`,
-    `CPU ${f1(m.cpu.percentOfOneCore)}%`,
-    m.dram ? `DRAM left ${f1(m.dram.gbps)} GB/s (${Math.round(m.dram.ofIdle * 100)}%)` : '',
+    `${formatRate(m.gbps)} GB/s`,
+    `${formatRate(m.iops)} IOPS`,
+    `p50 ${formatRate(m.latency.p50Us)} µs  p99 ${formatRate(m.latency.p99Us)}  p99.9 ${formatRate(m.latency.p999Us)}`,
+    `CPU ${formatRate(m.cpu.percentOfOneCore)}%`,
+    m.dram ? `DRAM left ${formatRate(m.dram.gbps)} GB/s (${Math.round(m.dram.ofIdle * 100)}%)` : '',
     m.verify ? (m.verify.ok ? c.green('verified') : c.red(`MISMATCH at ${m.verify.mismatchAt}`)) : '',
   ])
   if (traced.length > 0) out.push(c.dim('  timings (QEMU TCG emulation: they say nothing about real hardware):'))
@@ -46,7 +45,7 @@ export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance, width = Infi
   if (r.sweep) {
     out.push(c.bold('sweep (GB/s by block size)'))
     const max = Math.max(...r.sweep.map((s) => s.gbps), 1e-9)
-    for (const s of r.sweep) out.push(`  ${s.mode.padEnd(6)} ${formatBytes(s.bs).padStart(8)} ${'█'.repeat(Math.max(1, Math.round((s.gbps / max) * 40)))} ${f1(s.gbps)}`)
+    for (const s of r.sweep) out.push(`  ${s.mode.padEnd(6)} ${formatBytes(s.bs).padStart(8)} ${'█'.repeat(Math.max(1, Math.round((s.gbps / max) * 40)))} ${formatRate(s.gbps)}`)
   }
   for (const n of r.notes) out.push(`  ${c.yellow(`note: ${n}`)}`)
   if (r.interrupted) out.push(c.yellow('  interrupted: partial results'))

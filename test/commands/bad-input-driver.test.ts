@@ -1,5 +1,5 @@
 /**
- * Bad input for `iopmem driver …` and `bind --driver iopmem --mode/--bar/--cache`:
+ * Bad input for `iopmem driver …` and `bind --driver iopmem --as/--bar/--cache`:
  * each case fails with a clear message and a meaningful exit code, leaves the
  * fixture tree byte-identical, and never runs make/insmod/modprobe/rmmod (the
  * fixture host is not live, so the toolkit refuses to touch real modules).
@@ -52,10 +52,10 @@ const boundDevdax = (fx: SysfsFixture) => {
 
 const cases: Case[] = [
   // bind --driver iopmem: modes, BARs, cache modes
-  {args: ['bind', BDF.ivshmem, '--mode', 'fsdax', '--yes'], exit: 2, message: /Invalid mode "fsdax".*blockdax, p2pmem/, code: 'E_BAD_MODE'},
-  {args: ['bind', BDF.ivshmem, '--mode', 'BLOCKDAX', '--yes'], exit: 2, message: /Invalid mode/},
-  {args: ['bind', BDF.ivshmem, '--mode', '', '--yes'], exit: 2, message: /Invalid mode|expects a value/, spawn: true},
-  {args: ['bind', BDF.ivshmem, '--mode', 'blockdax;reboot', '--yes'], exit: 2, message: /Invalid mode/},
+  {args: ['bind', BDF.ivshmem, '--as', 'fsdax', '--yes'], exit: 2, message: /Invalid mode "fsdax".*blockdax, p2pmem/, code: 'E_BAD_MODE'},
+  {args: ['bind', BDF.ivshmem, '--as', 'BLOCKDAX', '--yes'], exit: 2, message: /Invalid mode/},
+  {args: ['bind', BDF.ivshmem, '--as', '', '--yes'], exit: 2, message: /Invalid mode|expects a value/, spawn: true},
+  {args: ['bind', BDF.ivshmem, '--as', 'blockdax;reboot', '--yes'], exit: 2, message: /Invalid mode/},
   {args: ['bind', BDF.ivshmem, '--cache', 'wp', '--yes'], exit: 2, message: /Invalid cache mode "wp": one of wb, wc, uc, wt/, code: 'E_BAD_CACHE'},
   {args: ['bind', BDF.ivshmem, '--cache', 'WB', '--yes'], exit: 2, message: /Invalid cache mode/},
   {args: ['bind', BDF.ivshmem, '--bar', '6', '--yes'], exit: 2, message: /Invalid BAR "6": a BAR index is 0-5/, code: 'E_BAD_BAR'},
@@ -63,13 +63,13 @@ const cases: Case[] = [
   {args: ['bind', BDF.ivshmem, '--bar', '2x', '--yes'], exit: 2, message: /Invalid BAR "2x"/},
   {args: ['bind', BDF.ivshmem, '--bar', '0', '--yes'], exit: 7, message: /BAR 0 of 0000:00:04.0 cannot be used: it is too small \(256 B/, code: 'E_BAD_BAR', setup: withIopmem},
   {args: ['bind', BDF.ivshmem, '--bar', '1', '--yes'], exit: 7, message: /BAR 1 .* not implemented/, setup: withIopmem},
-  {args: ['bind', BDF.ivshmem, '--mode', 'p2pmem', '--cache', 'wc', '--yes'], exit: 2, message: /--cache wc is only for --mode blockdax/, setup: withIopmem},
-  {args: ['bind', BDF.ivshmem, '--mode', 'devdax', '--yes'], exit: 2, message: /Invalid mode "devdax".*blockdax, p2pmem/, code: 'E_BAD_MODE'},
-  {args: ['bind', BDF.ivshmem, '--mode', 'p2pmem', '--cache', 'uc', '--yes'], exit: 2, message: /only for --mode blockdax/, setup: withIopmem},
-  {args: ['bind', BDF.ivshmem, '--driver', 'vfio-pci', '--mode', 'p2pmem', '--yes'], exit: 2, message: /--mode is for --driver iopmem only/, code: 'E_IOPMEM_ONLY'},
+  {args: ['bind', BDF.ivshmem, '--as', 'p2pmem', '--cache', 'wc', '--yes'], exit: 2, message: /--cache wc is only for --as blockdax/, setup: withIopmem},
+  {args: ['bind', BDF.ivshmem, '--as', 'devdax', '--yes'], exit: 2, message: /Invalid mode "devdax".*blockdax, p2pmem/, code: 'E_BAD_MODE'},
+  {args: ['bind', BDF.ivshmem, '--as', 'p2pmem', '--cache', 'uc', '--yes'], exit: 2, message: /only for --as blockdax/, setup: withIopmem},
+  {args: ['bind', BDF.ivshmem, '--driver', 'vfio-pci', '--as', 'p2pmem', '--yes'], exit: 2, message: /--as is for --driver iopmem only/, code: 'E_IOPMEM_ONLY'},
   {args: ['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--bar', '2', '--cache', 'wc', '--yes'], exit: 2, message: /--bar, --cache are for --driver iopmem only/},
-  {args: ['bind', BDF.ivshmem, '--mode', 'blockdax', '--yes'], exit: 3, message: /No PCI driver named "iopmem" is registered/, code: 'E_NO_DRIVER'},
-  {args: ['bind', BDF.ivshmem, '--mode', 'blockdax', '--yes'], exit: 5, message: /already bound to iopmem as p2pmem on BAR 2/, code: 'E_ALREADY_BOUND', setup: boundDevdax},
+  {args: ['bind', BDF.ivshmem, '--as', 'blockdax', '--yes'], exit: 3, message: /No PCI driver named "iopmem" is registered/, code: 'E_NO_DRIVER'},
+  {args: ['bind', BDF.ivshmem, '--as', 'blockdax', '--yes'], exit: 5, message: /already bound to iopmem as p2pmem on BAR 2/, code: 'E_ALREADY_BOUND', setup: boundDevdax},
   // driver build: kernel trees
   {args: ['driver', 'build', '--kdir', path.join(TMP, 'nope')], exit: 3, message: /--kdir .*nope does not exist/, code: 'E_BAD_KDIR'},
   {args: ['driver', 'build', '--kdir', A_FILE], exit: 2, message: /is not a directory/},

@@ -1,5 +1,5 @@
 /**
- * `iopmem bench p2p` end to end on temp files (--mode bounce: no PCI device,
+ * `iopmem bench p2p` end to end on temp files (--buffer bounce: no PCI device,
  * no /sys or /dev write): the --json shape against the bytes the destination
  * really holds afterwards, --sweep (JSON rows and the terminal chart),
  * --plot (SVG and HTML), Ctrl-C (a child process given SIGINT mid-copy), the
@@ -15,6 +15,7 @@ import * as path from 'node:path'
 import {pathToFileURL} from 'node:url'
 
 import type {BenchP2pResult} from '../../src/lib/bench/index.js'
+import {roundRate} from '../../src/lib/sys/index.js'
 import {cli, cliProcess, ROOT} from '../helpers/cli.js'
 import {standardMachine} from '../helpers/machines.js'
 
@@ -86,14 +87,14 @@ function wellFormed(xml: string): boolean {
   return stack.length === 0 && !/<(?![A-Za-z/!])/.test(body)
 }
 
-describe('iopmem bench p2p on files (--mode bounce)', function () {
+describe('iopmem bench p2p on files (--buffer bounce)', function () {
   this.timeout(20_000)
   let tmp: string
   let src: string
   let dst: string
   let data: Buffer
   const children: ChildProcess[] = []
-  const base = (...more: string[]) => ['bench', 'p2p', '--src', src, '--dst', dst, '--mode', 'bounce', '--yes', ...more]
+  const base = (...more: string[]) => ['bench', 'p2p', '--src', src, '--dst', dst, '--buffer', 'bounce', '--yes', ...more]
   const dstBytes = () => fs.readFileSync(dst)
 
   before(() => {
@@ -108,6 +109,14 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
     for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
   })
   after(() => fs.rmSync(tmp, {recursive: true, force: true}))
+
+  it('the report prints rates as --json gives them: 3 significant digits (GB/s, IOPS)', () => {
+    const r = cliProcess(base('--size', '1M', '--bs', '4K'))
+    expect(r.exit, r.stderr).to.equal(0)
+    const rates = [...r.stdout.matchAll(/([\d.e+-]+) (GB\/s|IOPS)\b/g)].map((m) => m[1])
+    expect(rates.length, r.stdout).to.be.at.least(3)
+    for (const x of rates) expect(x, r.stdout).to.equal(String(roundRate(Number(x))))
+  })
 
   it('the report fits $COLUMNS (80 when not a terminal): long lines are wrapped, the sweep chart fits', () => {
     for (const cols of ['80', '']) {
@@ -138,15 +147,17 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
     expect(m.latency.p999Us).to.be.at.least(m.latency.p99Us)
     expect(m.latency.maxUs).to.be.at.least(m.latency.p999Us)
     expect(m.seconds).to.be.greaterThan(0)
-    expect(m.gbps).to.be.closeTo(SIZE / m.seconds / 1e9, 1e-9)
-    expect(m.iops).to.be.closeTo(16 / m.seconds, 1e-6)
+    // Rates to 3 significant digits, as everywhere (docs/vocabulary.md).
+    expect(m.gbps).to.equal(roundRate(SIZE / m.seconds / 1e9))
+    expect(m.iops).to.equal(roundRate(16 / m.seconds))
     expect(m.cpu.percentOfOneCore).to.be.at.least(0)
     if (m.engine === 'psync') expect(m.fallbackReason, 'psync only as a fallback here').to.be.a('string')
     else expect(m.engine).to.equal('io_uring')
     expect(m.verify).to.deep.include({ok: true, mismatchAt: -1})
     expect(m.verify!.dstHash).to.equal(m.verify!.srcHash)
     expect(m.dram?.gbps).to.be.greaterThan(0)
-    expect(m.dram?.ofIdle).to.be.closeTo(m.dram!.gbps / j.dramIdleGbps!, 1e-9)
+    expect([m.dram!.gbps, j.dramIdleGbps]).to.deep.equal([roundRate(m.dram!.gbps), roundRate(j.dramIdleGbps!)])
+    expect(m.dram?.ofIdle).to.be.closeTo(m.dram!.gbps / j.dramIdleGbps!, 0.01 * m.dram!.ofIdle)
     expect(dstBytes().equals(data), 'the destination holds the source').to.equal(true)
   })
 
@@ -216,7 +227,7 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
       fs.writeFileSync(osrc, data)
       fs.writeFileSync(odst, Buffer.alloc(SIZE))
     })
-    const plotArgs = (file: string, ...more: string[]) => ['bench', 'p2p', '--src', osrc, '--dst', odst, '--mode', 'bounce', '--yes', '--size', '1M', '--sweep', '4K,64K,1M', '--no-probe', '--plot', file, ...more]
+    const plotArgs = (file: string, ...more: string[]) => ['bench', 'p2p', '--src', osrc, '--dst', odst, '--buffer', 'bounce', '--yes', '--size', '1M', '--sweep', '4K,64K,1M', '--no-probe', '--plot', file, ...more]
 
     it('FILE.svg: a well-formed SVG, one line for the mode, a label and a point per block size, placed by GB/s', async () => {
       const file = path.join(tmp, 'chart.svg')
@@ -260,7 +271,7 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
 
     it('without --sweep, or to a file that is neither .svg nor .html: exit 2, no file', async () => {
       const svg = path.join(tmp, 'nosweep.svg')
-      const a = await cli(['bench', 'p2p', '--src', src, '--dst', dst, '--mode', 'bounce', '--yes', '--plot', svg])
+      const a = await cli(['bench', 'p2p', '--src', src, '--dst', dst, '--buffer', 'bounce', '--yes', '--plot', svg])
       expect(a.exit).to.equal(2)
       expect(a.stderr).to.match(/--plot needs --sweep/)
       expect(fs.existsSync(svg)).to.equal(false)
@@ -289,7 +300,7 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
       fs.writeFileSync(bigDst, '')
     })
     afterEach(() => fs.rmSync(bigDst, {force: true}))
-    const args = (...more: string[]) => ['bench', 'p2p', '--src', big, '--dst', bigDst, '--mode', 'bounce', '--yes', '--engine', 'psync', '--bs', '4K', '--qd', '1', '--size', '4G', '--no-probe', ...more]
+    const args = (...more: string[]) => ['bench', 'p2p', '--src', big, '--dst', bigDst, '--buffer', 'bounce', '--yes', '--engine', 'psync', '--bs', '4K', '--qd', '1', '--size', '4G', '--no-probe', ...more]
     // Once the copy has written something, and a little more.
     const copying = () => {
       let since = 0
@@ -425,12 +436,12 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
         fx.process({pid: 4243, comm: 'qemu', maps: ['/usr/lib/libc.so.6', '/dev/nvme1n1']})
         const node = path.join(fx.dev, 'nvme1n1')
         const before = fx.hash()
-        const r = await cli(['bench', 'p2p', '--src', src, '--dst', node, '--mode', 'bounce', '--size', '4K', '--yes', '--json'], fx)
+        const r = await cli(['bench', 'p2p', '--src', src, '--dst', node, '--buffer', 'bounce', '--size', '4K', '--yes', '--json'], fx)
         expect(r.exit, r.stdout).to.equal(5)
         expect(r.json.error.code).to.equal('E_IN_USE')
         expect(r.json.error.details.reasons).to.deep.equal(['process fio (pid 4242) has /dev/nvme1n1 open', 'process qemu (pid 4243) maps /dev/nvme1n1'])
         expect(fx.hash(), 'fixture tree changed').to.equal(before)
-        const other = await cli(['bench', 'p2p', '--src', src, '--dst', path.join(fx.dev, 'nvme0n1'), '--mode', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json'], fx)
+        const other = await cli(['bench', 'p2p', '--src', src, '--dst', path.join(fx.dev, 'nvme0n1'), '--buffer', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json'], fx)
         expect(other.exit, other.stdout).to.equal(0)
         expect(fs.readFileSync(path.join(fx.dev, 'nvme0n1')).equals(data.subarray(0, 4 * KiB))).to.equal(true)
       } finally {
@@ -450,7 +461,7 @@ describe('iopmem bench p2p on files (--mode bounce)', function () {
           const signed = Buffer.alloc(64 * KiB)
           sign(signed)
           fs.writeFileSync(node, signed)
-          const args = ['bench', 'p2p', '--src', src, '--dst', node, '--mode', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json']
+          const args = ['bench', 'p2p', '--src', src, '--dst', node, '--buffer', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json']
           const r = await cli(args, fx)
           expect(r.exit, r.stdout).to.equal(5)
           expect(r.json.error.code).to.equal('E_IN_USE')

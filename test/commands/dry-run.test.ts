@@ -20,6 +20,7 @@ import {RULE_MARKER} from '../../src/lib/persist/index.js'
 import {FakeDriverCore} from '../helpers/fake-driver-core.js'
 import {BDF, standardMachine} from '../helpers/machines.js'
 import {type SysfsFixture, trackFixtures} from '../helpers/sysfs-fixture.js'
+import {expectSchema} from '../helpers/schemas.js'
 
 const RELEASE = '6.12.117'
 
@@ -45,6 +46,9 @@ async function dryThenReal(fx: SysfsFixture, twin: SysfsFixture, args: string[],
   const r = await cli([...args, ...real, '--json'], twin, {writer: twinCore})
   expect(r.exit, r.stdout + r.stderr).to.equal(0)
   expect(twin.hash(), 'the real run changed its fixture').to.not.equal(before)
+  // Both documents are what docs/schemas says (dry-run.json, and the command's own).
+  expectSchema(args[0], dry.json)
+  expectSchema(args[0], r.json)
   return {dry: dry.json, real: r.json, core: twinCore}
 }
 
@@ -340,11 +344,13 @@ describe('--dry-run: bind that loads the iopmem module, and driver load', functi
     expect(ran()).to.deep.equal([])
     expect(fx.hash()).to.equal(before)
     expect(dry.json).to.deep.include({command: 'driver load', loaded: false, how: 'insmod', ko, params: ['mode=p2pmem']})
+    expectSchema('driver load', dry.json)
     expect(dry.json.steps).to.deep.equal([{kind: 'run', argv: [insmod, '/proc/self/fd/3', 'mode=p2pmem'], fd3: ko}])
     const human = cliProcess(['driver', 'load', 'mode=p2pmem', '-n'], fx, env())
     expect(human.stdout).to.contain(`  1. run    ${insmod} /proc/self/fd/3 mode=p2pmem   (fd 3: ${ko}, opened and checked)`)
     const real = cliProcess(['driver', 'load', 'mode=p2pmem', '--json'], fx, env())
     expect(real.exit, real.stdout + real.stderr).to.equal(0)
+    expectSchema('driver load', real.json)
     expect(ran()).to.deep.equal([dry.json.steps[0].argv.join(' ')])
     // Loaded now: a dry run says there is nothing to do.
     const again = cliProcess(['driver', 'load', '--dry-run', '--json'], fx, env())
@@ -469,6 +475,8 @@ describe('--dry-run: mkfs-dax', () => {
     expect(r.exit, r.stdout + r.stderr).to.equal(0)
     expect(steps).to.deep.equal(argvOf(runner.calls.slice(probes).filter((c) => !c.args.includes('--no-act'))))
     expect(r.json.commands.map((c: any) => c.argv)).to.deep.equal(steps.map((s) => s.argv))
+    expectSchema('mkfs-dax', dry.json)
+    expectSchema('mkfs-dax', r.json)
   })
 
   it('human output: the numbered commands, no --yes needed', async () => {

@@ -15,6 +15,7 @@ import {cli, ROOT} from '../helpers/cli.js'
 import {daxMachine, fakeFiemap, fakeFileOps, FakeRunner, installDaxDeps, installFileOps} from '../helpers/dax.js'
 import {FakeDriverCore} from '../helpers/fake-driver-core.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
+import {expectSchema} from '../helpers/schemas.js'
 import {realFsDir} from '../native/helpers.js'
 
 /** Examples not run here: each needs a real kernel, a guest or a minute, and is run (or its path is) where said. */
@@ -23,7 +24,7 @@ const SKIP: Record<string, string> = {
   'map /dev/dax0.0 --copy-in image.bin --offset 2M --yes': 'a device-dax character device (test/vm/dax.test.ts)',
   'topo --probe': 'DMA between real devices (test/vm/topo-probe.test.ts)',
   'bench p2p --yes': 'O_DIRECT I/O to NVMe namespaces (test/vm/p2pbench.test.ts)',
-  'bench p2p --src /dev/nvme0n1 --dst /dev/nvme1n1 --via 0000:03:00.0 --mode both --verify --yes': 'O_DIRECT I/O to NVMe namespaces (test/vm/p2pbench.test.ts)',
+  'bench p2p --src /dev/nvme0n1 --dst /dev/nvme1n1 --via 0000:03:00.0 --buffer both --verify --yes': 'O_DIRECT I/O to NVMe namespaces (test/vm/p2pbench.test.ts)',
   'bench mmio 0000:03:00.0 --p2pmem 4M --sizes 4K,64K,1M --yes --json': "p2pmem/allocate is the kernel's (test/vm/bench-mmio.test.ts)",
 }
 /** Commands none of whose examples can run on a host fixture. */
@@ -45,19 +46,11 @@ const SKIP_COMMANDS: Record<string, string> = {
 const EXIT: Record<string, {exit: number; why: RegExp}> = {
   // "without a terminal, a change needs --yes" (docs/vocabulary.md): the example shows the question a person is asked.
   'bind 0000:03:00.0': {exit: 5, why: /without confirmation: not on a terminal/},
-  'bind 0000:03:00.0 --mode p2pmem --bar 2': {exit: 5, why: /without confirmation: not on a terminal/},
-  'bind 0000:03:00.0 --mode blockdax --persist': {exit: 5, why: /without confirmation: not on a terminal/},
+  'bind 0000:03:00.0 --as p2pmem --bar 2': {exit: 5, why: /without confirmation: not on a terminal/},
+  'bind 0000:03:00.0 --as blockdax --persist': {exit: 5, why: /without confirmation: not on a terminal/},
   'unbind 0000:03:00.0': {exit: 5, why: /without confirmation: not on a terminal/},
   'mkfs-dax /dev/pmem1 --mount /mnt/dax': {exit: 5, why: /without confirmation: not on a terminal/},
 }
-
-/**
- * Examples that need root but do not say `sudo`: run as root here, and the
- * test fails once they say it (then the entry goes). bind.ts and unbind.ts
- * are being changed on another branch this session (persistent bindings);
- * the `sudo` goes in there.
- */
-const NEEDS_SUDO = ['bind 0000:03:00.0 --mode blockdax --persist', 'bind 0000:03:00.0', 'bind 0000:03:00.0 --mode p2pmem --bar 2', 'bind 0000:03:00.0 --driver vfio-pci --yes', 'bind 00:04.0 --driver uio_pci_generic --json', 'unbind 0000:03:00.0', 'unbind 0000:03:00.0 --yes --json']
 
 const key = (e: Example) => `${e.id.replaceAll(':', ' ')}${e.line ? ' ' + e.line : ''}`
 
@@ -130,7 +123,7 @@ describe('every example in the help', function () {
 
   it('lists its skips explicitly, and each names an example that exists', () => {
     const have = new Set(all.map((e) => key(e)))
-    for (const k of [...Object.keys(SKIP), ...Object.keys(EXIT), ...NEEDS_SUDO]) expect(have.has(k), `no example "${k}" (any more): drop it from the list`).to.equal(true)
+    for (const k of [...Object.keys(SKIP), ...Object.keys(EXIT)]) expect(have.has(k), `no example "${k}" (any more): drop it from the list`).to.equal(true)
     expect(have.size).to.be.greaterThan(30)
     expect(Object.keys(SKIP).length + Object.keys(SKIP_COMMANDS).length, 'the skip lists stay short').to.be.at.most(15)
     for (const c of Object.keys(SKIP_COMMANDS)) expect(all.some((e) => e.id.replaceAll(':', ' ') === c || e.id.startsWith(c + ':')), `no command or topic "${c}" (any more)`).to.equal(true)
@@ -149,13 +142,12 @@ describe('every example in the help', function () {
         if (onNvme) fx.mount({id: 501, dev: '259:0', source: '/dev/nvme0n1', target: placed('/mnt/nvme'), fstype: 'ext4'})
         else fx.mount({id: 500, dev: '259:10', source: '/dev/pmem0', target: placed('/mnt/dax'), fstype: 'ext4', options: 'rw,dax=always'})
       }
-      if (NEEDS_SUDO.includes(k)) expect(e.root, `${k}: now says sudo, drop it from NEEDS_SUDO`).to.equal(false)
-      const root = e.root || NEEDS_SUDO.includes(k)
-      const r = await cli(e.args.map((a) => placed(a)), fx, {writer: core, uid: root ? 0 : 1000})
+      const r = await cli(e.args.map((a) => placed(a)), fx, {writer: core, uid: e.root ? 0 : 1000})
       const want = EXIT[k]
       expect(r.exit, `${k}\n${r.stderr}${r.stdout.slice(-2000)}`).to.equal(want?.exit ?? 0)
       if (want) expect(r.stderr + r.stdout).to.match(want.why)
-      if (e.args.includes('--json')) expect(r.json, 'one JSON document').to.be.an('object')
+      // Its --json document is what docs/schemas/ says (the result's schema, or the error envelope's).
+      if (e.args.includes('--json')) expectSchema(e.id, r.json)
     })
   }
 })

@@ -164,7 +164,7 @@ describe('the gate: under fixture roots no external program gets a host path', f
     const src = path.join(tmp, 'src.bin')
     fs.writeFileSync(src, Buffer.alloc(64 * 1024, 7))
     fs.writeFileSync(path.join(fx.dev, 'nvme0n1'), Buffer.alloc(64 * 1024))
-    const p = run(['bench', 'p2p', '--src', src, '--dst', path.join(fx.dev, 'nvme0n1'), '--mode', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json'])
+    const p = run(['bench', 'p2p', '--src', src, '--dst', path.join(fx.dev, 'nvme0n1'), '--buffer', 'bounce', '--size', '4K', '--yes', '--no-probe', '--json'])
     expect(p.exit, p.stdout + p.stderr).to.equal(0)
 
     const calls = rec.calls()

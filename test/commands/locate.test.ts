@@ -75,7 +75,7 @@ describe('iopmem locate', () => {
     await onPmem([[0, 0x840_0000, 0x30_0000, X.LAST | X.MERGED]])
     const r = await cli(['locate', file, '--json'], fx)
     expect(r.exit, r.stdout).to.equal(0)
-    expect(Object.keys(r.json)).to.deep.equal(['file', 'size', 'window', 'dax', 'synced', 'addressing', 'filesystem', 'device', 'totals', 'warnings', 'notes', 'extents'])
+    expect(Object.keys(r.json)).to.deep.equal(['schemaVersion', 'file', 'size', 'window', 'dax', 'synced', 'addressing', 'filesystem', 'device', 'totals', 'warnings', 'notes', 'extents'])
     expect(r.json).to.deep.include({file, size: 0x30_0000, dax: true, synced: true, addressing: 'memory'})
     expect(Object.keys(r.json.device)).to.deep.equal(['node', 'dev', 'kind', 'disk', 'diskSize', 'partitionStart', 'logicalBlockSize', 'daxCapable', 'base', 'busBase', 'source', 'pci', 'nvme'])
     expect(r.json.extents).to.deep.equal([{fileOffset: 0, length: 0x30_0000, deviceOffset: 0x840_0000, physical: '0x0000000068400000', flags: ['last', 'merged']}])

@@ -40,7 +40,7 @@ describe('iopmem mkfs-dax', () => {
   it('--json: the documented shape, with every command run', async () => {
     const r = await cli(['mkfs-dax', '/dev/pmem1', '--fs', 'xfs', '--yes', '--json'], fx)
     expect(r.exit, r.stdout).to.equal(0)
-    expect(Object.keys(r.json)).to.deep.equal(['device', 'disk', 'kind', 'size', 'filesystem', 'uuid', 'blockSize', 'pageSize', 'alignment', 'erased', 'mount', 'commands', 'warnings', 'notes'])
+    expect(Object.keys(r.json)).to.deep.equal(['schemaVersion', 'device', 'disk', 'kind', 'size', 'filesystem', 'uuid', 'blockSize', 'pageSize', 'alignment', 'erased', 'mount', 'commands', 'warnings', 'notes'])
     expect(r.json).to.deep.include({device: '/dev/pmem1', disk: '/dev/pmem1', kind: 'pmem', filesystem: 'xfs', mount: null, erased: []})
     expect(r.json.commands.map((c: any) => c.argv.join(' '))).to.deep.equal([
       'mkfs.xfs -b size=4096 -d su=2m,sw=1,agcount=2 -m reflink=0 /dev/pmem1', // 1022 MiB: below 1 GiB

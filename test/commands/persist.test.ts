@@ -82,7 +82,7 @@ describe('iopmem bind --persist / unbind --persist / persist list|apply|remove',
   })
 
   it('for iopmem the record holds the resolved mode, BAR and cache; apply on the bound function is a no-op', async () => {
-    const r = await run(['bind', BDF.ivshmem, '--mode', 'blockdax', '--cache', 'wc', '--persist', '--json'])
+    const r = await run(['bind', BDF.ivshmem, '--as', 'blockdax', '--cache', 'wc', '--persist', '--json'])
     expect(r.exit, r.stdout).to.equal(0)
     expect(fs.readFileSync(rec(BDF.ivshmem), 'utf8')).to.match(/\ndriver=iopmem\nmode=blockdax\nbar=2\ncache=wc\n$/)
     const l = await run(['persist', 'list', '--json'])
@@ -134,7 +134,7 @@ describe('iopmem bind --persist / unbind --persist / persist list|apply|remove',
   })
 
   it('force-cache=yes (bind --force with a cached mapping) is handed to the driver by apply, without forcing past an in-use check', async () => {
-    const b = await run(['bind', BDF.ivshmem, '--mode', 'blockdax', '--cache', 'wt', '--force', '--persist', '--json'])
+    const b = await run(['bind', BDF.ivshmem, '--as', 'blockdax', '--cache', 'wt', '--force', '--persist', '--json'])
     expect(b.exit, b.stdout).to.equal(0)
     expect(fs.readFileSync(rec(BDF.ivshmem), 'utf8')).to.match(/\ncache=wt\nforce-cache=yes\n$/)
     expect((await run(['unbind', BDF.ivshmem, '--yes'])).exit).to.equal(0)
@@ -145,7 +145,7 @@ describe('iopmem bind --persist / unbind --persist / persist list|apply|remove',
   })
 
   it('a function bound to iopmem in another mode is pending in list, and apply refuses to change it (unbind first)', async () => {
-    expect((await run(['bind', BDF.ivshmem, '--mode', 'blockdax', '--yes'])).exit).to.equal(0)
+    expect((await run(['bind', BDF.ivshmem, '--as', 'blockdax', '--yes'])).exit).to.equal(0)
     writeRecord(BDF.ivshmem, 'driver=iopmem\nmode=p2pmem\nbar=2\ncache=wb\n')
     expect((await run(['persist', 'list', '--json'])).json.records[0]).to.deep.include({state: 'pending'})
     const a = await run(['persist', 'apply', BDF.ivshmem, '--json'])

@@ -108,7 +108,7 @@ describe('iopmem driver: settings', () => {
   it('refuses a BAR that cannot serve, saying why', async () => {
     await expectError(() => resolveSettings(fn(), {bar: '0'}), 'E_BAD_BAR', 7, /BAR 0 .* too small \(256 B/)
     await expectError(() => resolveSettings(fn(), {bar: '1'}), 'E_BAD_BAR', 7, /not implemented/)
-    await expectError(() => resolveSettings(fn(), {mode: 'p2pmem', cache: 'wc'}), 'E_BAD_CACHE', 2, /only for --mode blockdax/)
+    await expectError(() => resolveSettings(fn(), {mode: 'p2pmem', cache: 'wc'}), 'E_BAD_CACHE', 2, /only for --as blockdax/)
     await expectError(() => resolveSettings(fn(), {mode: 'p2pmem', cache: 'uc'}), 'E_BAD_CACHE', 2)
   })
 
@@ -338,7 +338,7 @@ describe('bind --driver iopmem on a fake driver core', () => {
   })
 
   it('--mode/--bar/--cache are for iopmem only', async () => {
-    await expectError(() => planBind(host(), BDF.ivshmem, 'uio_pci_generic', {mode: 'p2pmem'}), 'E_IOPMEM_ONLY', 2, /--mode is for --driver iopmem only/)
+    await expectError(() => planBind(host(), BDF.ivshmem, 'uio_pci_generic', {mode: 'p2pmem'}), 'E_IOPMEM_ONLY', 2, /--as is for --driver iopmem only/)
     await expectError(() => planBind(host(), BDF.ivshmem, 'vfio-pci', {bar: '2', cache: 'wc'}), 'E_IOPMEM_ONLY', 2, /--bar, --cache are/)
   })
 

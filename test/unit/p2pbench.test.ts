@@ -29,7 +29,7 @@ describe('bench p2p: a DAX file as --via', () => {
 })
 
 describe('bench p2p plan: notes about --via', () => {
-  it('--mode both uses the --via provider and does not call it unused; --mode bounce says it is unused', async () => {
+  it('--buffer both uses the --via provider and does not call it unused; --buffer bounce says it is unused', async () => {
     const {planP2p} = await import('../../src/lib/bench/p2p.js')
     const {loadNative} = await import('../../src/native/index.js')
     const {standardMachine} = await import('../helpers/machines.js')
@@ -44,7 +44,7 @@ describe('bench p2p plan: notes about --via', () => {
       expect(both.notes.join('\n')).not.to.contain('not used')
       const bounce = planP2p(host, loadNative, {...input, mode: 'bounce'})
       expect(bounce.via).to.equal(undefined)
-      expect(bounce.notes).to.include('--via is not used by --mode bounce.')
+      expect(bounce.notes).to.include('--via is not used by --buffer bounce.')
     } finally {
       fx.cleanup()
     }

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {formatBytes, parseSize} from '../../src/lib/sys/units.js'
+import {formatBytes, formatRate, parseSize, roundRate} from '../../src/lib/sys/units.js'
 
 describe('sizes', () => {
   it('formats in binary units', () => {
@@ -31,5 +31,20 @@ describe('sizes', () => {
   it('checks bounds', () => {
     expect(() => parseSize('1K', 'size', {min: 4096})).to.throw(/at least 4 KiB/)
     expect(() => parseSize('1G', 'size', {max: 1024})).to.throw(/at most 1 KiB/)
+  })
+})
+
+describe('rates', () => {
+  it('are rounded to 3 significant digits, in JSON (roundRate) and on screen (formatRate) alike', () => {
+    expect(roundRate(12.3456)).to.equal(12.3)
+    expect(roundRate(0.045678)).to.equal(0.0457)
+    expect(roundRate(123_456.7)).to.equal(123_000)
+    expect(roundRate(1.005)).to.equal(1)
+    expect(roundRate(0)).to.equal(0)
+    expect(roundRate(Number.POSITIVE_INFINITY)).to.equal(Number.POSITIVE_INFINITY)
+    expect(formatRate(123_456.7)).to.equal('123000')
+    expect(formatRate(0.045678)).to.equal('0.0457')
+    expect(formatRate(7.5)).to.equal('7.5')
+    for (const x of [3.14159, 98_765.4, 0.000_123_45]) expect(formatRate(x)).to.equal(String(roundRate(x)))
   })
 })

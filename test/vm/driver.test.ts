@@ -67,8 +67,8 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     // auto tries WC first (a prefetchable BAR), which the UC- entry of the driver's mapping also refuses.
     const auto = await iopmem(['map', bdf, '--bar', '2', '--read', '0', '--width', '32', '--json'])
     expect(auto.code, `${what}: map --bar 2 is refused: ${auto.stdout}`).to.equal(6)
-    const r = await iopmem(['map', bdf, '--bar', '2', '--mode', 'uc', '--read', '0', '--width', '32', '--json'])
-    expect(r.code, `${what}: map --bar 2 --mode uc is refused: ${r.stdout}`).to.equal(6)
+    const r = await iopmem(['map', bdf, '--bar', '2', '--cache', 'uc', '--read', '0', '--width', '32', '--json'])
+    expect(r.code, `${what}: map --bar 2 --cache uc is refused: ${r.stdout}`).to.equal(6)
     expect(json(r).error).to.include({code: 'E_DEVMEM_STRICT'})
     expect(json(r).error.message).to.match(/claimed by its driver \(iopmem\), exclusively/)
     const mem = await vm.sh(`${PY} -c 'import mmap,os; f=os.open("/dev/mem",os.O_RDWR|os.O_SYNC); mmap.mmap(f,4096,offset=0x${start})'`)
@@ -161,7 +161,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
   })
 
   it('p2pmem: bind publishes BAR2 as p2pmem; `iopmem map --p2pmem` writes reach the BAR at the chunk\'s physical address; unbind refused while a chunk is held', async () => {
-    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem', '--bar', '2', '--json'])
+    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem', '--bar', '2', '--json'])
     expect(r.code, r.stderr).to.equal(0)
     expect(json(r).iopmem).to.include({mode: 'p2pmem', bar: 2, node: 'p2pmem', size: SIZE})
     expect(await sh(`cat /sys/bus/pci/devices/${bdf}/p2pmem/size /sys/bus/pci/devices/${bdf}/p2pmem/published`)).to.equal(`${SIZE}\n1\n`)
@@ -191,7 +191,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
 
   it('blockdax: bind → /dev/iopmem0 → mkfs-dax (ext4, DAX mount) → write a file → locate: every extent in BAR2, found by the host at address − BAR2 base', async function () {
     this.timeout(300_000)
-    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax', '--bar', '2', '--cache', 'wb', '--json'])
+    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'blockdax', '--bar', '2', '--cache', 'wb', '--json'])
     expect(r.code, r.stderr).to.equal(0)
     expect(json(r).iopmem).to.include({mode: 'blockdax', node: 'iopmem0', path: '/dev/iopmem0', cache: 'wb'})
     expect(await sh('readlink -f /sys/block/iopmem0; cat /sys/block/iopmem0/queue/dax')).to.equal(`/sys/devices/pci0000:00/${bdf}/block/iopmem0\n1\n`)
@@ -231,7 +231,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     this.timeout(300_000)
     const {cmb, peer} = vm.devices
     await sh('dd if=/dev/zero of=/tmp/dax/buf bs=1M count=1 2>/dev/null && sync')
-    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', '/tmp/dax/buf', '--mode', 'p2p', '--size', '2M', '--bs', '128K', '--qd', '4',
+    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', '/tmp/dax/buf', '--buffer', 'p2p', '--size', '2M', '--bs', '128K', '--qd', '4',
       '--dst-offset', '8M', '--verify', '--no-probe', '--yes', '--json'])
     expect(r.code, r.stdout + r.stderr).to.equal(0)
     const j = json(r)
@@ -265,7 +265,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     await sh('umount /tmp/dax')
     await unbind()
     expect(await sh('ls /dev/iopmem* 2>/dev/null | wc -l')).to.equal('0\n')
-    expect((await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax'])).code).to.equal(0)
+    expect((await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'blockdax'])).code).to.equal(0)
     await sh('mount -o dax /dev/iopmem0 /tmp/dax && grep -c IOPMEM-DAX-MMAP-WRIT /tmp/dax/f && umount /tmp/dax')
   })
 
@@ -281,7 +281,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
   })
 
   it('blockdax survives a forced unbind under a mounted, mmapped DAX file: the fs shuts down, umount is clean, no oops', async () => {
-    expect((await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax'])).code).to.equal(0)
+    expect((await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'blockdax'])).code).to.equal(0)
     await sh('mount -o dax /dev/iopmem0 /tmp/dax')
     await sh(`${PY} -c 'import mmap,os,time; m=mmap.mmap(os.open("/tmp/dax/x",os.O_RDWR),8192); m[0:4]=b"xyzw"; time.sleep(8)' > /dev/null 2>&1 &
       sleep 4; echo ${bdf} > /sys/bus/pci/drivers/iopmem/unbind; wait; umount /tmp/dax`)
@@ -291,7 +291,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
   })
 
   it('blockdax --cache wc: a plain (non-DAX) block device over a write-combining mapping; O_DIRECT writes reach the BAR', async () => {
-    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax', '--cache', 'wc', '--json'])
+    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'blockdax', '--cache', 'wc', '--json'])
     expect(r.code, r.stderr).to.equal(0)
     expect(await sh('cat /sys/block/iopmem0/queue/dax; grep -c "write-combining" /sys/kernel/debug/x86/pat_memtype_list')).to.match(/^0\n[1-9]/)
     expect(await sh(`cat /sys/bus/pci/devices/${bdf}/iopmem/memtype; ls /sys/block/iopmem0/dax 2>/dev/null | wc -l`)).to.equal('write-combining\n0\n')
@@ -309,7 +309,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
 
   it('blockdax held open, force-unbound, then rebound as p2pmem: refused cleanly (no WARN), and once closed it binds; last_error is per device and cleared', async () => {
     const D = '/sys/bus/pci/drivers/iopmem'
-    expect((await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax'])).code).to.equal(0)
+    expect((await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'blockdax'])).code).to.equal(0)
     await sh('dmesg -c > /dev/null')
     // A reader holds /dev/iopmem0; the driver core's unbind (the toolkit would refuse) leaves the disk,
     // its struct pages and the BAR claim alive until the last close (free_disk).
@@ -317,7 +317,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     expect(await sh(`readlink /sys/bus/pci/devices/${bdf}/driver || echo none`)).to.equal('none\n')
     // The module keeps its own reference until free_disk, beside the open file's.
     expect(Number(await sh('cat /sys/module/iopmem/refcnt')), 'iopmem holds itself until free_disk').to.be.at.least(2)
-    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem', '--json'])
+    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem', '--json'])
     expect(r.code, r.stdout + r.stderr).to.equal(6)
     expect(json(r).error.code).to.equal('E_BIND_FAILED')
     expect(json(r).error.message).to.match(/BAR 2 is claimed by someone else/).and.match(/Rolled back/)
@@ -328,14 +328,14 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     // device's line in last_error is gone.
     await sh('kill $(cat /tmp/disk-holder.pid); while kill -0 $(cat /tmp/disk-holder.pid) 2>/dev/null; do sleep 0.5; done')
     await waitFor(`! grep -qi iopmem /proc/iomem`, 'free_disk released the BAR')
-    const ok = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem', '--json'])
+    const ok = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem', '--json'])
     expect(ok.code, ok.stdout + ok.stderr).to.equal(0)
     expect(await sh(`grep -c '^${bdf} ' ${D}/last_error || true`), 'a successful probe clears its device\'s last_error').to.equal('0\n')
     await unbind()
   })
 
   it('every cache mode binds and unbinds; wt (reads cached, not coherent) only with --force', async () => {
-    const wt = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax', '--cache', 'wt', '--json'])
+    const wt = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'blockdax', '--cache', 'wt', '--json'])
     expect(wt.code).to.equal(6)
     expect(json(wt).error.message).to.match(/cache=wt caches reads.*add force/)
     for (const [args, memtype] of [
@@ -343,7 +343,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
       [['--cache', 'wt', '--force'], 'write-through'],
       [['--cache', 'wb', '--force'], 'uncached-minus'],
     ] as Array<[string[], string]>) {
-      const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax', ...args, '--yes', '--json'])
+      const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'blockdax', ...args, '--yes', '--json'])
       expect(r.code, r.stdout + r.stderr).to.equal(0)
       expect(json(r).iopmem).to.include({memtype})
       // A bound blockdax device pins the module (its free_disk may run after an unbind).
@@ -379,7 +379,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     expect(json(small).error.message).to.match(/BAR 0 .* too small/)
     const none = await iopmem(['bind', bdf, '--driver', 'iopmem', '--bar', '3', '--json'])
     expect(json(none).error.message).to.match(/BAR 3 .* not implemented/)
-    const cache = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem', '--cache', 'uc', '--json'])
+    const cache = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem', '--cache', 'uc', '--json'])
     expect(cache.code).to.equal(2)
     // The driver's own checks, past the toolkit.
     const D = '/sys/bus/pci/drivers/iopmem'
@@ -417,16 +417,16 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     }
     const marks = async (): Promise<number> => Number(await sh('dmesg | wc -l'))
     const failures: Array<[string, string[], RegExp]> = [
-      ['enable', ['--mode', 'blockdax'], /cannot enable the device \(-5\)/],
-      ['region', ['--mode', 'blockdax'], /BAR 2 is claimed by someone else/],
-      ['memremap', ['--mode', 'blockdax'], /memremap_pages of BAR 2 failed \(-12\)/],
-      ['disk', ['--mode', 'blockdax'], /blk_alloc_disk failed \(-12\)/],
-      ['dax', ['--mode', 'blockdax'], /alloc_dax failed \(-12\)/],
-      ['dax_host', ['--mode', 'blockdax'], /dax_add_host failed \(-12\)/],
-      ['add_disk', ['--mode', 'blockdax'], /device_add_disk failed \(-12\)/],
-      ['ioremap', ['--mode', 'blockdax', '--cache', 'wc'], /ioremap \(wc\) of BAR 2 failed/],
-      ['disk', ['--mode', 'blockdax', '--cache', 'wc'], /blk_alloc_disk failed \(-12\)/],
-      ['p2pdma', ['--mode', 'p2pmem'], /pci_p2pdma_add_resource failed for BAR 2 \(-12\)/],
+      ['enable', ['--as', 'blockdax'], /cannot enable the device \(-5\)/],
+      ['region', ['--as', 'blockdax'], /BAR 2 is claimed by someone else/],
+      ['memremap', ['--as', 'blockdax'], /memremap_pages of BAR 2 failed \(-12\)/],
+      ['disk', ['--as', 'blockdax'], /blk_alloc_disk failed \(-12\)/],
+      ['dax', ['--as', 'blockdax'], /alloc_dax failed \(-12\)/],
+      ['dax_host', ['--as', 'blockdax'], /dax_add_host failed \(-12\)/],
+      ['add_disk', ['--as', 'blockdax'], /device_add_disk failed \(-12\)/],
+      ['ioremap', ['--as', 'blockdax', '--cache', 'wc'], /ioremap \(wc\) of BAR 2 failed/],
+      ['disk', ['--as', 'blockdax', '--cache', 'wc'], /blk_alloc_disk failed \(-12\)/],
+      ['p2pdma', ['--as', 'p2pmem'], /pci_p2pdma_add_resource failed for BAR 2 \(-12\)/],
     ]
     const P = '/sys/kernel/debug/iopmem/fail_probe'
     const baseline = await state()
@@ -450,9 +450,9 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     // What a leak would break: the same BAR taken again (a left-over pgmap, region or dax
     // claim makes these fail) with the first id (/dev/iopmem0) given back.
     for (const [args, node] of [
-      [['--mode', 'blockdax'], 'iopmem0'],
-      [['--mode', 'blockdax', '--cache', 'wc'], 'iopmem0'],
-      [['--mode', 'p2pmem'], 'p2pmem'],
+      [['--as', 'blockdax'], 'iopmem0'],
+      [['--as', 'blockdax', '--cache', 'wc'], 'iopmem0'],
+      [['--as', 'p2pmem'], 'p2pmem'],
     ] as Array<[string[], string]>) {
       const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--bar', '2', ...args, '--json'])
       expect(r.code, r.stdout + r.stderr).to.equal(0)
@@ -465,7 +465,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
   })
 
   it('driver unload refuses while a device is bound, then unloads', async () => {
-    const b = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem'])
+    const b = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem'])
     expect(b.code, b.stderr).to.equal(0)
     const refused = await iopmem(['driver', 'unload', '--json'])
     expect(refused.code).to.equal(5)
@@ -481,10 +481,10 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
     // --dry-run on the real kernel: it lists the insmod of that file and the writes, and changes nothing; the real bind then makes exactly those writes.
     const state = () => sh(`ls /sys/module | grep -c '^iopmem$' || true; readlink /sys/bus/pci/devices/${bdf}/driver || echo none; cat /sys/bus/pci/devices/${bdf}/driver_override`)
     const before = await state()
-    const dry = json(await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem', '--dry-run', '--json']))
+    const dry = json(await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem', '--dry-run', '--json']))
     expect(await state(), 'the dry run changed nothing').to.equal(before)
     expect(dry.steps.find((s: any) => s.kind === 'run')).to.deep.equal({kind: 'run', argv: ['insmod', '/proc/self/fd/3'], fd3: `${dir}/iopmem.ko`})
-    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem', '--json'])
+    const r = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem', '--json'])
     expect(r.code, r.stdout + r.stderr).to.equal(0)
     const listed = dry.steps.filter((s: any) => s.kind === 'write').map((s: any) => [s.file, s.value.replace(/\n$/, '')])
     expect(json(r).steps.map((s: any) => [s.file, s.value]), 'the dry run listed the writes the bind made').to.deep.equal(listed)

@@ -112,7 +112,7 @@ describe('guest: nvmet targets over loop, tcp and soft-RoCE, connected from the 
     expect(await available(vm.devices.cmb.bdf), 'no P2PDMA client over loop: no buffer in p2pmem').to.equal(avail0)
     // bench p2p with the fabric namespace as --dst: a bounce through RAM works as on a local disk; the p2p
     // copy is refused by the kernel (EREMOTEIO): only nvme-pci queues take P2PDMA pages (BLK_FEAT_PCI_P2PDMA).
-    const bench = (mode: string, off: string) => iopmem(['bench', 'p2p', '--src', vm.devices.cmb.namespace, '--dst', disk, '--dst-offset', off, '--via', vm.devices.cmb.bdf, '--mode', mode, '--size', '1M', '--verify', '--yes', '--json'])
+    const bench = (mode: string, off: string) => iopmem(['bench', 'p2p', '--src', vm.devices.cmb.namespace, '--dst', disk, '--dst-offset', off, '--via', vm.devices.cmb.bdf, '--buffer', mode, '--size', '1M', '--verify', '--yes', '--json'])
     const bounce = await bench('bounce', '64M')
     expect(bounce.code, bounce.stdout + bounce.stderr).to.equal(0)
     expect(json(bounce).results.map((x: any) => [x.mode, x.verify?.ok])).to.deep.equal([['bounce', true]])

@@ -89,12 +89,12 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
     console.log('      sgl_threshold 32768: EIO, sc 0x12 (Invalid Use of CMB); 0: the read lands, bytes checked against the image pattern')
   })
 
-  it('--mode both --verify moves the same bytes through RAM and through the CMB; the host sees them in the image', async function () {
+  it('--buffer both --verify moves the same bytes through RAM and through the CMB; the host sees them in the image', async function () {
     this.timeout(300_000)
     const {cmb, peer} = vm.devices
     const before = await available(cmb.bdf)
     const hostBefore = vm.dmaTotals()!
-    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--mode', 'both', '--verify',
+    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--buffer', 'both', '--verify',
       '--size', '1M', '--bs', '128K', '--qd', '4', '--yes', '--json'])
     const hostAfter = vm.dmaTotals()!
     expect(r.code, r.stderr + r.stdout).to.equal(0)
@@ -136,7 +136,7 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
     expect(readImage(peer.image, MiB, MiB).equals(want), 'p2p copy in the image').to.equal(true)
 
     // The layout of the lines is checked here, not fitting to the width (width.test.ts does that): a wide COLUMNS.
-    const human = await vm.run(['node', 'bin/run.js', 'bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--mode', 'both', '--verify',
+    const human = await vm.run(['node', 'bin/run.js', 'bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--buffer', 'both', '--verify',
       '--size', '1M', '--bs', '128K', '--qd', '4', '--yes'], {timeoutMs: 240_000, env: {COLUMNS: '200'}})
     expect(human.code, human.stderr).to.equal(0)
     expect(human.stdout).to.contain('verified')
@@ -158,7 +158,7 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
     // default before exec, as a terminal would have it.
     await vm.sh(
       `rm -f /tmp/sigint.rc; ( /usr/bin/python3 -c 'import os,signal,sys; signal.signal(signal.SIGINT, signal.SIG_DFL); open("/tmp/sigint.pid","w").write(str(os.getpid())); os.execvp(sys.argv[1], sys.argv[1:])' ` +
-        `node bin/run.js bench p2p --src ${cmb.namespace} --dst ${peer.namespace} --via ${cmb.bdf} --mode p2p --size 96M --bs 4K --qd 1 --engine psync --dst-offset 16M ` +
+        `node bin/run.js bench p2p --src ${cmb.namespace} --dst ${peer.namespace} --via ${cmb.bdf} --buffer p2p --size 96M --bs 4K --qd 1 --engine psync --dst-offset 16M ` +
         `--no-probe --yes --json > /tmp/sigint.out 2>/tmp/sigint.err; echo $? > /tmp/sigint.rc ) >/dev/null 2>&1 &`,
       {check: true},
     )
@@ -194,7 +194,7 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
     const pair = topo.pairs.find((p: any) => [p.provider, p.client].includes(rc!.bdf))
     expect(pair.p2p).to.equal('no')
     const before = await available(cmb.bdf)
-    const r = await iopmem(['bench', 'p2p', '--src', rc!.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--mode', 'p2p', '--size', '1M', '--yes', '--json'])
+    const r = await iopmem(['bench', 'p2p', '--src', rc!.namespace, '--dst', peer.namespace, '--via', cmb.bdf, '--buffer', 'p2p', '--size', '1M', '--yes', '--json'])
     expect(r.code).to.equal(7)
     const e = json(r).error
     expect(e.code).to.equal('E_P2P_REFUSED')
@@ -209,7 +209,7 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
 
   it('the root-complex NVMe as --via is refused: it has no p2pmem', async () => {
     const {cmb, peer, rc} = vm.devices
-    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', rc!.bdf, '--mode', 'p2p', '--size', '1M', '--yes', '--json'])
+    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', peer.namespace, '--via', rc!.bdf, '--buffer', 'p2p', '--size', '1M', '--yes', '--json'])
     expect(r.code).to.equal(7)
     expect(json(r).error.code).to.equal('E_NO_P2PMEM')
   })
@@ -220,7 +220,7 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
     try {
       await vm.sh(`for i in $(seq 50); do ls -l /proc/$(cat /tmp/dst-holder.pid)/fd 2>/dev/null | grep -q ${rc!.namespace} && exit 0; sleep 0.2; done; exit 1`, {check: true})
       const pid = (await vm.sh('cat /tmp/dst-holder.pid', {check: true})).stdout.trim()
-      const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--mode', 'bounce', '--size', '1M', '--yes', '--json'])
+      const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--buffer', 'bounce', '--size', '1M', '--yes', '--json'])
       expect(r.code, r.stdout + r.stderr).to.equal(5)
       const e = json(r).error
       expect(e.code).to.equal('E_IN_USE')
@@ -236,11 +236,11 @@ describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
     // A real filesystem: the one signature detector is libblkid (wipefs), which checks a whole
     // superblock, not a bare magic (a lone "XFSB" in sector 0 is no XFS to it).
     await vm.sh(`mkfs.ext4 -q -F ${rc!.namespace} && sync`, {check: true, timeoutMs: 120_000})
-    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--mode', 'bounce', '--size', '1M', '--yes', '--json'])
+    const r = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--buffer', 'bounce', '--size', '1M', '--yes', '--json'])
     expect(r.code, r.stdout + r.stderr).to.equal(5)
     expect(json(r).error.code).to.equal('E_IN_USE')
     expect(json(r).error.message).to.contain('ext4')
-    const f = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--mode', 'bounce', '--size', '1M', '--yes', '--force', '--json', '--verify'])
+    const f = await iopmem(['bench', 'p2p', '--src', cmb.namespace, '--dst', rc!.namespace, '--buffer', 'bounce', '--size', '1M', '--yes', '--force', '--json', '--verify'])
     expect(f.code, f.stderr).to.equal(0)
     expect(json(f).results[0].verify.ok).to.equal(true)
   })

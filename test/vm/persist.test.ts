@@ -48,7 +48,7 @@ describe('guest: bind --persist survives a reboot (persistent /etc, udevd)', fun
     // The module installed for the running kernel, as a package (or DKMS) would: modprobe finds it.
     const koIn = await vm.putFile('iopmem.ko', fs.readFileSync(ko))
     await sh(`d=/lib/modules/$(uname -r)/extra && mkdir -p $d && cp ${koIn} $d/iopmem.ko && depmod $(uname -r)`)
-    const b = await iopmem(['bind', bdf, '--mode', 'blockdax', '--cache', 'wc', '--persist'])
+    const b = await iopmem(['bind', bdf, '--as', 'blockdax', '--cache', 'wc', '--persist'])
     expect(b).to.deep.include({driver: 'iopmem', changed: true})
     expect(b.moduleLoaded).to.deep.equal({how: 'modprobe', ko: null})
     expect(b.persist).to.deep.include({file: `/etc/iopmem/bind.d/${bdf}.conf`, rule: '/etc/udev/rules.d/89-iopmem.rules', ruleAction: 'written'})

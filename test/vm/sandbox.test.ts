@@ -73,7 +73,7 @@ describe('guest: iopmem sandbox', function () {
     const t = sandbox(['--topology', 'switch', '--', 'topo'])
     expect(t.code, t.stderr).to.equal(0)
     expect(t.stdout).to.match(/PIX 4 ✓/)
-    const r = sandbox(['--topology', 'switch', '--', 'bench', 'p2p', '--mode', 'both', '--verify', '--size', '1M', '--yes', '--json'])
+    const r = sandbox(['--topology', 'switch', '--', 'bench', 'p2p', '--buffer', 'both', '--verify', '--size', '1M', '--yes', '--json'])
     expect(r.code, r.stdout + r.stderr).to.equal(0)
     const b = JSON.parse(r.stdout)
     expect(b.results.map((x: any) => [x.mode, x.verify?.ok])).to.deep.equal([

@@ -67,12 +67,12 @@ for (const k of KERNELS) {
       const l = await iopmem(['driver', 'load', '--ko', ko, '--json'])
       expect(l.code, l.stdout + l.stderr).to.equal(0)
 
-      const p = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'p2pmem', '--yes', '--json'])
+      const p = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem', '--yes', '--json'])
       expect(p.code, p.stdout).to.not.equal(0)
       expect(JSON.parse(p.stdout).error.message).to.contain(`mode=p2pmem needs a kernel with CONFIG_PCI_P2PDMA, and this one (${release}) has none`)
       expect(await sh(`readlink /sys/bus/pci/devices/${bdf}/driver || echo none`), 'left unbound').to.equal('none\n')
 
-      const b = await iopmem(['bind', bdf, '--driver', 'iopmem', '--mode', 'blockdax', '--yes', '--json'])
+      const b = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'blockdax', '--yes', '--json'])
       expect(b.code, b.stdout + b.stderr).to.equal(0)
       expect(JSON.parse(b.stdout).iopmem).to.include({mode: 'blockdax', bar: 2})
       await sh('mkdir -p /tmp/dax')

@@ -11,19 +11,19 @@ export default class BenchP2p extends BaseCommand {
   bounce  the buffer is page-aligned system RAM;
   p2p     the buffer is device memory: a chunk of the --via function's p2pmem (mmap of p2pmem/allocate), or a file on a DAX filesystem.
 
-With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--dst-offset + --size), so both copies can be checked. Reports GB/s (10^9 B/s), IOPS, latency percentiles, CPU time, and the DRAM bandwidth a STREAM-like probe gets while the copy runs (against the probe alone). Without --src/--dst/--via it picks NVMe namespaces and the p2pmem provider nearest them (topo) and says why. It refuses a destination that is mounted, holds a filesystem or is open or mapped in another process (unless --force), and a pair the kernel refuses — showing the kernel's EREMOTEIO.`
+With --buffer both, bounce writes --dst at --dst-offset and p2p right after it (--dst-offset + --size), so both copies can be checked. Reports GB/s (10^9 B/s), IOPS, latency percentiles, CPU time, and the DRAM bandwidth a STREAM-like probe gets while the copy runs (against the probe alone). Without --src/--dst/--via it picks NVMe namespaces and the p2pmem provider nearest them (topo) and says why. It refuses a destination that is mounted, holds a filesystem or is open or mapped in another process (unless --force, which also skips the confirmation), and a pair the kernel refuses — showing the kernel's EREMOTEIO.`
 
   static examples = examples(`
-    --yes                                                                               # Defaults: two NVMe namespaces and the nearest p2pmem
-    --src /dev/nvme0n1 --dst /dev/nvme1n1 --via 0000:03:00.0 --mode both --verify --yes # Both paths, verified
-    --src a.bin --dst b.bin --mode bounce --sweep default --plot sweep.svg --yes        # The engine on two existing files, a block-size sweep to SVG
+    --yes                                                                                 # Defaults: two NVMe namespaces and the nearest p2pmem
+    --src /dev/nvme0n1 --dst /dev/nvme1n1 --via 0000:03:00.0 --buffer both --verify --yes # Both paths, verified
+    --src a.bin --dst b.bin --buffer bounce --sweep default --plot sweep.svg --yes        # The engine on two existing files, a block-size sweep to SVG
   `)
 
   static flags = {
     src: Flags.string({description: 'Source block device or file (default: an NVMe namespace).'}),
     dst: Flags.string({description: 'Destination block device or existing file (default: another NVMe namespace). Overwritten.'}),
     via: Flags.string({description: 'The p2p buffer: a PCI function with p2pmem (BDF), or a file on a DAX filesystem.'}),
-    mode: Flags.string({description: 'Which buffer(s).', options: ['bounce', 'p2p', 'both'], default: 'both'}),
+    buffer: Flags.string({aliases: ['mode'], deprecateAliases: true, description: 'Which buffer(s): system RAM (bounce), device memory (p2p) or both. Was --mode (still accepted, with a warning, for one release).', options: ['bounce', 'p2p', 'both'], default: 'both'}),
     size: Flags.string({charAliases: ['s'], deprecateAliases: true, description: 'Bytes to copy per mode (default 64 MiB, or what fits). -s still works for one release, with a warning.'}),
     bs: Flags.string({description: 'Block size of one I/O (default 128K).'}),
     qd: Flags.string({description: 'I/Os in flight per job (default 8).'}),
@@ -35,7 +35,7 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
     plot: Flags.string({description: 'With --sweep: write the chart to FILE (.svg or .html).'}),
     verify: Flags.boolean({description: 'Read back the destination and compare with the source.'}),
     'no-probe': Flags.boolean({description: 'Skip the DRAM bandwidth probe.'}),
-    force: Flags.boolean({description: 'Overwrite a destination that is mounted, holds a filesystem or is open in another process.'}),
+    force: Flags.boolean({char: 'f', description: 'Overwrite a destination that is mounted, holds a filesystem or is open in another process; also skips the confirmation.'}),
     ...BaseCommand.confirmFlags,
   }
 
@@ -46,7 +46,7 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
       this.host,
       {
         ...pick(flags, ['src', 'dst', 'via', 'size', 'bs', 'qd', 'jobs', 'sweep', 'plot']),
-        mode: flags.mode as P2pMode,
+        mode: flags.buffer as P2pMode,
         srcOffset: flags['src-offset'],
         dstOffset: flags['dst-offset'],
         verify: flags.verify === true,
@@ -55,7 +55,7 @@ With --mode both, bounce writes --dst at --dst-offset and p2p right after it (--
         probe: flags['no-probe'] !== true,
       },
       {
-        confirm: (question, refusal) => this.confirmOrRefuse(question, flags.yes, refusal),
+        confirm: (question, refusal) => this.confirmOrRefuse(question, flags.yes || flags.force, refusal),
         progress: showProgress
           ? (label, done, total) => process.stderr.write(`\r${label} ${Math.min(100, Math.round((done / total) * 100))}% (${formatBytes(done)})   `)
           : undefined,

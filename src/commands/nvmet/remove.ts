@@ -17,7 +17,7 @@ export default class NvmetRemove extends BaseCommand {
   }
 
   static flags = {
-    force: Flags.boolean({char: 'f', description: 'Remove it even while hosts are connected (they are cut off).'}),
+    force: Flags.boolean({char: 'f', description: 'Remove it even while hosts are connected (they are cut off); also skips the confirmation.'}),
     wait: Flags.boolean({description: 'If another iopmem is changing nvmet, wait for it instead of refusing.'}),
     ...BaseCommand.confirmFlags,
   }
@@ -26,7 +26,7 @@ export default class NvmetRemove extends BaseCommand {
     const {args, flags} = await this.parse(NvmetRemove)
     return withNvmetLock(this.host, {wait: flags.wait}, async (guard) => {
       let plan = planRemove(this.host, args.nqn, {force: flags.force})
-      await this.confirmOrRefuse(`Remove ${plan.nqn} (${plan.namespaces.length} namespace(s), port(s) ${plan.ports.join(', ') || 'none'})?`, flags.yes, `remove ${plan.nqn}`)
+      await this.confirmOrRefuse(`Remove ${plan.nqn} (${plan.namespaces.length} namespace(s), port(s) ${plan.ports.join(', ') || 'none'})?`, flags.yes || flags.force, `remove ${plan.nqn}`)
       plan = planRemove(this.host, args.nqn, {force: flags.force})
       const result = await executeRemove(this.host, plan, guard)
       if (!this.jsonEnabled()) {

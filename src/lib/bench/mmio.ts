@@ -10,7 +10,7 @@
 import type {CachingMode, Mapping, Native, UsedStrategy, Width} from '../../native/types.js'
 import {usage} from '../sys/index.js'
 import {STRATEGIES} from '../map/index.js'
-import {formatBytes} from '../sys/index.js'
+import {formatBytes, roundRate} from '../sys/index.js'
 
 /** One bandwidth cell. */
 export interface BandwidthCell {
@@ -117,7 +117,7 @@ export function runMmioBench(n: Native, m: Mapping, opts: MmioBenchOptions): Mmi
         const fn = direction === 'in' ? () => n.copyTo(m, opts.offset, view, strategy) : () => n.copyFrom(m, opts.offset, view, strategy)
         const [iterations, seconds] = timeLoop(fn, opts.seconds)
         const gbps = (size * iterations) / seconds / 1e9
-        bandwidth.push({size, direction, strategy, iterations, seconds: round(seconds, 4), gbps: round(gbps, 4), usPerCopy: round((seconds / iterations) * 1e6, 4)})
+        bandwidth.push({size, direction, strategy, iterations, seconds: round(seconds, 4), gbps: roundRate(gbps), usPerCopy: round((seconds / iterations) * 1e6, 4)})
       }
     }
   }

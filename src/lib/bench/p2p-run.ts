@@ -182,7 +182,7 @@ async function refusePair(n: Native, buffer: Mapping, via: ViaInfo, refused: Pai
     {
       code: 'E_P2P_REFUSED',
       exit: Exit.UNSUPPORTED,
-      suggestions: ['Use --mode bounce for this pair, or a --via provider under the same PCIe switch (see `iopmem topo`).'],
+      suggestions: ['Use --buffer bounce for this pair, or a --via provider under the same PCIe switch (see `iopmem topo`).'],
       details: {pair: bad, kernel: probe},
     },
   )

@@ -7,7 +7,7 @@
  * (registered buffers where the kernel takes them) or pread/pwrite. The buffer
  * is page-aligned system RAM (`bounce`) or device memory (`p2p`): a chunk of
  * the `--via` function's p2pmem pool (mmap of `p2pmem/allocate`), or a file on
- * a DAX filesystem. With `--mode both`, bounce writes dst at `dstOffset` and
+ * a DAX filesystem. With `--buffer both`, bounce writes dst at `dstOffset` and
  * p2p at `dstOffset + size`, so both copies can be checked afterwards.
  */
 import * as fs from 'node:fs'
@@ -20,7 +20,7 @@ import {blockDirByDevNum, blockUsage, holdsSignature, readBlock} from '../dax/in
 import {nearestPciAncestor, type PciFunction, PciScanner} from '../pci/index.js'
 import {deniedNote, processesUsing} from '../sys/index.js'
 import {analyzePair, type PairAnalysis} from '../pci/index.js'
-import {formatBytes, parseSize} from '../sys/index.js'
+import {formatBytes, parseSize, roundRate} from '../sys/index.js'
 import {dmaCheckpoint, type DmaTotals, subtractTotals} from '../vm/index.js'
 import type {IoControl, IoRunResult, Mapping, Native} from '../../native/types.js'
 
@@ -190,7 +190,7 @@ function noDefaults(missing: string): IopmemError {
     suggestions: [
       'Name them: --src /dev/nvmeXn1 --dst /dev/nvmeYn1 --via BDF (a function with p2pmem, see `iopmem list`).',
       'Or run `iopmem sandbox` (or the guest suite) for two NVMe behind a switch, one with a CMB.',
-      '--mode bounce needs no p2pmem: --src FILE --dst FILE works anywhere.',
+      '--buffer bounce needs no p2pmem: --src FILE --dst FILE works anywhere.',
     ],
   })
 }
@@ -257,7 +257,7 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
   const srcOffset = input.srcOffset === undefined ? 0 : parseSize(input.srcOffset, '--src-offset')
   const dstOffset = input.dstOffset === undefined ? 0 : parseSize(input.dstOffset, '--dst-offset')
   if (input.via === undefined && input.mode === 'p2p' && input.src && input.dst)
-    throw usage('--mode p2p needs --via: a PCI function with p2pmem (BDF) or a file on a DAX filesystem.', 'E_NO_VIA', ['Run `iopmem list` to see which functions publish p2pmem.'])
+    throw usage('--buffer p2p needs --via: a PCI function with p2pmem (BDF) or a file on a DAX filesystem.', 'E_NO_VIA', ['Run `iopmem list` to see which functions publish p2pmem.'])
   if (input.via !== undefined && input.via.trim() === '') throw usage('--via is empty: give a BDF or a file on a DAX filesystem.', 'E_NO_VIA')
   if (input.via !== undefined && !input.via.includes('/') && !tryParseBdf(input.via))
     throw usage(`Invalid --via ${JSON.stringify(input.via)}: expected a PCI function ([domain:]bus:device.function) or a path to a file on a DAX filesystem.`, 'E_BDF_SYNTAX')
@@ -306,7 +306,7 @@ export function planP2p(host: Host, native: () => Native, input: P2pInput): P2pP
   if (modes.includes('p2p')) {
     via = resolveVia(host, scanner, native, picked.via, {src, dst, need: bs * qd * jobs})
     if (via.kind === 'dax-file') notes.push(...daxViaNotes(via))
-  } else if (picked.via) notes.push('--via is not used by --mode bounce.')
+  } else if (picked.via) notes.push('--via is not used by --buffer bounce.')
   return {src, dst, via, modes, size, bs, qd, jobs, srcOffset, dstOffset, verify: input.verify, engine: input.engine, choices, notes}
 }
 
@@ -384,7 +384,7 @@ export async function refuseSignedDestination(host: Host, dst: Endpoint, runner:
 }
 
 function resolveVia(host: Host, scanner: PciScanner, native: () => Native, via: string | undefined, ctx: {src: Endpoint; dst: Endpoint; need: number}): ViaInfo {
-  if (!via) throw usage('--mode p2p/both needs --via: a PCI function with p2pmem (BDF) or a file on a DAX filesystem.', 'E_NO_VIA', ['Run `iopmem list` to see which functions publish p2pmem.'])
+  if (!via) throw usage('--buffer p2p/both needs --via: a PCI function with p2pmem (BDF) or a file on a DAX filesystem.', 'E_NO_VIA', ['Run `iopmem list` to see which functions publish p2pmem.'])
   if (via.includes('/')) {
     let sx
     try {
@@ -548,8 +548,8 @@ export async function runMode(
     dstOffset: opts.dstOffset,
     bytes: r.bytes,
     seconds: r.seconds,
-    gbps: r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0,
-    iops: r.seconds > 0 ? r.ops / r.seconds : 0,
+    gbps: r.seconds > 0 ? roundRate(r.bytes / r.seconds / 1e9) : 0,
+    iops: r.seconds > 0 ? roundRate(r.ops / r.seconds) : 0,
     latency: r.latency,
     cpu: {...r.cpu, percentOfOneCore: r.seconds > 0 ? (100 * cpuS) / r.seconds : 0},
     engine: r.engine,
@@ -562,7 +562,7 @@ export async function runMode(
   if (dma) out.dma = dma
   if (p && p.seconds > 0) {
     const gbps = p.bytes / p.seconds / 1e9
-    out.dram = {gbps, ofIdle: opts.idleGbps ? gbps / opts.idleGbps : 1}
+    out.dram = {gbps: roundRate(gbps), ofIdle: opts.idleGbps ? gbps / opts.idleGbps : 1}
   }
   return out
 }
@@ -608,5 +608,5 @@ export async function idleDram(native: Native, ms = 300): Promise<number> {
   await new Promise((r) => setTimeout(r, ms))
   ctl.stop()
   const r = await p
-  return r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0
+  return r.seconds > 0 ? roundRate(r.bytes / r.seconds / 1e9) : 0
 }

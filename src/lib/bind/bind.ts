@@ -103,7 +103,7 @@ export interface BindResult {
   rolledBack?: boolean
 }
 
-/** --mode/--bar/--cache of `bind --driver iopmem`. */
+/** --as/--bar/--cache of `bind --driver iopmem`. */
 export interface IopmemOptions {
   mode?: string
   bar?: string
@@ -163,7 +163,9 @@ export function planBind(
   const driver = validateDriverName(driverText ?? DEFAULT_DRIVER)
   const given = (['mode', 'bar', 'cache'] as const).filter((k) => opts[k] !== undefined)
   if (driver !== 'iopmem' && given.length > 0) {
-    throw usage(`--${given.join(', --')} ${given.length === 1 ? 'is' : 'are'} for --driver iopmem only (not ${driver}).`, 'E_IOPMEM_ONLY')
+    // The option `mode` is the flag --as.
+    const flags = given.map((k) => (k === 'mode' ? 'as' : k))
+    throw usage(`--${flags.join(', --')} ${given.length === 1 ? 'is' : 'are'} for --driver iopmem only (not ${driver}).`, 'E_IOPMEM_ONLY')
   }
   const scanner = new PciScanner(host, {names: true})
   const fn = scanner.get(bdf)

@@ -85,7 +85,7 @@ export function resolveSettings(fn: PciFunction, opts: {mode?: string; bar?: str
   const mode = validateMode(opts.mode ?? 'blockdax')
   const cache = validateCache(opts.cache ?? 'wb')
   if (mode !== 'blockdax' && cache !== 'wb') {
-    throw usage(`--cache ${cache} is only for --mode blockdax: p2pmem keeps the kernel's own (uncached) mapping.`, 'E_BAD_CACHE')
+    throw usage(`--cache ${cache} is only for --as blockdax: p2pmem keeps the kernel's own (uncached) mapping.`, 'E_BAD_CACHE')
   }
   let bar: number
   if (opts.bar === undefined) {

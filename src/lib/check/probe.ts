@@ -19,7 +19,7 @@ import * as path from 'node:path'
 import {loadNative, type Mapping, type Native} from '../../native/index.js'
 import {blockUsage, type BlockUsage, resolveDeviceArg} from '../dax/index.js'
 import {analyzePair, PciScanner, type PciFunction} from '../pci/index.js'
-import {acquireLocks, Exit, formatBytes, interruptedError, IopmemError, type Host, parseSize, type SignalGuard, usage} from '../sys/index.js'
+import {acquireLocks, Exit, formatBytes, interruptedError, IopmemError, type Host, parseSize, SCHEMA_VERSION, type SignalGuard, usage} from '../sys/index.js'
 
 export type ProbeOutcome = 'ok' | 'refused' | 'corrupt' | 'error'
 
@@ -56,7 +56,7 @@ export interface ProbeWritePlan {
 }
 
 export interface ProbeResult {
-  schemaVersion: 1
+  schemaVersion: typeof SCHEMA_VERSION
   /** Bytes read per pair, from offset 0 of each disk. */
   bytes: number
   /** --write: where each client disk was written (and restored); null for a read-only probe. */
@@ -159,7 +159,7 @@ export async function probePairs(host: Host, bdfs: string[], opts: {bytes?: numb
     }
   }
   const bad = (x: ProbePair) => x.agrees === false || x.read.result === 'corrupt' || x.write?.result === 'corrupt' || x.write?.restored === false
-  return {schemaVersion: 1, bytes, write: opts.write ?? null, pairs, mismatches: pairs.filter((x) => bad(x))}
+  return {schemaVersion: SCHEMA_VERSION, bytes, write: opts.write ?? null, pairs, mismatches: pairs.filter((x) => bad(x))}
 }
 
 function agreement(kernel: ProbePair['kernel'], runs: ProbeRead[]): boolean | null {

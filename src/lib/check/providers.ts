@@ -138,7 +138,7 @@ export function p2pmemItem(fns: PciFunction[]): CheckItem {
     ...base,
     verdict: 'warn',
     found: prov.length > 0 ? `${prov.map((f) => short(f.bdf)).join(', ')} registered but none published` : 'no chosen function publishes p2pmem: nothing to DMA into',
-    fix: 'An NVMe with a CMB (RDS+WDS), or a BAR given to iopmem: iopmem bind BDF --mode p2pmem',
+    fix: 'An NVMe with a CMB (RDS+WDS), or a BAR given to iopmem: iopmem bind BDF --as p2pmem',
     details,
   }
 }

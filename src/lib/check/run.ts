@@ -3,14 +3,14 @@ import * as path from 'node:path'
 
 import {defaultOutDir} from '../bind/index.js'
 import {analyzeTopology, hasDeviceMemory, normalizeBdf, PciScanner, type PciFunction} from '../pci/index.js'
-import type {Host} from '../sys/index.js'
+import {type Host, SCHEMA_VERSION} from '../sys/index.js'
 import {readIommu, iommuParams, presenceItem, groupsItem, vfioItem, readCmdline} from './iommu.js'
 import {configItems, lockdownItem, moduleItem, readKernelConfig, readKernelRelease, releaseItem} from './kernel.js'
 import {barsItem, patItem, rebarItem} from './memory.js'
 import {acsItem, hostBridgeItem, pairsItem} from './path.js'
 import {cmbItem, isNvme, p2pmemItem, readNvmeRegisters, type RegisterReader} from './providers.js'
 import {driverItem, hugepagesItem} from './drivers.js'
-import {CHECK_SCHEMA_VERSION, type CheckItem, type CheckReport, summarize} from './types.js'
+import {type CheckItem, type CheckReport, summarize} from './types.js'
 
 export interface CheckOptions {
   /** How NVMe registers are read (tests replace it). */
@@ -64,7 +64,7 @@ export function runCheck(host: Host, named: string[], opts: CheckOptions = {}): 
 
   const summary = summarize(items)
   return {
-    schemaVersion: CHECK_SCHEMA_VERSION,
+    schemaVersion: SCHEMA_VERSION,
     machine: {kernelRelease: release, root: host.isRoot(), live: host.isLive},
     functions: fns.map((f) => f.bdf),
     items,

@@ -1,6 +1,5 @@
 /** The shape of `iopmem check`'s report: items with a verdict, what was found and the one-line fix. */
-
-export const CHECK_SCHEMA_VERSION = 1
+import type {SCHEMA_VERSION} from '../sys/index.js'
 
 export type Verdict = 'pass' | 'warn' | 'fail' | 'unknown'
 
@@ -33,7 +32,7 @@ export interface CheckSummary {
 }
 
 export interface CheckReport {
-  schemaVersion: typeof CHECK_SCHEMA_VERSION
+  schemaVersion: typeof SCHEMA_VERSION
   /** Kernel release, effective uid (root reads config space and registers), whether the roots are the live kernel's. */
   machine: {kernelRelease: string | null; root: boolean; live: boolean}
   /** The PCI functions the per-function items are about: those named, or every non-bridge one with device memory. */

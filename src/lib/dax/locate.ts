@@ -10,7 +10,7 @@ import {classifyPath} from '../pci/index.js'
 import type {Host} from '../sys/index.js'
 import {mountDaxMode, type MountEntry, readMounts} from '../sys/index.js'
 import {flagNames, type FormatParams, formatExtents, joinParts, type Part, type ScanContext, scanExtents, sliceExtents, WHY_UNUSABLE} from './locate-core.js'
-import {formatBytes, hex64} from '../sys/index.js'
+import {formatBytes, hex64, SCHEMA_VERSION} from '../sys/index.js'
 import type {FiemapResult} from '../../native/types.js'
 
 /**
@@ -196,6 +196,7 @@ export interface LocateTotals {
  * start included); fe_physical = deviceOffset − partitionStart.
  */
 export interface LocateJson {
+  schemaVersion: typeof SCHEMA_VERSION
   file: string
   size: number
   window: {offset: number; length: number; clipped: boolean}
@@ -612,6 +613,7 @@ export async function locate(host: Host, fileArg: string, opts: LocateOptions = 
           physical: base === undefined ? null : hex64(base + BigInt(dv[best.start])),
         }
   const head: Omit<LocateJson, 'extents'> = {
+    schemaVersion: SCHEMA_VERSION,
     file,
     size: st.size,
     window,

@@ -9,7 +9,7 @@ import * as fs from 'node:fs'
 import type {CachingMode, CopyStrategy, FlushInstruction, Mapping, Native, UsedStrategy, Width} from '../../native/types.js'
 import {Exit, IopmemError, usage} from '../sys/index.js'
 import {STRATEGIES} from './target.js'
-import {formatBytes, parseSize} from '../sys/index.js'
+import {formatBytes, parseSize, roundRate} from '../sys/index.js'
 
 /** The addon's accessors an operation needs. */
 export type OpsNative = Pick<Native, 'readValues' | 'writeValues' | 'copyTo' | 'copyFrom' | 'flush'>
@@ -424,7 +424,7 @@ function* inChunks(size: number, step: (view: Buffer, done: number, copy: (f: ()
 }
 
 function gbps(bytes: number, seconds: number): number {
-  return seconds > 0 ? Number((bytes / seconds / 1e9).toPrecision(4)) : 0
+  return seconds > 0 ? roundRate(bytes / seconds / 1e9) : 0
 }
 
 // ---- hexdump ------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 /** `iopmem list`: the PCI functions worth showing (memory BARs, p2pmem, storage) or one function by BDF. */
 import {normalizeBdf} from './bdf.js'
-import {Exit, IopmemError} from '../sys/index.js'
+import {Exit, IopmemError, SCHEMA_VERSION} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import type {MemoryRegions} from '../dax/index.js'
 import {type Selectors, selectorTest} from './select.js'
@@ -8,10 +8,9 @@ import {hasDeviceMemory, type PciFunction, PciScanner} from './sysfs.js'
 import {buildTree, type PciTree} from './tree.js'
 
 /** Bumped when a field of `list --json` changes meaning or goes; new fields do not bump it. */
-export const LIST_SCHEMA_VERSION = 1
 
 export interface ListResult {
-  schemaVersion: typeof LIST_SCHEMA_VERSION
+  schemaVersion: typeof SCHEMA_VERSION
   /** What was asked: functions with device memory (default), every function, or the ones named or selected (-s, -d, --class, --driver, --p2pmem). */
   filter: 'memory' | 'all' | 'selected'
   /** The selectors given, as given. */
@@ -58,7 +57,7 @@ export function listFunctions(host: Host, opts: ListOptions = {}): ListResult {
   }
   // Paths in the result are the kernel's (/sys/…), whatever root we read.
   const shown = (f: PciFunction) => ({...f, sysfsPath: host.display(f.sysfsPath)})
-  const base = {schemaVersion: LIST_SCHEMA_VERSION, total: bdfs.length} as const
+  const base = {schemaVersion: SCHEMA_VERSION, total: bdfs.length} as const
   if (named.length > 0 || test) {
     // lspci: a selector picks among every function, bridges included; named ones must exist.
     const picked = named.length > 0 ? [...new Set(named)].map((b) => scanner.get(b)) : bdfs.map((b) => scanner.read(b))

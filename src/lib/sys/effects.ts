@@ -5,6 +5,7 @@ import * as path from 'node:path'
 import {Exit, IopmemError} from './errors.js'
 import {badEtcFile, checkEtcDir, removeEtcFile, writeEtcFile} from './etcfile.js'
 import type {Host} from './host.js'
+import {SCHEMA_VERSION} from './json.js'
 
 /**
  * A step of a change, as a dry run lists it. Paths are the kernel's names
@@ -148,7 +149,7 @@ export function realEffects(): Effects {
  * facts (as its own result names them) and the steps, in order.
  */
 export interface DryRunResult {
-  schemaVersion: 1
+  schemaVersion: typeof SCHEMA_VERSION
   dryRun: true
   command: string
   /** Each change the real run would make, in order; empty when there is nothing to do. */
@@ -158,5 +159,5 @@ export interface DryRunResult {
 }
 
 export function dryRunResult<T extends object>(command: string, effects: Effects, facts: T): DryRunResult & T {
-  return {schemaVersion: 1, dryRun: true, command, ...facts, steps: effects.steps, needsRoot: effects.needsRoot}
+  return {schemaVersion: SCHEMA_VERSION, dryRun: true, command, ...facts, steps: effects.steps, needsRoot: effects.needsRoot}
 }

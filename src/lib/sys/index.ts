@@ -1,7 +1,8 @@
-/** The host underneath everything: where /sys, /dev, /proc and /etc live, running programs, errors and exit codes, units, mounts and process scans, locks, signals, output paths, files root keeps under /etc. */
+/** The host underneath everything: where /sys, /dev, /proc and /etc live, running programs, errors and exit codes, the --json document's version and error envelope, units, mounts and process scans, locks, signals, output paths, files root keeps under /etc. */
 export * from './errors.js'
 export * from './exec.js'
 export * from './host.js'
+export * from './json.js'
 export * from './lock.js'
 export * from './mounts.js'
 export * from './outpath.js'

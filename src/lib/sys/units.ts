@@ -61,3 +61,17 @@ export function hex64(n: bigint | number): string {
 export function shortHex(addr: string): string {
   return '0x' + BigInt(addr).toString(16)
 }
+
+/**
+ * A rate (GB/s, IOPS, MB/s) as every command gives it, in JSON and on screen:
+ * 3 significant digits (12.3, 0.0457, 123000), so a figure a script reads is
+ * the one a person sees and no digit claims more than a run can measure.
+ */
+export function roundRate(x: number): number {
+  return x === 0 || !Number.isFinite(x) ? x : Number(x.toPrecision(3))
+}
+
+/** A rate for a person: the same rounded number as in --json (roundRate), as text. */
+export function formatRate(x: number): string {
+  return String(roundRate(x))
+}
