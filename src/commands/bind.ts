@@ -5,7 +5,7 @@ import {BaseCommand, examples} from '../base-command.js'
 import {normalizeBdf} from '../lib/pci/index.js'
 import {type BindPlan, type BindResult, DEFAULT_DRIVER, driverRegistered, executeBind, interruptedMessage, planBind, recheckBind, validateDriverName, withFunctionLock} from '../lib/bind/index.js'
 import {CACHE_MODES, canLoadModule, driverEnv, MODES, validateBarIndex, validateCache, validateMode, withModule} from '../lib/bind/index.js'
-import {type PersistedBindResult, planPersist, recordFor, ruleProgram, savePersist} from '../lib/persist/index.js'
+import {type PersistedBindResult, type PersistPlan, planPersist, recordFor, ruleProgram, savePersist} from '../lib/persist/index.js'
 import {dryRunResult, type DryRunResult, Effects, Exit, IopmemError} from '../lib/sys/index.js'
 import {pickFunction} from '../ui/pick.js'
 
@@ -21,7 +21,7 @@ The default driver is iopmem (see \`iopmem driver\`); when it is not loaded, bin
 
 On a terminal, a missing BDF opens a picker and taking a device from its driver asks first; without a terminal, pass the BDF and --yes.
 
---dry-run (-n) prints the writes (and the module load) the bind would make, in order, and changes nothing: every check runs and refuses as the real bind would, nothing is asked, and root is not needed (the output says the real bind needs it).`
+--dry-run (-n) prints the writes (and the module load) the bind would make, in order, and changes nothing: every check runs and refuses as the real bind would, nothing is asked, and root is not needed (the output says the real bind needs it). With --persist it also lists the directories it would make under /etc and each file it would write, with its exact content.`
 
   static examples = examples(`
     sudo 0000:03:00.0                                # Bind to the iopmem driver
@@ -45,7 +45,7 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     wait: Flags.boolean({description: 'If another iopmem is changing this function, wait for it instead of refusing.'}),
     persist: Flags.boolean({description: 'Also record the binding (driver; mode, BAR and cache for iopmem) in /etc/iopmem/bind.d and install the udev rule that re-applies it at every boot.'}),
     ...BaseCommand.confirmFlags,
-    ...BaseCommand.dryRunFlag(['persist']),
+    ...BaseCommand.dryRunFlag(),
   }
 
   async run(): Promise<PersistedBindResult | DryRunResult> {
@@ -66,9 +66,9 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
       const load = driver === 'iopmem' && !driverRegistered(this.host, 'iopmem') && canLoadModule(d, effects)
       const opts = {force: flags.force, mode: flags.as, bar: flags.bar, cache: flags.cache, loadIopmem: load, effects}
       let plan = planBind(this.host, bdf, driver, opts)
-      if (effects.dryRun) return this.dryRun(plan, await withModule(d, load, () => executeBind(this.host, plan, guard, effects), undefined, effects), effects)
-      // Everything the record needs is checked before the first change.
+      // Everything the record needs is checked before the first change (in a dry run too).
       const persist = flags.persist ? planPersist(this.host, recordFor(plan), ruleProgram(this.host, this.config.root)) : undefined
+      if (effects.dryRun) return this.dryRun(plan, persist, await withModule(d, load, () => executeBind(this.host, plan, guard, effects), undefined, effects), effects)
       if (plan.destructive) {
         const desc = plan.fn.deviceName ?? plan.fn.className
         await this.confirmOrRefuse(`Take ${plan.fn.bdf} (${desc}) from ${plan.fn.driver} and bind it to ${plan.driver}?`, flags.yes || flags.force, `take ${plan.fn.bdf} from ${plan.fn.driver}`)
@@ -99,9 +99,10 @@ On a terminal, a missing BDF opens a picker and taking a device from its driver 
     })
   }
 
-  /** The steps a bind would take (listed by the same code, through `effects`), human or --json. */
-  private async dryRun(plan: BindPlan, {result}: {result: BindResult}, effects: Effects): Promise<DryRunResult> {
-    const facts = {bdf: plan.fn.bdf, driver: plan.driver, previousDriver: result.previousDriver, previousOverride: result.previousOverride, usage: plan.usage, iopmem: plan.iopmem ?? null}
+  /** The steps a bind (and its record) would take, listed by the same code through `effects`, human or --json. */
+  private async dryRun(plan: BindPlan, persist: PersistPlan | undefined, {result}: {result: BindResult}, effects: Effects): Promise<DryRunResult> {
+    const saved = persist && (await savePersist(this.host, {...persist, record: recordFor(plan)}, {effects}))
+    const facts = {bdf: plan.fn.bdf, driver: plan.driver, previousDriver: result.previousDriver, previousOverride: result.previousOverride, usage: plan.usage, iopmem: plan.iopmem ?? null, ...(saved ? {persist: saved} : {})}
     const out = dryRunResult('bind', effects, facts)
     const {renderDryRun, usageNotes} = await import('../ui/render-dryrun.js')
     if (!this.jsonEnabled()) this.log(renderDryRun(out, `bind ${plan.fn.bdf} to ${plan.driver} (now ${plan.fn.driver ?? 'no driver'})`, await this.colors(), usageNotes(plan.usage)))

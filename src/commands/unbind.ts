@@ -15,7 +15,7 @@ export default class Unbind extends BaseCommand {
 
 Refuses while the function is in use (mounted filesystems or holders on its block devices, processes with its resource files, p2pmem or device nodes open or mapped) unless --force. On a terminal it asks first; without one, pass --yes.
 
---dry-run (-n) prints the writes the unbind would make, in order, and changes nothing: every check runs and refuses as the real unbind would, nothing is asked, and root is not needed (the output says the real unbind needs it).`
+--dry-run (-n) prints the writes the unbind would make, in order, and changes nothing: every check runs and refuses as the real unbind would, nothing is asked, and root is not needed (the output says the real unbind needs it). With --persist it also lists the files it would remove under /etc.`
 
   static examples = examples(`
     sudo 0000:03:00.0              # Release a function (asks first)
@@ -32,7 +32,7 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
     wait: Flags.boolean({description: 'If another iopmem is changing this function, wait for it instead of refusing.'}),
     persist: Flags.boolean({description: 'Also remove the binding recorded in /etc/iopmem/bind.d (bind --persist), so the next boot does not bind it again.'}),
     ...BaseCommand.confirmFlags,
-    ...BaseCommand.dryRunFlag(['persist']),
+    ...BaseCommand.dryRunFlag(),
   }
 
   async run(): Promise<PersistedBindResult | DryRunResult> {
@@ -51,14 +51,15 @@ Refuses while the function is in use (mounted filesystems or holders on its bloc
     const effects = new Effects(flags['dry-run'])
     return withFunctionLock(this.host, bdf, {wait: flags.wait, effects}, async (guard) => {
       let plan = planUnbind(this.host, bdf, {force: flags.force, effects})
+      if (flags.persist) planRemove(this.host, plan.fn.bdf)
       if (effects.dryRun) {
         const r = await executeUnbind(this.host, plan, guard, effects)
-        const out = dryRunResult('unbind', effects, {bdf: r.bdf, previousDriver: r.previousDriver, previousOverride: r.previousOverride, usage: plan.usage})
+        const persist = flags.persist ? await removePersist(this.host, plan.fn.bdf, effects) : undefined
+        const out = dryRunResult('unbind', effects, {bdf: r.bdf, previousDriver: r.previousDriver, previousOverride: r.previousOverride, usage: plan.usage, ...(persist ? {persist} : {})})
         const {renderDryRun, usageNotes} = await import('../ui/render-dryrun.js')
         if (!this.jsonEnabled()) this.log(renderDryRun(out, `unbind ${r.bdf} (now ${r.previousDriver ?? 'no driver'}, driver_override ${r.previousOverride ?? '(null)'})`, await this.colors(), usageNotes(plan.usage)))
         return out
       }
-      if (flags.persist) planRemove(this.host, plan.fn.bdf)
       if (!plan.noop && plan.fn.driver !== null) {
         await this.confirmOrRefuse(
           `Unbind ${plan.fn.bdf} (${plan.fn.deviceName ?? plan.fn.className}) from ${plan.fn.driver}?`,

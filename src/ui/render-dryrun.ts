@@ -2,7 +2,7 @@
 import type {ChalkInstance} from 'chalk'
 
 import type {UsageReport} from '../lib/bind/index.js'
-import type {DryRunResult, Step} from '../lib/sys/index.js'
+import {CHANGE_KINDS, type DryRunResult, type Step} from '../lib/sys/index.js'
 
 function stepLine(s: Step): string {
   switch (s.kind) {
@@ -18,13 +18,27 @@ function stepLine(s: Step): string {
     case 'then': {
       return `then   ${s.text}`
     }
+    case 'mkdir': {
+      return `mkdir  ${s.file}  (mode 0755)`
+    }
+    case 'write-file': {
+      // The exact content, each line indented under the step (a file ends with its newline).
+      const body = s.content.endsWith('\n') ? s.content.slice(0, -1) : s.content
+      return `file   ${s.file}  (written whole, then renamed into place; ${Buffer.byteLength(s.content)} bytes):\n${body
+        .split('\n')
+        .map((l) => `         | ${l}`)
+        .join('\n')}${s.content.endsWith('\n') ? '' : '\n         (no newline at the end)'}`
+    }
+    case 'remove': {
+      return `remove ${s.file}`
+    }
   }
 }
 
 /** `title`: what was asked, e.g. "bind 0000:03:00.0 to vfio-pci (now nvme)"; `notes`: said after the steps. */
 export function renderDryRun(r: DryRunResult, title: string, c: ChalkInstance, notes: string[] = []): string {
   const lines = [`${c.bold('dry run')}: ${title}; nothing was changed.`]
-  const changes = r.steps.filter((s) => s.kind === 'write' || s.kind === 'run')
+  const changes = r.steps.filter((s) => CHANGE_KINDS.has(s.kind))
   if (changes.length === 0) lines.push('The real run would change nothing: there is nothing to do.')
   else {
     lines.push('The real run would, in order:')

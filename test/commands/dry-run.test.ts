@@ -12,9 +12,11 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 
+import {onPath} from '../../src/lib/sys/index.js'
 import {startCli, waitForFile} from '../helpers/child-cli.js'
 import {cli, cliProcess} from '../helpers/cli.js'
 import {daxMachine, FakeRunner, installDaxDeps} from '../helpers/dax.js'
+import {RULE_MARKER} from '../../src/lib/persist/index.js'
 import {FakeDriverCore} from '../helpers/fake-driver-core.js'
 import {BDF, standardMachine} from '../helpers/machines.js'
 import {type SysfsFixture, trackFixtures} from '../helpers/sysfs-fixture.js'
@@ -126,11 +128,132 @@ describe('--dry-run: bind and unbind', () => {
     })
   }
 
-  it('--dry-run with --persist is refused as bad input (a dry run does not cover the record yet)', async () => {
+  /** The fixture's etc tree (its etc root included): each directory (null) and file (its text, the fixture's root written ROOT), by the path the system names it. */
+  const etcTree = (fx: SysfsFixture) => {
+    const out = new Map<string, string | null>()
+    const etc = path.join(fx.root, 'etc')
+    const walk = (p: string) => {
+      const st = fs.lstatSync(p, {throwIfNoEntry: false})
+      if (!st) return
+      const name = '/etc' + p.slice(etc.length)
+      if (!st.isDirectory()) return out.set(name, fs.readFileSync(p, 'utf8').replaceAll(fx.root, 'ROOT'))
+      out.set(name, null)
+      for (const f of fs.readdirSync(p)) walk(path.join(p, f))
+    }
+    walk(etc)
+    return out
+  }
+  /** What a real run did to the etc tree, as dry-run steps. */
+  const etcChanges = (before: Map<string, string | null>, after: Map<string, string | null>) => [
+    ...[...after].filter(([k, v]) => v === null && !before.has(k)).map(([k]) => ({kind: 'mkdir', file: k})),
+    ...[...after].filter(([k, v]) => v !== null && before.get(k) !== v).map(([k, v]) => ({kind: 'write-file', file: k, content: v})),
+    ...[...before].filter(([k]) => !after.has(k)).map(([k]) => ({kind: 'remove', file: k})),
+  ]
+  const etcSteps = (json: any) => json.steps.filter((s: any) => ['mkdir', 'write-file', 'remove'].includes(s.kind))
+  /** Steps as a set (the order is checked on its own), the fixture's root written ROOT. */
+  const asSet = (steps: any[], root: string) =>
+    steps.map((s) => JSON.stringify(s.content === undefined ? s : {...s, content: s.content.replaceAll(root, 'ROOT')})).sort()
+  const rooted = (v: any, root: string) => JSON.parse(JSON.stringify(v).replaceAll(root, 'ROOT'))
+
+  /** Dry run on fx, real run on twin: the etc steps listed are what the real run did under its etc root, and the sysfs writes are the kernel's. */
+  async function persistTwins(args: string[], setup: (f: SysfsFixture) => void = () => {}) {
+    const [fx, twin] = [machine(), machine()]
+    for (const f of [fx, twin]) setup(f)
+    const before = etcTree(twin)
+    const {dry, real, core} = await dryThenReal(fx, twin, args)
+    expect(changes(dry)).to.deep.equal(kernelWrites(core))
+    const did = etcChanges(before, etcTree(twin))
+    expect(asSet(etcSteps(dry), fx.root)).to.deep.equal(asSet(did, twin.root))
+    expect(rooted(dry.persist, fx.root)).to.deep.equal(rooted(real.persist, twin.root))
+    return {dry, real, twin}
+  }
+  const writeRecord = (f: SysfsFixture, bdf: string, driver: string) => {
+    const file = path.join(f.root, 'etc/iopmem/bind.d', `${bdf}.conf`)
+    fs.mkdirSync(path.dirname(file), {recursive: true, mode: 0o755})
+    fs.writeFileSync(file, `driver=${driver}\n`, {mode: 0o644})
+  }
+
+  it('bind --persist on a machine with no etc tree: the directories, then the record and the udev rule with their exact content, as the real run makes them', async () => {
+    const {dry} = await persistTwins(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist'])
+    // In the real run's order: the function's lock and writes, then under the persist lock the record's directories and record, then the rule's.
+    const kinds = dry.steps.map((s: any) => (s.kind === 'lock' ? `lock ${path.basename(s.file)}` : s.kind === 'write' ? 'write' : `${s.kind} ${s.file ?? ''}`.trim()))
+    expect(kinds.slice(kinds.indexOf('lock persist.lock'))).to.deep.equal([
+      'lock persist.lock',
+      'mkdir /etc',
+      'mkdir /etc/iopmem',
+      'mkdir /etc/iopmem/bind.d',
+      `write-file /etc/iopmem/bind.d/${BDF.ivshmem}.conf`,
+      'mkdir /etc/udev',
+      'mkdir /etc/udev/rules.d',
+      'write-file /etc/udev/rules.d/89-iopmem.rules',
+    ])
+    expect(kinds.indexOf('lock persist.lock')).to.be.greaterThan(kinds.lastIndexOf('write'))
+    expect(dry.persist).to.include({changed: true, ruleAction: 'written'})
+  })
+
+  it('bind --persist over an old record, rule in place: only the record is rewritten', async () => {
+    // The twin's rule is the one a real bind --persist writes; the dry run's fixture gets the same bytes.
+    const fx0 = machine()
+    const first = await cli(['bind', BDF.nvmePeer, '--driver', 'vfio-pci', '--persist', '--yes', '--json'], fx0, {writer: new FakeDriverCore(fx0)})
+    expect(first.exit, first.stdout).to.equal(0)
+    const ruleText = fs.readFileSync(path.join(fx0.root, 'etc/udev/rules.d/89-iopmem.rules'), 'utf8')
+    const {dry} = await persistTwins(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist'], (f) => {
+      writeRecord(f, BDF.ivshmem, 'vfio-pci')
+      fs.mkdirSync(path.join(f.root, 'etc/udev/rules.d'), {recursive: true, mode: 0o755})
+      fs.writeFileSync(path.join(f.root, 'etc/udev/rules.d/89-iopmem.rules'), ruleText.replaceAll(fx0.root, f.root), {mode: 0o644})
+    })
+    expect(etcSteps(dry).map((s: any) => s.kind)).to.deep.equal(['write-file'])
+    expect(dry.persist).to.include({changed: true, ruleAction: 'kept'})
+  })
+
+  it('unbind --persist of the last record: the record and the udev rule removed, as the real run removes them', async () => {
+    const {dry, twin} = await persistTwins(['unbind', BDF.ivshmem, '--persist'], (f) => {
+      f.bindLinks(BDF.ivshmem, 'uio_pci_generic')
+      writeRecord(f, BDF.ivshmem, 'uio_pci_generic')
+      fs.mkdirSync(path.join(f.root, 'etc/udev/rules.d'), {recursive: true, mode: 0o755})
+      fs.writeFileSync(path.join(f.root, 'etc/udev/rules.d/89-iopmem.rules'), `${RULE_MARKER} stand-in\n`, {mode: 0o644})
+    })
+    expect(etcSteps(dry)).to.deep.equal([
+      {kind: 'remove', file: `/etc/iopmem/bind.d/${BDF.ivshmem}.conf`},
+      {kind: 'remove', file: '/etc/udev/rules.d/89-iopmem.rules'},
+    ])
+    expect(fs.existsSync(path.join(twin.root, 'etc/udev/rules.d/89-iopmem.rules'))).to.equal(false)
+    expect(dry.persist).to.include({changed: true, ruleAction: 'removed'})
+  })
+
+  it('unbind --persist with another record left: only its record removed, the rule kept', async () => {
+    const {dry} = await persistTwins(['unbind', BDF.ivshmem, '--persist'], (f) => {
+      f.bindLinks(BDF.ivshmem, 'uio_pci_generic')
+      writeRecord(f, BDF.ivshmem, 'uio_pci_generic')
+      writeRecord(f, BDF.nvmePeer, 'vfio-pci')
+      fs.mkdirSync(path.join(f.root, 'etc/udev/rules.d'), {recursive: true, mode: 0o755})
+      fs.writeFileSync(path.join(f.root, 'etc/udev/rules.d/89-iopmem.rules'), `${RULE_MARKER} stand-in\n`, {mode: 0o644})
+    })
+    expect(etcSteps(dry)).to.deep.equal([{kind: 'remove', file: `/etc/iopmem/bind.d/${BDF.ivshmem}.conf`}])
+    expect(dry.persist).to.include({ruleAction: 'kept'})
+  })
+
+  it('human output of bind --persist: the record and rule files with their exact lines', async () => {
     const fx = machine()
-    const r = await cli(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '--dry-run', '--json'], fx)
-    expect(r.exit).to.equal(2)
-    expect(r.json.error.code).to.equal('E_USAGE')
+    const r = await cli(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '-n'], fx, {writer: new FakeDriverCore(fx), uid: 1000})
+    expect(r.exit, r.stderr).to.equal(0)
+    expect(r.stdout).to.match(/\. mkdir {2}\/etc\/iopmem\/bind\.d {2}\(mode 0755\)\n/)
+    expect(r.stdout).to.match(new RegExp(`\\. file {3}/etc/iopmem/bind\\.d/${BDF.ivshmem.replaceAll('.', '\\.')}\\.conf {2}\\(written whole, then renamed into place; \\d+ bytes\\):\n( {9}\\| .*\n)+ {9}\\| driver=uio_pci_generic\n`))
+    expect(r.stdout).to.contain('         | ACTION=="add", SUBSYSTEM=="pci"')
+    expect(fs.existsSync(path.join(fx.root, 'etc'))).to.equal(false)
+  })
+
+  it('bind --persist --dry-run refuses what the real run refuses: a foreign udev rule in iopmem\'s place (E_RULE_FOREIGN)', async () => {
+    const fx = machine()
+    fs.mkdirSync(path.join(fx.root, 'etc/udev/rules.d'), {recursive: true, mode: 0o755})
+    fs.writeFileSync(path.join(fx.root, 'etc/udev/rules.d/89-iopmem.rules'), 'SUBSYSTEM=="pci", RUN+="/bin/true"\n', {mode: 0o644})
+    const core = new FakeDriverCore(fx)
+    const args = ['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '--json']
+    const real = await cli([...args, '--yes'], fx, {writer: core})
+    const dry = await cli([...args, '--dry-run'], fx, {writer: core})
+    expect(real.json.error, real.stdout).to.include({code: 'E_RULE_FOREIGN'})
+    expect(dry.json.error).to.deep.equal(real.json.error)
+    expect(core.log).to.deep.equal([])
   })
 
   it('a dry run takes no lock: it is not blocked by a bind in progress, and the real one is not disturbed', async function () {
@@ -174,7 +297,7 @@ describe('--dry-run: bind that loads the iopmem module, and driver load', functi
     fs.writeFileSync(ko, `\x7fELF....vermagic=${RELEASE} SMP\0`, {mode: 0o644})
   })
   afterEach(() => fs.rmSync(tmp, {recursive: true, force: true}))
-  const env = () => ({IOPMEM_INSMOD: insmod, IOPMEM_KERNEL_RELEASE: RELEASE, XDG_CACHE_HOME: path.join(tmp, 'cache')})
+  const env = () => ({IOPMEM_INSMOD: insmod, IOPMEM_RMMOD: '/bin/true', IOPMEM_KERNEL_RELEASE: RELEASE, XDG_CACHE_HOME: path.join(tmp, 'cache')})
   const ran = () => fs.readFileSync(log, 'utf8').split('\n').filter(Boolean)
 
   it('bind to iopmem, module not loaded: insmod of the checked module, then the config, override and bind writes, as the real bind does them', async () => {
@@ -232,6 +355,65 @@ describe('--dry-run: bind that loads the iopmem module, and driver load', functi
     // Loaded now: a dry run says there is nothing to do.
     const again = cliProcess(['driver', 'load', '--dry-run', '--json'], fx, env())
     expect(again.json).to.deep.include({loaded: true, how: 'already', steps: []})
+  })
+
+  it('driver load --dry-run with insmod not installed (its seam names no file): the real load\'s E_PROGRAM_MISSING, before anything', () => {
+    const fx = machine()
+    const gone = {...env(), IOPMEM_INSMOD: path.join(tmp, 'no-such-insmod')}
+    const real = cliProcess(['driver', 'load', '--json'], fx, gone)
+    const dry = cliProcess(['driver', 'load', '--dry-run', '--json'], fx, gone)
+    expect(real.json.error, real.stdout + real.stderr).to.include({code: 'E_PROGRAM_MISSING', exit: 7})
+    expect(real.json.error.message).to.equal(`${gone.IOPMEM_INSMOD} is not installed.`)
+    expect(dry.json.error).to.deep.equal(real.json.error)
+    expect(dry.exit).to.equal(7)
+  })
+
+  it('bind --dry-run that would load the module: insmod missing is the real bind\'s error, nothing written; rmmod missing is said in the rollback step', async () => {
+    const saved: NodeJS.ProcessEnv = {...process.env}
+    const fx = machine()
+    const core = new FakeDriverCore(fx)
+    const args = ['bind', BDF.ivshmem, '--driver', 'iopmem', '--cache', 'uc', '--json']
+    try {
+      Object.assign(process.env, env(), {IOPMEM_INSMOD: path.join(tmp, 'no-such-insmod')})
+      const real = await cli([...args, '--yes'], fx, {writer: core})
+      const dry = await cli([...args, '--dry-run'], fx, {writer: core})
+      expect(real.json.error, real.stdout).to.include({code: 'E_PROGRAM_MISSING'})
+      expect(dry.json.error).to.deep.equal(real.json.error)
+      expect(core.log).to.deep.equal([])
+      // insmod there, rmmod not: the dry run lists the load and says the rollback could not unload it.
+      Object.assign(process.env, {IOPMEM_INSMOD: insmod, IOPMEM_RMMOD: path.join(tmp, 'no-such-rmmod')})
+      const dry2 = await cli([...args, '--dry-run'], fx, {writer: core})
+      expect(dry2.exit, dry2.stdout).to.equal(0)
+      expect(dry2.json.steps.at(-1).text).to.equal(`if the bind fails (or is interrupted and rolled back): would unload the module it loaded, but ${tmp}/no-such-rmmod is not installed (E_PROGRAM_MISSING): the module would be left loaded`)
+      expect(ran()).to.deep.equal([])
+    } finally {
+      for (const k of Object.keys(env())) {
+        if (saved[k] === undefined) delete process.env[k]
+        else process.env[k] = saved[k]
+      }
+    }
+  })
+
+  it('driver unload with rmmod not installed (its seam names no file): E_PROGRAM_MISSING, the module stays loaded', () => {
+    const fx = machine()
+    expect(cliProcess(['driver', 'load', '--json'], fx, env()).exit).to.equal(0)
+    const r = cliProcess(['driver', 'unload', '--json'], fx, {...env(), IOPMEM_RMMOD: path.join(tmp, 'no-such-rmmod')})
+    expect(r.json.error, r.stdout + r.stderr).to.include({code: 'E_PROGRAM_MISSING', exit: 7})
+    expect(fs.existsSync(path.join(fx.sys, 'module/iopmem'))).to.equal(true)
+  })
+
+  it('a program is found as spawn finds it: on the PATH given (a fixture PATH lacking the tool does not find it), or at the path a seam names', () => {
+    const bin = path.join(tmp, 'bin')
+    const empty = path.join(tmp, 'empty')
+    fs.mkdirSync(bin)
+    fs.mkdirSync(empty)
+    fs.writeFileSync(path.join(bin, 'mytool'), '#!/bin/sh\n', {mode: 0o755})
+    fs.writeFileSync(path.join(bin, 'noexec'), '', {mode: 0o644})
+    expect(onPath('mytool', `${empty}:${bin}`)).to.equal(true)
+    expect(onPath('mytool', empty)).to.equal(false)
+    expect(onPath('noexec', bin)).to.equal(false)
+    expect(onPath(path.join(bin, 'mytool'), '')).to.equal(true)
+    expect(onPath(path.join(empty, 'mytool'), bin)).to.equal(false)
   })
 
   for (const [what, spoil, code] of [
@@ -325,6 +507,27 @@ describe('--dry-run: mkfs-dax', () => {
       expect(dry.json.error).to.deep.equal(real.json.error)
       expect(dry.exit).to.equal(exit)
       expect(runner.writes()).to.deep.equal([])
+    })
+  }
+
+  // The real run used to find a missing mkfs or mount only when it got there: after wipefs had erased the old filesystem.
+  for (const [missing, args] of [
+    ['mkfs.ext4', ['/dev/pmem0p1', '--force']],
+    ['mount', ['/dev/pmem0p1', '--force', '--mount', 'MNT']],
+    ['umount', ['/dev/pmem0p1', '--force', '--mount', 'MNT']],
+  ] as const) {
+    it(`${missing} not installed: the real run and the dry run refuse it (E_PROGRAM_MISSING) before wipefs erases anything`, async () => {
+      runner.has('/dev/pmem0p1', 'xfs').uninstall(missing)
+      const argv = args.map((a) => (a === 'MNT' ? mnt : a))
+      const before = fx.hash()
+      const real = await cli(['mkfs-dax', ...argv, '--yes', '--json'], fx)
+      const dry = await cli(['mkfs-dax', ...argv, '--dry-run', '--json'], fx)
+      expect(real.json.error, real.stdout).to.include({code: 'E_PROGRAM_MISSING', exit: 7})
+      expect(real.json.error.message).to.match(new RegExp(`^${missing.replace('.', '\\.')} is not installed`))
+      expect(dry.json.error).to.deep.equal(real.json.error)
+      expect(runner.writes(), 'nothing erased or made').to.deep.equal([])
+      expect(runner.signatures.get('/dev/pmem0p1')?.[0].type).to.equal('xfs')
+      expect(fx.hash()).to.equal(before)
     })
   }
 

@@ -150,6 +150,12 @@ describe('real --json output validates against its schema', function () {
     expect(b).to.include({dryRun: true, command: 'bind'})
     await run(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--yes', '--json'])
     expect((await run(['unbind', BDF.ivshmem, '--dry-run', '--json'])).steps).to.have.length.greaterThan(0)
+    // --persist: the etc steps (mkdir, write-file, remove) and the persist facts.
+    const bp = await run(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '--dry-run', '--json'])
+    expect(bp.steps.map((s: {kind: string}) => s.kind)).to.include.members(['mkdir', 'write-file'])
+    await run(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--persist', '--yes', '--json'])
+    const up = await run(['unbind', BDF.ivshmem, '--persist', '--dry-run', '--json'])
+    expect(up.steps.map((s: {kind: string}) => s.kind)).to.include('remove')
   })
 
   it('driver status and persist list', async () => {

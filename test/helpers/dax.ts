@@ -42,6 +42,11 @@ export class FakeRunner implements Runner {
     return this
   }
 
+  /** Whether run() finds `program` (the Runner's presence check). */
+  installed(program: string): boolean {
+    return !this.missing.has(program)
+  }
+
   has(dev: string, type: string, offset = type === 'ext4' ? '0x438' : '0x0'): this {
     const list = this.signatures.get(dev) ?? []
     list.push({device: dev, offset, type, uuid: '11111111-2222-3333-4444-555555555555', label: null})

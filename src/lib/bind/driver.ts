@@ -6,7 +6,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {isBdfName} from '../pci/index.js'
-import {type Effects, Exit, IopmemError, packageRoot, type ProgramArg, type ProgramPath, realEffects, SafetyCode, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
+import {type Effects, Exit, IopmemError, onPath, packageRoot, type ProgramArg, type ProgramPath, programMissing, realEffects, SafetyCode, seamValue, trustedOwner, untrustedReason, usage} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import type {PciFunction} from '../pci/index.js'
 import {formatBytes} from '../sys/index.js'
@@ -187,11 +187,21 @@ export function runArgs(d: DriverEnv, name: DriverProgram, args: ProgramArg[], o
 }
 
 /**
+ * Whether spawnRunner finds the program as `program` names it (a seam's path, or a name on PATH).
+ * Another runner (the tests') finds its own.
+ */
+function installed(d: DriverEnv, prog: string): boolean {
+  return d.run !== spawnRunner || onPath(prog)
+}
+
+/**
  * runArgs through a change's Effects: run, or in a dry run list the argv (the program as it
  * would run, seams and the gate applied; paths as the kernel names them) and run nothing.
+ * A program that is not there is refused first (E_PROGRAM_MISSING), in a dry run as in the real one.
  */
 function runEffect(d: DriverEnv, effects: Effects, name: DriverProgram, args: ProgramArg[], opts: {fd?: number; fd3?: string} = {}): RunResult | undefined {
   const argv = [program(d, name), ...d.host.argv(args, 'shown')]
+  if (!installed(d, argv[0])) throw programMissing(argv[0])
   return effects.run(argv, () => runArgs(d, name, args, {fd: opts.fd}), {fd3: opts.fd3})
 }
 
@@ -581,6 +591,19 @@ export function canLoadModule(d: DriverEnv, effects: Effects = realEffects()): b
   return (d.host.isRoot() || effects.dryRun) && (d.host.isLive || Boolean(d.env.IOPMEM_INSMOD || d.env.IOPMEM_MODPROBE))
 }
 
+/** A dry run's word on the unload a failed bind makes: rmmod, or that it is missing and the module would stay loaded. */
+function rmmodThen(d: DriverEnv): string {
+  const when = 'if the bind fails (or is interrupted and rolled back)'
+  let prog: string
+  try {
+    prog = program(d, 'rmmod')
+  } catch (error) {
+    return `${when}: would unload the module it loaded, but cannot run rmmod (${(error as Error).message}); the module would be left loaded`
+  }
+  if (!installed(d, prog)) return `${when}: would unload the module it loaded, but ${prog} is not installed (E_PROGRAM_MISSING): the module would be left loaded`
+  return `${when}: runs rmmod iopmem, unloading the module it loaded`
+}
+
 /**
  * Load the module (when `load`), run `work`, and unload the module again if this call loaded
  * it and `work` then failed, or returned a result `keep` says is not worth the module (an
@@ -596,7 +619,7 @@ export async function withModule<T>(
   const loaded = load ? loadModule(d, {effects}) : null
   if (effects.dryRun) {
     const result = await work()
-    if (loaded?.changed) effects.then('if the bind fails (or is interrupted and rolled back): runs rmmod iopmem, unloading the module it loaded')
+    if (loaded?.changed) effects.then(rmmodThen(d))
     return {result, loaded: null}
   }
   const unloadAgain = (): string => {
@@ -648,6 +671,7 @@ export function unloadModule(d: DriverEnv): UnloadResult {
     })
   }
   requireRoot(d.host, 'Unloading the iopmem module')
+  if (!installed(d, program(d, 'rmmod'))) throw programMissing(program(d, 'rmmod'))
   const r = runArgs(d, 'rmmod', [DRIVER])
   if (r.code !== 0) {
     throw new IopmemError(`rmmod iopmem failed: ${r.stderr.trim() || `exit ${r.code}`}`, {

@@ -4,7 +4,7 @@ import * as path from 'node:path'
 
 import {type BlockInfo, blockUsage, type BlockUsage, daxCapableDisks, type MemoryBacking, memoryBacking, resolveDeviceArg} from './blockdev.js'
 import {type Effects, Exit, interruptedError, IopmemError, type LockOptions, realEffects, SignalGuard, usage, withLock} from '../sys/index.js'
-import {type ExecResult, getRunner, outputTail, type ProgramArg, type Runner, runProgram} from '../sys/index.js'
+import {type ExecResult, getRunner, outputTail, type ProgramArg, requireInstalled, type Runner, runProgram} from '../sys/index.js'
 import {describeSignature, probeSignatures, type Signature} from './signatures.js'
 import type {Host} from '../sys/index.js'
 import {readMounts} from '../sys/index.js'
@@ -395,9 +395,13 @@ async function mkfsSteps(host: Host, plan: MkfsPlan, deps: DaxDeps, guard: Signa
   const stopIf = async (now: State) => {
     if (await guard.checkpoint()) throw stoppedAt(now, plan, guard, commands)
   }
+  const needsWipe = plan.force && (plan.signatures.length > 0 || (!plan.target.partition && plan.target.disk.partitions.length > 0))
+  // Every program this run needs (umount too: it undoes a mount that is not DAX) is found before
+  // the first change, as run() would find it: a missing one is refused now (E_PROGRAM_MISSING),
+  // in a dry run as in the real one, never after wipefs or mkfs changed the device.
+  if (runner.installed) requireInstalled([...(needsWipe ? ['wipefs'] : []), plan.mkfsArgv[0], 'blkid', ...(plan.mountDir ? ['mount', 'umount'] : [])], (p) => runner.installed!(p))
   await stopIf(state)
   const erased: Signature[] = []
-  const needsWipe = plan.force && (plan.signatures.length > 0 || (!plan.target.partition && plan.target.disk.partitions.length > 0))
   if (needsWipe) {
     // Partitions first (their signatures would survive a wipe of the table), then the device.
     const parts = [...new Set(plan.signatures.map((s) => s.device).filter((d) => d !== node))]

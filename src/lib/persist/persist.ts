@@ -4,7 +4,7 @@ import * as path from 'node:path'
 
 import {type BindPlan, type BindResult, canLoadModule, type DriverEnv, driverRegistered, deviceInfo, executeBind, planBind, withModule} from '../bind/index.js'
 import {normalizeBdf} from '../pci/index.js'
-import {acquireLock, checkEtcDir, Exit, IopmemError, readEtcFile, removeEtcFile, type SignalGuard, TEMP_RE, trustedOwner, untrustedReason, writeEtcFile} from '../sys/index.js'
+import {acquireLock, checkEtcDir, type Effects, Exit, IopmemError, lockFile, readEtcFile, realEffects, type SignalGuard, TEMP_RE, trustedOwner, untrustedReason} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {formatRecord, formatRule, parseRecord, type PersistRecord, RECORD_MAX_BYTES, RULE_MARKER, ruleSafePath} from './record.js'
 
@@ -145,8 +145,15 @@ export interface PersistChange {
   ruleAction: 'written' | 'kept' | 'removed' | 'none'
 }
 
-async function underPersistLock<T>(host: Host, fn: () => T): Promise<T> {
-  const lock = await acquireLock(host, 'persist', 'the persistent bindings', {wait: true})
+const PERSIST_LOCK = ['persist', 'the persistent bindings'] as const
+
+/** Run `fn` holding the lock `persist` (waiting for it); a dry run lists the lock and takes none. */
+async function underPersistLock<T>(host: Host, effects: Effects, fn: () => T): Promise<T> {
+  if (effects.dryRun) {
+    effects.lock(lockFile(host, PERSIST_LOCK[0]), PERSIST_LOCK[1])
+    return fn()
+  }
+  const lock = await acquireLock(host, ...PERSIST_LOCK, {wait: true})
   try {
     return fn()
   } finally {
@@ -154,11 +161,15 @@ async function underPersistLock<T>(host: Host, fn: () => T): Promise<T> {
   }
 }
 
-/** Write the record and (when missing or different) the rule, each atomically; the record first, so a rule never points at nothing new. */
-export async function savePersist(host: Host, plan: PersistPlan, hooks: {beforeRename?: (temp: string) => void} = {}): Promise<PersistChange> {
-  return underPersistLock(host, () => {
+/**
+ * Write the record and (when missing or different) the rule, each atomically; the record first, so a rule never points at nothing new.
+ * Every change goes through `effects`: a dry run lists the directories it would make and each file with its exact content.
+ */
+export async function savePersist(host: Host, plan: PersistPlan, opts: {beforeRename?: (temp: string) => void; effects?: Effects} = {}): Promise<PersistChange> {
+  const effects = opts.effects ?? realEffects()
+  return underPersistLock(host, effects, () => {
     const owner = trustedOwner(host)
-    checkEtcDir(path.dirname(plan.file), owner, true)
+    effects.etcDir(host, path.dirname(plan.file), owner)
     const text = formatRecord(plan.record)
     let old: string | undefined
     try {
@@ -166,11 +177,11 @@ export async function savePersist(host: Host, plan: PersistPlan, hooks: {beforeR
     } catch {
       old = undefined // planPersist allowed replacing it
     }
-    if (old !== text) writeEtcFile(plan.file, text, hooks)
-    checkEtcDir(path.dirname(plan.rule.path), owner, true)
+    if (old !== text) effects.writeEtcFile(host, plan.file, text, {beforeRename: opts.beforeRename})
+    effects.etcDir(host, path.dirname(plan.rule.path), owner)
     const rule = readEtcFile(plan.rule.path, owner, 64 * 1024)
     if (rule !== undefined && !rule.startsWith(RULE_MARKER)) throw new IopmemError(`${plan.rule.path} is not iopmem's; not overwriting it.`, {code: 'E_RULE_FOREIGN', exit: Exit.REFUSED})
-    if (rule !== plan.rule.text) writeEtcFile(plan.rule.path, plan.rule.text)
+    if (rule !== plan.rule.text) effects.writeEtcFile(host, plan.rule.path, plan.rule.text)
     return {file: plan.file, changed: old !== text, rule: plan.rule.path, ruleAction: rule === plan.rule.text ? 'kept' : 'written'}
   })
 }
@@ -183,22 +194,23 @@ export function planRemove(host: Host, bdfText: string): void {
   normalizeBdf(bdfText)
 }
 
-/** Remove the function's record, and the rule with the last one. */
-export async function removePersist(host: Host, bdfText: string): Promise<PersistChange> {
+/** Remove the function's record, and the rule with the last one; through `effects` (a dry run lists the removals). */
+export async function removePersist(host: Host, bdfText: string, effects: Effects = realEffects()): Promise<PersistChange> {
   const bdf = normalizeBdf(bdfText)
   const p = persistPaths(host)
   const file = recordFile(host, bdf)
-  return underPersistLock(host, () => {
+  return underPersistLock(host, effects, () => {
     const owner = trustedOwner(host)
     const dirThere = checkEtcDir(p.dir, owner, false)
-    const changed = dirThere ? removeEtcFile(file) : false
-    const left = dirThere ? fs.readdirSync(p.dir).filter((f) => f.endsWith('.conf')) : []
+    const changed = dirThere ? effects.removeEtcFile(host, file) : false
+    // The records left once this one is gone (a dry run has not removed it).
+    const left = dirThere ? fs.readdirSync(p.dir).filter((f) => f.endsWith('.conf') && f !== path.basename(file)) : []
     let ruleAction: PersistChange['ruleAction'] = 'kept'
     if (left.length === 0) {
       ruleAction = 'none'
       if (checkEtcDir(path.dirname(p.rule), owner, false)) {
         const rule = readEtcFile(p.rule, owner, 64 * 1024)
-        if (rule !== undefined && rule.startsWith(RULE_MARKER) && removeEtcFile(p.rule)) ruleAction = 'removed'
+        if (rule !== undefined && rule.startsWith(RULE_MARKER) && effects.removeEtcFile(host, p.rule)) ruleAction = 'removed'
       }
     }
     return {file, changed, rule: p.rule, ruleAction}

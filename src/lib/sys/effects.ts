@@ -1,5 +1,9 @@
 /** The one seam through which bind, unbind, mkfs-dax and driver load change the machine: each change made, or in a dry run (`--dry-run`) only recorded. */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
 import {Exit, IopmemError} from './errors.js'
+import {badEtcFile, checkEtcDir, removeEtcFile, writeEtcFile} from './etcfile.js'
 import type {Host} from './host.js'
 import {SCHEMA_VERSION} from './json.js'
 
@@ -13,12 +17,22 @@ import {SCHEMA_VERSION} from './json.js'
  * - `lock`: the lock held from the checks to the last step (flock on `file`)
  * - `then`: what the real run does next with the result of an earlier step (reads back a
  *   link, checks what a program printed): a dry run cannot know the result, so it says so
+ * - `mkdir`: a directory made (mode 0755) under /etc, for `--persist`'s files
+ * - `write-file`: a file under /etc replaced atomically with exactly `content`
+ *   (a temporary file beside it, renamed over it: etcfile.ts)
+ * - `remove`: a file under /etc removed
  */
 export type Step =
   | {kind: 'write'; file: string; value: string}
   | {kind: 'run'; argv: string[]; fd3?: string}
   | {kind: 'lock'; file: string; what: string}
   | {kind: 'then'; text: string}
+  | {kind: 'mkdir'; file: string}
+  | {kind: 'write-file'; file: string; content: string}
+  | {kind: 'remove'; file: string}
+
+/** The kinds of step that change something (the others say how and when). */
+export const CHANGE_KINDS: ReadonlySet<Step['kind']> = new Set(['write', 'run', 'mkdir', 'write-file', 'remove'])
 
 /**
  * The changes a command makes all pass through one Effects: a real one
@@ -33,6 +47,9 @@ export class Effects {
   readonly steps: Step[] = []
   /** The real run would stop here for lack of root (skipped in a dry run, where it is only about permission to write). */
   needsRoot: string | null = null
+
+  /** Directories a dry run has listed as made: later steps see them as the real run would. */
+  private made = new Set<string>()
 
   constructor(readonly dryRun: boolean) {}
 
@@ -55,6 +72,46 @@ export class Effects {
     if (!this.dryRun) return real()
     this.steps.push({kind: 'run', argv, ...(extra.fd3 === undefined ? {} : {fd3: extra.fd3})})
     return undefined
+  }
+
+  /**
+   * Make `dir` (under the etc root) and its missing parents, each checked (checkEtcDir).
+   * A dry run checks the deepest existing directory as the real run would, and
+   * lists each one the real run would make, outermost first.
+   */
+  etcDir(host: Host, dir: string, owner: number): void {
+    if (!this.dryRun) {
+      checkEtcDir(dir, owner, true)
+      return
+    }
+    const missing: string[] = []
+    for (let d = dir; !this.made.has(d) && !checkEtcDir(d, owner, false); d = path.dirname(d)) missing.unshift(d)
+    for (const d of missing) {
+      this.made.add(d)
+      this.steps.push({kind: 'mkdir', file: host.display(d)})
+    }
+  }
+
+  /** Replace a file under the etc root with `content` (writeEtcFile: atomic), or in a dry run record it with its exact content. */
+  writeEtcFile(host: Host, file: string, content: string, hooks: {beforeRename?: (temp: string) => void} = {}): void {
+    if (!this.dryRun) {
+      writeEtcFile(file, content, hooks)
+      return
+    }
+    const st = fs.lstatSync(file, {throwIfNoEntry: false})
+    // The real write's own refusal, made before its rename.
+    if (st && !st.isFile() && !st.isSymbolicLink()) throw badEtcFile(file, 'it is not a regular file, so it is not replaced')
+    this.steps.push({kind: 'write-file', file: host.display(file), content})
+  }
+
+  /** Remove a file under the etc root (removeEtcFile); false when it was not there. A dry run records it when it is there. */
+  removeEtcFile(host: Host, file: string): boolean {
+    if (!this.dryRun) return removeEtcFile(file)
+    const st = fs.lstatSync(file, {throwIfNoEntry: false})
+    if (st === undefined) return false
+    if (st.isDirectory()) throw badEtcFile(file, 'it is not a file, so it is not removed')
+    this.steps.push({kind: 'remove', file: host.display(file)})
+    return true
   }
 
   /** Record what the real run does next with an earlier step's result (dry run only). */

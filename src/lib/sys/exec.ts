@@ -34,6 +34,12 @@ export interface Runner {
    */
   run(program: string, args: string[], opts?: {timeoutMs?: number}): Promise<ExecResult>
   /**
+   * Whether run() would find `program` (false: it would reject with
+   * E_PROGRAM_MISSING). Asked before a change's first step, so a missing
+   * program is refused before anything changed, in a dry run as in the real one.
+   */
+  installed?(program: string): boolean
+  /**
    * A stand-in that plays the kernel's world under the kernel's names (the
    * tests' fake wipefs/mkfs): it is handed /dev/pmem7 as shown, not the
    * fixture's file. Real runners leave this unset and get the real paths.
@@ -62,6 +68,9 @@ export const PROGRAM_PACKAGES: Record<string, string> = {
   mount: 'mount',
   umount: 'mount',
   filefrag: 'e2fsprogs',
+  insmod: 'kmod',
+  modprobe: 'kmod',
+  rmmod: 'kmod',
 }
 
 /** sbin directories are searched too: a normal user's PATH often lacks them. */
@@ -83,6 +92,29 @@ export function findProgram(program: string, envPath = process.env.PATH ?? ''): 
   return undefined
 }
 
+/**
+ * Whether spawn finds `program` as named: a path (a seam such as IOPMEM_INSMOD) must be an
+ * executable regular file; a bare name is looked up in `envPath`, as execvp(3) does.
+ */
+export function onPath(program: string, envPath = process.env.PATH ?? ''): boolean {
+  const isExec = (p: string) => {
+    try {
+      fs.accessSync(p, fs.constants.X_OK)
+      return fs.statSync(p).isFile()
+    } catch {
+      return false
+    }
+  }
+  if (program.includes('/')) return isExec(program)
+  return envPath.split(path.delimiter).some((d) => isExec(path.join(d || '.', program)))
+}
+
+/** Refuse (E_PROGRAM_MISSING) the first of `programs` that `installed` cannot find. */
+export function requireInstalled(programs: readonly string[], installed: (program: string) => boolean): void {
+  const missing = programs.find((p) => !installed(p))
+  if (missing !== undefined) throw programMissing(missing)
+}
+
 export function programMissing(program: string): IopmemError {
   const pkg = PROGRAM_PACKAGES[program]
   return new IopmemError(`${program} is not installed${pkg ? ` (Debian package ${pkg})` : ''}.`, {
@@ -95,6 +127,7 @@ export function programMissing(program: string): IopmemError {
 
 /** The real runner: spawn with an argument array, no shell. */
 export const processRunner: Runner = {
+  installed: (program) => findProgram(program) !== undefined,
   run(program, args, opts = {}) {
     const file = findProgram(program)
     if (!file) return Promise.reject(programMissing(program))

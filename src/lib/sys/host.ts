@@ -389,12 +389,13 @@ export class Host {
     }
   }
 
-  /** A path under one of the roots, shown as the kernel would name it (/sys/..., /dev/...). */
+  /** A path under one of the roots, shown as the system names it (/sys/..., /dev/..., /etc/...). */
   display(file: string): string {
     for (const [root, real] of [
       [this.roots.sysfs, '/sys'],
       [this.roots.dev, '/dev'],
       [this.roots.proc, '/proc'],
+      [this.roots.etc, '/etc'],
     ] as const) {
       if (root !== real && (file === root || file.startsWith(root + '/'))) return real + file.slice(root.length)
     }

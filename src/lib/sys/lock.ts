@@ -29,6 +29,11 @@ export function lockDir(host: Host): string {
   return host.isLive ? '/run/lock/iopmem' : path.join(path.dirname(host.roots.sysfs), 'run', 'lock', 'iopmem')
 }
 
+/** The file the lock `name` is taken on. */
+export function lockFile(host: Host, name: string): string {
+  return path.join(lockDir(host), safeName(name) + '.lock')
+}
+
 export interface LockOptions {
   /** Wait for the holder to finish instead of refusing. */
   wait?: boolean
@@ -196,7 +201,7 @@ export async function acquireLocks(host: Host, names: Array<{name: string; what:
  */
 export async function withLock<T>(host: Host, name: string, what: string, opts: LockOptions, fn: (guard: SignalGuard) => Promise<T>): Promise<T> {
   if (opts.effects?.dryRun) {
-    opts.effects.lock(path.join(lockDir(host), safeName(name) + '.lock'), what)
+    opts.effects.lock(lockFile(host, name), what)
     // Nothing is changed, so nothing needs a stop signal held back: a released guard lets one end the dry run at once.
     const inert = new SignalGuard()
     inert.release()
