@@ -7,6 +7,17 @@ import {wrap} from './width.js'
 
 const fb = (n: number | undefined) => (n === undefined ? '?' : formatBytes(n))
 
+/**
+ * The buffer as a fitted screen names it: a p2pmem chunk by its function, since the
+ * sysfs path of p2pmem/allocate (~100 characters behind a switch) is one word no
+ * 80-column line can hold. --wide and --json give the whole path.
+ */
+export function bufferName(buffer: string, width: number): string {
+  if (width === Infinity) return buffer
+  const m = /\/([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\/p2pmem\/allocate$/.exec(buffer)
+  return m ? `p2pmem of ${m[1]} (its p2pmem/allocate; --wide for the path)` : buffer
+}
+
 /** The report, each line wrapped to `width` ($COLUMNS; Infinity with --wide). */
 export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance, width = Infinity): string {
   const out: string[] = []
@@ -40,7 +51,7 @@ export function renderP2pBench(r: BenchP2pResult, c: ChalkInstance, width = Infi
   for (const row of rows) out.push('  ' + row.map((s, i) => s.padEnd(w[i])).join('  ').trimEnd())
   for (const m of r.results) {
     const eng = m.engine === 'io_uring' ? `io_uring, ${m.registeredBuffers ? 'registered buffer' : `unregistered buffer (${m.registerError ?? 'not registered'})`}` : `pread/pwrite${m.fallbackReason ? ` — fallback: ${m.fallbackReason}` : ''}`
-    out.push(c.dim(`  ${m.mode}: ${eng}; buffer ${m.buffer}; dst offset ${m.dstOffset}`))
+    out.push(c.dim(`  ${m.mode}: ${eng}; buffer ${bufferName(m.buffer, width)}; dst offset ${m.dstOffset}`))
   }
   if (r.sweep) {
     out.push(c.bold('sweep (GB/s by block size)'))

@@ -1,9 +1,12 @@
 import {expect} from 'chai'
+import {Chalk} from 'chalk'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {daxViaNotes, type ViaInfo} from '../../src/lib/bench/p2p.js'
 import type {PairAnalysis} from '../../src/lib/pci/topo.js'
+import type {BenchP2pResult} from '../../src/lib/bench/index.js'
+import {bufferName, renderP2pBench} from '../../src/ui/render-p2pbench.js'
 
 const pair = (p2p: PairAnalysis['p2p'], reason: string): PairAnalysis =>
   ({provider: '0000:00:06.0', client: '0000:02:00.0', p2p, distance: 3, reasons: [reason]}) as unknown as PairAnalysis
@@ -65,5 +68,32 @@ describe('bench p2p: an I/O that fails mid-copy', () => {
     expect(bounce.suggestions.join(' '), 'not for bounce').to.not.contain('sc 0x12')
     const plain = new Error('not an errno error')
     expect(copyError(plain, 'bounce', undefined)).to.equal(plain)
+  })
+})
+
+describe('bench p2p on screen: the p2pmem buffer', () => {
+  const alloc = '/sys/devices/pci0000:00/0000:00:02.0/0000:01:00.0/0000:02:00.0/0000:03:00.0/p2pmem/allocate'
+  const mode = {
+    mode: 'p2p', buffer: alloc, dstOffset: 67108864, bytes: 1 << 20, seconds: 1, gbps: 0.0225, iops: 172,
+    latency: {p50Us: 33000, p99Us: 105000, p999Us: 117000}, cpu: {percentOfOneCore: 117},
+    engine: 'io_uring', registeredBuffers: false, registerError: 'io_uring_register_buffers: Bad address', stopped: false,
+  }
+  const result = {
+    src: {path: '/dev/nvme0n1'}, dst: {path: '/dev/nvme1n1'}, size: 1 << 26, bs: 1 << 17, qd: 8, jobs: 1,
+    choices: [], notes: [], results: [mode], interrupted: false,
+  } as unknown as BenchP2pResult
+
+  it('a fitted screen names the chunk by its function and keeps within 80 columns; --wide gives the path', () => {
+    const c = new Chalk({level: 0})
+    const fitted = renderP2pBench(result, c, 80).split('\n')
+    for (const l of fitted) expect([...l].length, l).to.be.at.most(80)
+    expect(fitted.join('\n')).to.contain('buffer p2pmem of 0000:03:00.0 (its p2pmem/allocate; --wide for the path)')
+    expect(fitted.join('\n')).to.not.contain(alloc)
+    expect(renderP2pBench(result, c, Infinity)).to.contain(`buffer ${alloc}; dst offset 67108864`)
+  })
+
+  it('any other buffer is shown as it is', () => {
+    expect(bufferName('system RAM (anonymous, page-aligned)', 80)).to.equal('system RAM (anonymous, page-aligned)')
+    expect(bufferName('/mnt/dax/buf', 80)).to.equal('/mnt/dax/buf')
   })
 })

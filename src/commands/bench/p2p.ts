@@ -35,6 +35,7 @@ With --buffer both, bounce writes --dst at --dst-offset and p2p right after it (
     plot: Flags.string({description: 'With --sweep: write the chart to FILE (.svg or .html).'}),
     verify: Flags.boolean({description: 'Read back the destination and compare with the source.'}),
     'no-probe': Flags.boolean({description: 'Skip the DRAM bandwidth probe.'}),
+    wide: Flags.boolean({description: 'Do not fit the report to the terminal ($COLUMNS; 80 when not a terminal): long lines whole, the p2pmem buffer by its sysfs path.'}),
     force: Flags.boolean({char: 'f', description: 'Overwrite a destination that is mounted, holds a filesystem or is open in another process; also skips the confirmation.'}),
     ...BaseCommand.confirmFlags,
   }
@@ -65,7 +66,7 @@ With --buffer both, bounce writes --dst at --dst-offset and p2p right after it (
     )
     if (!this.jsonEnabled()) {
       const [{renderP2pBench}, {outputWidth}] = await Promise.all([import('../../ui/render-p2pbench.js'), import('../../ui/width.js')])
-      this.log(renderP2pBench(result, await this.colors(), outputWidth()))
+      this.log(renderP2pBench(result, await this.colors(), outputWidth({wide: flags.wide})))
     }
     const failed = verifyFailure(result)
     if (failed) throw failed
