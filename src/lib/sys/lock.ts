@@ -120,9 +120,8 @@ function holderOf(fd: number): number | undefined {
  * `what` names the device for the message.
  */
 export async function acquireLock(host: Host, name: string, what: string, opts: LockOptions = {}): Promise<DeviceLock> {
-  const dir = lockDir(host)
-  openDir(dir)
-  const file = path.join(dir, safeName(name) + '.lock')
+  openDir(lockDir(host))
+  const file = lockFile(host, name)
   const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644)
   try {
     const st = fs.fstatSync(fd)
