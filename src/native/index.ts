@@ -155,8 +155,6 @@ export class NativeErrnoError extends IopmemError {
 
 // ---- loading ------------------------------------------------------------------
 
-export {packageRoot}
-
 let cached: Native | undefined
 
 function missing(why: string, cause?: unknown): IopmemError {

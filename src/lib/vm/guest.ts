@@ -22,11 +22,11 @@ import {mkdir, open, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {delimiter, dirname, join, resolve} from 'node:path'
 
-import {seamValue} from '../sys/index.js'
+import {packageRoot, seamValue} from '../sys/index.js'
 import {privateDir} from './statedir.js'
 import {buildHelper, type HelperName} from './helpers.js'
 import {buildInitramfs, findBusybox} from './initramfs.js'
-import {defaultRepoRoot, iopmemCacheDir, type KernelInfo, resolveKernel} from './kernel.js'
+import {iopmemCacheDir, type KernelInfo, resolveKernel} from './kernel.js'
 import {diskPattern} from './pattern.js'
 import {DMA_ENV, DmaServer, DmaTraceCounter, type DmaTotals} from './dma.js'
 import {MAX_NVME, NIC_MAC, type NicModel, type NvmePlan, type NvmeRole, nvmeLayout, nvmeSerial, qemuArgs, type Topology} from './qemu.js'
@@ -728,7 +728,7 @@ async function bootOnce(opts: BootOptions): Promise<Guest> {
   const qemu = findInPath(opts.qemu ?? seamValue('IOPMEM_VM_QEMU') ?? 'qemu-system-x86_64')
   if (!qemu) throw new Error('qemu-system-x86_64 not found (Debian: apt-get install -y qemu-system-x86), or set IOPMEM_VM_QEMU')
   const busybox = findBusybox(opts.busybox)
-  const repoRoot = resolve(opts.repoRoot ?? defaultRepoRoot())
+  const repoRoot = resolve(opts.repoRoot ?? packageRoot())
   const keep = opts.keep ?? process.env.IOPMEM_VM_KEEP === '1'
   const pmem = opts.pmem ?? true
   const pmemMiB = opts.pmemMiB ?? 256

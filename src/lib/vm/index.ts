@@ -92,7 +92,6 @@ export {buildInitramfs, findBusybox, INIT_SCRIPT} from './initramfs.js'
 export {installedStockReleases, type InitrdModule, moduleClosure, readModuleFile, STOCK_INITRD_MODULES, stockKernel, type StockKernel} from './stock.js'
 export {
   bundledKernelDir,
-  defaultRepoRoot,
   iopmemCacheDir,
   KernelNotFoundError,
   parseSha256Sums,

@@ -12,13 +12,8 @@ export function iopmemCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, 'iopmem')
 }
 
-/** The checkout (or installed package) this code belongs to. */
-export function defaultRepoRoot(): string {
-  return packageRoot()
-}
-
 /** The folder of the repository's own guest kernel: bzImage, config, extmod.tar.xz, SHA256SUMS, SOURCE. */
-export function bundledKernelDir(root = defaultRepoRoot()): string {
+export function bundledKernelDir(root = packageRoot()): string {
   return join(root, 'vm', 'kernel')
 }
 
@@ -97,7 +92,7 @@ export function sha256File(path: string): string {
  * Git LFS pointer or a hand-edited image is refused rather than booted).
  * Throws KernelNotFoundError (whose message says how to get one); never falls back silently.
  */
-export function resolveKernel(explicit?: string, env: NodeJS.ProcessEnv = process.env, root = defaultRepoRoot()): KernelInfo {
+export function resolveKernel(explicit?: string, env: NodeJS.ProcessEnv = process.env, root = packageRoot()): KernelInfo {
   let path: string
   let source: KernelInfo['source']
   let from: string
