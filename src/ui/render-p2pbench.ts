@@ -2,6 +2,7 @@
 import type {ChalkInstance} from 'chalk'
 
 import type {BenchP2pResult} from '../lib/bench/index.js'
+import {isBdfName} from '../lib/pci/index.js'
 import {formatBytes, formatRate} from '../lib/sys/index.js'
 import {wrap} from './width.js'
 
@@ -13,9 +14,9 @@ const fb = (n: number | undefined) => (n === undefined ? '?' : formatBytes(n))
  * 80-column line can hold. --wide and --json give the whole path.
  */
 export function bufferName(buffer: string, width: number): string {
-  if (width === Infinity) return buffer
-  const m = /\/([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\/p2pmem\/allocate$/.exec(buffer)
-  return m ? `p2pmem of ${m[1]} (its p2pmem/allocate; --wide for the path)` : buffer
+  const bdf = buffer.split('/').at(-3) ?? ''
+  if (width === Infinity || !buffer.endsWith('/p2pmem/allocate') || !isBdfName(bdf)) return buffer
+  return `p2pmem of ${bdf} (its p2pmem/allocate; --wide for the path)`
 }
 
 /** The report, each line wrapped to `width` ($COLUMNS; Infinity with --wide). */
