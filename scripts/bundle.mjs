@@ -6,7 +6,7 @@
 // for `iopmem list`); a bundle is a handful of files. oclif finds the commands
 // through package.json's oclif.commands (./dist/bundle/commands).
 import * as esbuild from 'esbuild'
-import {readdirSync, rmSync} from 'node:fs'
+import {readFileSync, readdirSync, rmSync} from 'node:fs'
 import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -32,6 +32,55 @@ const entryPoints = [
   path.join(dist, 'lib/dax/locate-worker.js'),
 ]
 
+
+// Start-up (docs/speed.md): every command pays for oclif's own start-up before it
+// runs. oclif is CommonJS, and esbuild evaluates a CommonJS module when its
+// importer is evaluated, so all ~100 of oclif's modules (help, ux, spinners,
+// globbing, templates) ran before `iopmem --version` could answer. oclifLean
+// changes oclif as it is bundled, in ways that keep what it does:
+// - a top-level `const x_1 = require("…")` (also wrapped in __importDefault or
+//   __importStar, as tsc writes them) becomes lazy: the module is evaluated on
+//   the first use of x_1, so `--version` evaluates ~40 modules, not ~105;
+// - PATCHES below, each replacing one piece of text that must be there (the
+//   build fails when an oclif update changes it, so each is looked at again).
+const OCLIF_LIB = /[/\\]node_modules[/\\]@oclif[/\\]core[/\\]lib[/\\].*\.js$/
+const TOP_REQUIRE = /^(const|var) (\w+) = ((?:__importDefault|__importStar)\(require\("[^"]+"\)\)|require\("[^"]+"\));$/gm
+const LAZY = `var __iopmemLazy = (load) => { let m; const get = () => (m ??= load()); return new Proxy({}, {
+  get: (_, k) => get()[k], has: (_, k) => k in get(), set: (_, k, v) => ((get()[k] = v), true),
+  ownKeys: () => Reflect.ownKeys(get()),
+  getOwnPropertyDescriptor: (_, k) => { const d = Reflect.getOwnPropertyDescriptor(get(), k); if (d) d.configurable = true; return d },
+}) };\n`
+// An npm package name: minimatch matches it only to itself.
+const PLAIN_NAME = String.raw`/^(@[a-z0-9~-][a-z0-9._~-]*\/)?[a-z0-9~-][a-z0-9._~-]*$/`
+const PATCHES = [
+  // package.json's oclif.plugins are plain names: compare them, rather than build
+  // a minimatch pattern per dependency and plugin (~5 ms); globs still go to minimatch.
+  ['config/plugin-loader.js', 'return Object.keys(dependencies).filter((p) => patterns.some((w) => (0, minimatch_1.minimatch)(p, w)));',
+    `return Object.keys(dependencies).filter((p) => patterns.some((w) => (${PLAIN_NAME}.test(w) ? p === w : (0, minimatch_1.minimatch)(p, w))));`],
+  // Whether this is WSL, from is-wsl itself rather than through wsl-utils, which
+  // re-exports it but also loads child_process and PowerShell helpers.
+  ['util/os.js', "return (await import('wsl-utils')).isWsl ?", "return (await import('is-wsl')).default ?"],
+]
+
+const oclifLean = {
+  name: 'oclif-lean',
+  setup(build) {
+    build.onLoad({filter: OCLIF_LIB}, (args) => {
+      let text = readFileSync(args.path, 'utf8')
+      const rel = args.path.replace(/\\/g, '/').replace(/.*\/@oclif\/core\/lib\//, '')
+      for (const [file, from, to] of PATCHES) {
+        if (file !== rel) continue
+        if (!text.includes(from)) throw new Error(`scripts/bundle.mjs: @oclif/core/lib/${file} no longer has: ${from}`)
+        text = text.replace(from, to)
+      }
+      let lazy = 0
+      text = text.replace(TOP_REQUIRE, (_, kw, name, expr) => (lazy++, `${kw} ${name} = __iopmemLazy(() => ${expr});`))
+      if (lazy > 0) text = text.startsWith('"use strict";\n') ? text.replace('"use strict";\n', `"use strict";\n${LAZY}`) : LAZY + text
+      return {contents: text, loader: 'js'}
+    })
+  },
+}
+
 rmSync(path.join(dist, 'bundle'), {recursive: true, force: true})
 await esbuild.build({
   entryPoints,
@@ -48,6 +97,7 @@ await esbuild.build({
   external: ['typescript', '*.node'],
   // CommonJS packages (oclif) call require() for Node's own modules.
   banner: {js: "import {createRequire as __iopmemRequire} from 'node:module'; const require = __iopmemRequire(import.meta.url);"},
+  plugins: [oclifLean],
   legalComments: 'none',
   logLevel: 'warning',
 })

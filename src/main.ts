@@ -6,4 +6,13 @@
 export {flush} from '@oclif/core/flush'
 export {handle} from '@oclif/core/handle'
 export {run} from '@oclif/core/run'
-export {reportUncaught} from './base-command.js'
+
+/**
+ * base-command's reportUncaught, loaded only when an error reaches bin/run.js:
+ * `--version`, `help` and `autocomplete` do not load the command base and the
+ * library (which brings child_process) just to have it at hand.
+ */
+export async function reportUncaught(error: unknown, argv: string[], root: string): Promise<number | undefined> {
+  const base = await import('./base-command.js')
+  return base.reportUncaught(error, argv, root)
+}

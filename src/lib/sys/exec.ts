@@ -1,5 +1,5 @@
 /** Running external programs (wipefs, blkid, mkfs, mount) safely, replaceably for tests. */
-import {spawn} from 'node:child_process'
+import type * as ChildProcess from 'node:child_process'
 import * as fs from 'node:fs'
 import {constants as osConstants} from 'node:os'
 import * as path from 'node:path'
@@ -125,6 +125,15 @@ export function programMissing(program: string): IopmemError {
   })
 }
 
+/**
+ * child_process, loaded on the first spawn rather than with the library: most
+ * commands (`list`, `topo`, `--version`) spawn nothing, and it costs each of them
+ * a few ms of start-up (docs/speed.md).
+ */
+export function childProcess(): typeof ChildProcess {
+  return process.getBuiltinModule('node:child_process')
+}
+
 /** The real runner: spawn with an argument array, no shell. */
 export const processRunner: Runner = {
   installed: (program) => findProgram(program) !== undefined,
@@ -132,7 +141,7 @@ export const processRunner: Runner = {
     const file = findProgram(program)
     if (!file) return Promise.reject(programMissing(program))
     return new Promise((resolve, reject) => {
-      const child = spawn(file, args, {
+      const child = childProcess().spawn(file, args, {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: {...process.env, LC_ALL: 'C', LANG: 'C'},
         timeout: opts.timeoutMs ?? 600_000,

@@ -1,10 +1,9 @@
 /** Per-device locks (flock on a file under /run/lock/iopmem) so two iopmem processes never change one PCI function or block device at once. */
-import {spawn, spawnSync} from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {Exit, IopmemError} from './errors.js'
-import {findProgram} from './exec.js'
+import {childProcess, findProgram} from './exec.js'
 import type {Effects} from './effects.js'
 import type {Host} from './host.js'
 import {interruptedError, SignalGuard, STOP_SIGNALS, type StopSignal} from './signals.js'
@@ -148,14 +147,14 @@ export async function acquireLock(host: Host, name: string, what: string, opts: 
 }
 
 function runFlock(flock: string, args: string[], fd: number): number {
-  const r = spawnSync(flock, args, {stdio: ['ignore', 'ignore', 'ignore', fd]})
+  const r = childProcess().spawnSync(flock, args, {stdio: ['ignore', 'ignore', 'ignore', fd]})
   return r.status ?? 1
 }
 
 /** Wait for the lock; a stop signal ends the wait (E_INTERRUPTED, nothing changed) and takes flock(1) with it. */
 function runFlockAsync(flock: string, args: string[], fd: number, what: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(flock, args, {stdio: ['ignore', 'ignore', 'ignore', fd]})
+    const child = childProcess().spawn(flock, args, {stdio: ['ignore', 'ignore', 'ignore', fd]})
     let signal: StopSignal | undefined
     const stop = () => child.kill('SIGTERM')
     const onSignal = (sig: StopSignal) => {
