@@ -7,6 +7,7 @@
 // through package.json's oclif.commands (./dist/bundle/commands).
 import * as esbuild from 'esbuild'
 import {readFileSync, readdirSync, rmSync} from 'node:fs'
+import {createRequire} from 'node:module'
 import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -71,9 +72,23 @@ const PATCHES = [
   ['util/os.js', "return (await import('wsl-utils')).isWsl ?", "return (await import('is-wsl')).default ?"],
 ]
 
+// Packages oclif needs only off the common path: ejs (help's templates),
+// tinyglobby (finding commands without a manifest), minimatch (plugin names that
+// are globs), lilconfig (a plugin configured outside its package.json),
+// cli-spinners (ux.action). Each is bundled on its own into
+// dist/bundle/vendor/NAME.cjs, which oclif's (lazy) require loads on first use
+// through package.json's imports (#oclif-vendor/NAME), so that start-up does
+// not compile their ~300 KB. They are resolved from oclif's own folder, as
+// oclif would find them.
+const VENDOR = ['ejs', 'tinyglobby', 'minimatch', 'lilconfig', 'cli-spinners']
+const oclifRequire = createRequire(createRequire(import.meta.url).resolve('@oclif/core'))
+
 const oclifLean = {
   name: 'oclif-lean',
   setup(build) {
+    build.onResolve({filter: new RegExp(`^(${VENDOR.join('|')})$`)}, (args) =>
+      OCLIF_LIB.test(args.importer) ? {path: `#oclif-vendor/${args.path}`, external: true} : undefined,
+    )
     build.onLoad({filter: OCLIF_LIB}, (args) => {
       let text = readFileSync(args.path, 'utf8')
       const rel = args.path.replace(/\\/g, '/').replace(/.*\/@oclif\/core\/lib\//, '')
@@ -107,6 +122,17 @@ await esbuild.build({
   // CommonJS packages (oclif) call require() for Node's own modules.
   banner: {js: "import {createRequire as __iopmemRequire} from 'node:module'; const require = __iopmemRequire(import.meta.url);"},
   plugins: [oclifLean],
+  legalComments: 'none',
+  logLevel: 'warning',
+})
+await esbuild.build({
+  entryPoints: Object.fromEntries(VENDOR.map((name) => [name, oclifRequire.resolve(name)])),
+  outdir: path.join(dist, 'bundle/vendor'),
+  outExtension: {'.js': '.cjs'},
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
   legalComments: 'none',
   logLevel: 'warning',
 })
