@@ -33,7 +33,6 @@ const entryPoints = [
   path.join(dist, 'lib/dax/locate-worker.js'),
 ]
 
-
 // Start-up (docs/speed.md): every command pays for oclif's own start-up before it
 // runs. oclif is CommonJS, and esbuild evaluates a CommonJS module when its
 // importer is evaluated, so all ~100 of oclif's modules (help, ux, spinners,
