@@ -33,6 +33,26 @@ export abstract class BaseCommand extends Command {
     }
   }
 
+  /**
+   * oclif's warning for a deprecated flag name, also when the value is attached:
+   * oclif looks for the bare word (`--mode`, `-d`) in argv, so `--mode=p2pmem` and
+   * `-duio_pci_generic` reached the flag without a word said.
+   */
+  protected warnIfFlagDeprecated(flags: Record<string, unknown>): void {
+    const typed = this.argv
+    const end = typed.indexOf('--')
+    this.argv = typed.map((a, i) => {
+      if (end >= 0 && i >= end) return a
+      if (a.startsWith('--')) return a.includes('=') ? a.slice(0, a.indexOf('=')) : a
+      return /^-[a-zA-Z]./.test(a) ? a.slice(0, 2) : a
+    })
+    try {
+      super.warnIfFlagDeprecated(flags)
+    } finally {
+      this.argv = typed
+    }
+  }
+
   protected get host(): Host {
     return getHost()
   }
