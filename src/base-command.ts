@@ -4,8 +4,13 @@ import {Config} from '@oclif/core/config'
 import * as Errors from '@oclif/core/errors'
 import * as Flags from '@oclif/core/flags'
 
-import {errorEnvelope, Exit, getHost, type Host, IopmemError, isSystemError, versioned} from './lib/sys/index.js'
+import {errorEnvelope, Exit, getHost, type Host, IopmemError, isSystemError, setBulkReader, versioned} from './lib/sys/index.js'
+import {bulkReader} from './native/index.js'
 import type {ChalkInstance} from 'chalk'
+
+// A scan of many devices reads sysfs in a few addon calls (Host.readMany); the addon is
+// loaded on the first such read, and without it the host reads file by file.
+setBulkReader(bulkReader)
 
 /**
  * What every iopmem command shares: `--json` (the run() result is printed as
