@@ -4,8 +4,13 @@ import {Config} from '@oclif/core/config'
 import * as Errors from '@oclif/core/errors'
 import * as Flags from '@oclif/core/flags'
 
-import {errorEnvelope, Exit, getHost, type Host, IopmemError, isSystemError, versioned} from './lib/sys/index.js'
+import {errorEnvelope, Exit, getHost, type Host, IopmemError, isSystemError, setBulkReader, versioned} from './lib/sys/index.js'
+import {bulkReader} from './native/index.js'
 import type {ChalkInstance} from 'chalk'
+
+// A scan of many devices reads sysfs in a few addon calls (Host.readMany); the addon is
+// loaded on the first such read, and without it the host reads file by file.
+setBulkReader(bulkReader)
 
 /**
  * What every iopmem command shares: `--json` (the run() result is printed as
@@ -30,6 +35,26 @@ export abstract class BaseCommand extends Command {
         description: 'Print the sysfs writes and commands the real run would make, in order, and change nothing: every check runs, nothing is asked, no lock is taken, and root is needed only where the checks need it.',
         exclusive,
       }),
+    }
+  }
+
+  /**
+   * oclif's warning for a deprecated flag name, also when the value is attached:
+   * oclif looks for the bare word (`--mode`, `-d`) in argv, so `--mode=p2pmem` and
+   * `-duio_pci_generic` reached the flag without a word said.
+   */
+  protected warnIfFlagDeprecated(flags: Record<string, unknown>): void {
+    const typed = this.argv
+    const end = typed.indexOf('--')
+    this.argv = typed.map((a, i) => {
+      if (end >= 0 && i >= end) return a
+      if (a.startsWith('--')) return a.includes('=') ? a.slice(0, a.indexOf('=')) : a
+      return /^-[a-zA-Z]./.test(a) ? a.slice(0, 2) : a
+    })
+    try {
+      super.warnIfFlagDeprecated(flags)
+    } finally {
+      this.argv = typed
     }
   }
 

@@ -490,7 +490,7 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
   if (!GetString(env, info[5], "mode", &modeStr)) return Napi::Value();
   if (!ParseMode(modeStr, &mode))
     return Throw(env, "E_MODE", "mode must be one of uc, wc, wb, wt (got '" + modeStr + "')", Kind::TypeError);
-  if (info.Length() > 6 && info[6].IsString() && !GetString(env, info[6], "path", &path)) return Napi::Value();
+  if (info.Length() > 6 && info[6].IsString() && !GetPathArg(env, info[6], "path", &path)) return Napi::Value();
   if (length == 0) return Throw(env, "ERANGE", "length must be > 0", Kind::RangeError);
   // The mapping type (the low two bits) is always shared: MAP_SHARED, or
   // MAP_SHARED_VALIDATE, which MAP_SYNC needs. MAP_PRIVATE (0x02, one of
@@ -1085,7 +1085,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("MAP_NORESERVE", MAP_NORESERVE);
   c.Set("pageSize", static_cast<double>(PageSize()));
   exports.Set("constants", c);
-  exports.Set("abiVersion", 3);
+  exports.Set("abiVersion", 4);
 #ifdef IOPMEM_SOURCE_HASH
 #define IOPMEM_STR2(x) #x
 #define IOPMEM_STR(x) IOPMEM_STR2(x)

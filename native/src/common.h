@@ -96,6 +96,18 @@ inline bool GetString(Napi::Env env, Napi::Value v, const char* what, std::strin
   return true;
 }
 
+// A path argument: GetString's rules, and no NUL byte. The C string would end
+// at the first NUL, so "/ok\0/other" would reach the system call as "/ok",
+// a file other than the one the JavaScript side checked.
+inline bool GetPathArg(Napi::Env env, Napi::Value v, const char* what, std::string* out) {
+  if (!GetString(env, v, what, out)) return false;
+  if (out->find('\0') != std::string::npos) {
+    Throw(env, "E_ARG", std::string(what) + " must not contain a NUL byte", Kind::TypeError);
+    return false;
+  }
+  return true;
+}
+
 // Bytes of a Buffer / TypedArray / DataView / ArrayBuffer.
 inline bool GetBytes(Napi::Env env, Napi::Value v, const char* what, uint8_t** data, size_t* len) {
   napi_value raw = v;

@@ -1,7 +1,8 @@
 // File-side system calls for the JS glue: open/close, fstatfs, statx (raw
 // syscall, so the DIOALIGN fields are there whatever glibc's struct has),
-// FIEMAP (batched, into flat typed arrays), memfd_create and ftruncate, and
-// strerror. Each returns -errno on failure (see common.h).
+// FIEMAP (batched, into flat typed arrays), memfd_create and ftruncate,
+// strerror, and readMany (many small sysfs reads in one call). Each returns
+// -errno on failure (see common.h).
 #include <fcntl.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
@@ -11,12 +12,22 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <pthread.h>
+#include <sys/stat.h>
+
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <memory>
 #include <vector>
 
 #include "common.h"
+
+// As in io.cc: the x86-64 base version of pthread_create/join, so the
+// prebuild still loads on glibc >= 2.27.
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.2.5");
+__asm__(".symver pthread_join,pthread_join@GLIBC_2.2.5");
 
 namespace iopmem {
 
@@ -59,7 +70,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
   int64_t flags = 0, mode = 0;
-  if (!GetString(env, info[0], "path", &path)) return Napi::Value();
+  if (!GetPathArg(env, info[0], "path", &path)) return Napi::Value();
   if (!GetInt(env, info[1], "flags", INT32_MIN, INT32_MAX, &flags)) return Napi::Value();
   if (info.Length() > 2 && !info[2].IsUndefined() && !GetInt(env, info[2], "mode", 0, 07777, &mode))
     return Napi::Value();
@@ -96,7 +107,7 @@ Napi::Value Statx(const Napi::CallbackInfo& info) {
   int64_t dirfd, flags, mask;
   std::string path;
   if (!GetInt(env, info[0], "dirfd", INT32_MIN, INT32_MAX, &dirfd)) return Napi::Value();
-  if (!GetString(env, info[1], "path", &path)) return Napi::Value();
+  if (!GetPathArg(env, info[1], "path", &path)) return Napi::Value();
   if (!GetInt(env, info[2], "flags", 0, INT32_MAX, &flags)) return Napi::Value();
   if (!GetInt(env, info[3], "mask", 0, UINT32_MAX, &mask)) return Napi::Value();
   KStatx st;
@@ -230,6 +241,195 @@ Napi::Value Ftruncate(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, 0);
 }
 
+// readMany(kinds, paths, sizes): many small reads in one call, for the sysfs
+// scan (`iopmem list` reads ~15 attributes of every PCI function and ~6 of
+// every block device; one by one from JavaScript each costs several Node fs
+// calls). One answer per request, in order; a failed request's answer is -errno:
+//   0 text   open, one read of at most sizes[i] bytes, close → string (UTF-8,
+//            invalid bytes as U+FFFD, as Buffer#toString). A read that fills
+//            the buffer answers -EOVERFLOW: the caller reads such a file itself.
+//   1 bytes  open, pread of at most sizes[i] bytes at offset 0, close → Buffer
+//   2 link   readlink → string (-ENAMETOOLONG if the target fills PATH_MAX)
+//   3 dir    the names in the directory, "." and ".." left out → string[]
+//   4 exists lstat → true, or false on any failure (as Host.exists)
+// Files open O_RDONLY|O_NONBLOCK|O_CLOEXEC: a FIFO in a fixture tree answers
+// at once instead of waiting for a writer. The system calls (most of the time:
+// each open walks a deep sysfs path) run on up to four threads for a large
+// batch; the answers become JavaScript values on the calling thread after.
+// Checked before any system call: the three arrays are as long as each other,
+// at most 65536 requests, kinds 0..4, sizes 1..1 MiB and at most 256 MiB in
+// all (what the answers could hold), paths strings without NUL and at most
+// 64 MiB in all (E_ARG / ERANGE): no input makes the addon run out of memory.
+constexpr uint32_t kReadManyMax = 1u << 16;
+constexpr uint32_t kReadManyMaxSize = 1u << 20;
+constexpr uint64_t kReadManyMaxTotal = uint64_t{1} << 28;
+constexpr uint64_t kReadManyMaxPathBytes = uint64_t{1} << 26;
+// A thread per this many requests, at most kReadManyThreads in all: below a
+// few hundred requests, starting a thread costs more than it saves.
+constexpr size_t kReadManyPerThread = 256;
+constexpr size_t kReadManyThreads = 4;
+constexpr size_t kReadManyBlock = 32;  // requests a thread takes at a time
+
+struct ReadAnswer {
+  int err = 0;     // errno, or 0
+  bool yes = false;  // kind 4
+  std::string data;  // kinds 0, 1, 2
+  std::vector<std::string> names;  // kind 3
+};
+
+struct ReadJob {
+  const std::vector<std::string>* paths;
+  const std::vector<uint8_t>* kinds;
+  const std::vector<uint32_t>* sizes;
+  std::vector<ReadAnswer>* answers;
+  uint32_t bufSize;
+  std::atomic<size_t> next{0};
+};
+
+void ReadOne(uint8_t kind, const char* path, uint32_t size, char* buf, ReadAnswer* a) {
+  switch (kind) {
+    case 0:
+    case 1: {
+      int fd = ::open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+      if (fd < 0) {
+        a->err = errno;
+        return;
+      }
+      ssize_t got;
+      do got = kind == 0 ? ::read(fd, buf, size) : ::pread(fd, buf, size, 0);
+      while (got < 0 && errno == EINTR);
+      int e = errno;
+      ::close(fd);
+      if (got < 0) a->err = e;
+      else if (kind == 0 && static_cast<size_t>(got) == size) a->err = EOVERFLOW;
+      else a->data.assign(buf, static_cast<size_t>(got));
+      return;
+    }
+    case 2: {
+      ssize_t got = ::readlink(path, buf, PATH_MAX);
+      if (got < 0) a->err = errno;
+      else if (got >= PATH_MAX) a->err = ENAMETOOLONG;
+      else a->data.assign(buf, static_cast<size_t>(got));
+      return;
+    }
+    case 3: {
+      DIR* d = ::opendir(path);
+      if (!d) {
+        a->err = errno;
+        return;
+      }
+      errno = 0;
+      while (struct dirent* de = ::readdir(d)) {
+        const char* nm = de->d_name;
+        if (nm[0] == '.' && (nm[1] == 0 || (nm[1] == '.' && nm[2] == 0))) continue;
+        a->names.emplace_back(nm);
+      }
+      a->err = errno;
+      ::closedir(d);
+      return;
+    }
+    default: {
+      struct stat st;
+      a->yes = ::lstat(path, &st) == 0;
+      return;
+    }
+  }
+}
+
+void* ReadWorker(void* arg) {
+  auto* job = static_cast<ReadJob*>(arg);
+  std::unique_ptr<char[]> buf(new (std::nothrow) char[job->bufSize]);
+  const size_t n = job->paths->size();
+  for (;;) {
+    size_t at = job->next.fetch_add(kReadManyBlock);
+    if (at >= n) break;
+    for (size_t i = at; i < n && i < at + kReadManyBlock; i++) {
+      ReadAnswer* a = &(*job->answers)[i];
+      if (!buf) a->err = ENOMEM;
+      else ReadOne((*job->kinds)[i], (*job->paths)[i].c_str(), (*job->sizes)[i], buf.get(), a);
+    }
+  }
+  return nullptr;
+}
+
+Napi::Value ReadMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    return Throw(env, "E_ARG", "kinds must be a Uint8Array", Kind::TypeError);
+  if (!info[1].IsArray()) return Throw(env, "E_ARG", "paths must be an array of strings", Kind::TypeError);
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+    return Throw(env, "E_ARG", "sizes must be a Uint32Array", Kind::TypeError);
+  Napi::Uint8Array kinds = info[0].As<Napi::Uint8Array>();
+  Napi::Array paths = info[1].As<Napi::Array>();
+  Napi::Uint32Array sizes = info[2].As<Napi::Uint32Array>();
+  const size_t n = kinds.ElementLength();
+  if (paths.Length() != n || sizes.ElementLength() != n)
+    return Throw(env, "E_ARG", "kinds, paths and sizes must have the same length", Kind::TypeError);
+  if (n > kReadManyMax) return Throw(env, "ERANGE", "at most 65536 requests in one call", Kind::RangeError);
+
+  // Check every request before the first system call, copying what is needed:
+  // a getter or a later bad element must not leave half the reads done.
+  std::vector<std::string> p(n);
+  std::vector<uint8_t> k(n);
+  std::vector<uint32_t> sz(n);
+  uint32_t largest = PATH_MAX;
+  uint64_t total = 0, pathBytes = 0;
+  for (size_t i = 0; i < n; i++) {
+    k[i] = kinds[i];
+    sz[i] = sizes[i];
+    if (k[i] > 4) return Throw(env, "E_ARG", "kinds[" + std::to_string(i) + "] must be 0..4", Kind::TypeError);
+    if ((k[i] == 0 || k[i] == 1) && (sz[i] == 0 || sz[i] > kReadManyMaxSize))
+      return Throw(env, "ERANGE", "sizes[" + std::to_string(i) + "] must be 1..1048576", Kind::RangeError);
+    napi_value el;
+    if (napi_get_element(env, paths, static_cast<uint32_t>(i), &el) != napi_ok) return Napi::Value();
+    std::string what = "paths[" + std::to_string(i) + "]";
+    if (!GetPathArg(env, Napi::Value(env, el), what.c_str(), &p[i])) return Napi::Value();
+    pathBytes += p[i].size();
+    if (pathBytes > kReadManyMaxPathBytes) return Throw(env, "ERANGE", "the paths come to more than 64 MiB", Kind::RangeError);
+    if (k[i] <= 1) {
+      total += sz[i];
+      if (total > kReadManyMaxTotal) return Throw(env, "ERANGE", "the sizes come to more than 256 MiB", Kind::RangeError);
+      if (sz[i] > largest) largest = sz[i];
+    }
+  }
+
+  std::vector<ReadAnswer> answers(n);
+  ReadJob job;
+  job.paths = &p;
+  job.kinds = &k;
+  job.sizes = &sz;
+  job.answers = &answers;
+  job.bufSize = largest;
+  long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  size_t want = n / kReadManyPerThread;
+  if (want > kReadManyThreads) want = kReadManyThreads;
+  if (cpus > 0 && want > static_cast<size_t>(cpus)) want = static_cast<size_t>(cpus);
+  // This thread works too; a thread that cannot be started leaves its share to the others.
+  pthread_t threads[kReadManyThreads];
+  size_t started = 0;
+  for (size_t t = 1; t < want; t++)
+    if (pthread_create(&threads[started], nullptr, ReadWorker, &job) == 0) started++;
+  ReadWorker(&job);
+  for (size_t t = 0; t < started; t++) pthread_join(threads[t], nullptr);
+
+  Napi::Array out = Napi::Array::New(env, n);
+  for (size_t i = 0; i < n; i++) {
+    ReadAnswer& a = answers[i];
+    napi_value v = nullptr;
+    if (k[i] == 4) v = Napi::Boolean::New(env, a.yes);
+    else if (a.err) v = NegErrno(env, a.err);
+    else if (k[i] == 1) v = Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(a.data.data()), a.data.size());
+    else if (k[i] != 3) napi_create_string_utf8(env, a.data.data(), a.data.size(), &v);
+    else {
+      Napi::Array names = Napi::Array::New(env, a.names.size());
+      for (size_t j = 0; j < a.names.size(); j++) names.Set(static_cast<uint32_t>(j), Napi::String::New(env, a.names[j]));
+      v = names;
+    }
+    napi_set_element(env, out, static_cast<uint32_t>(i), v);
+  }
+  return out;
+}
+
 Napi::Value Strerror(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t e;
@@ -250,6 +450,7 @@ void InitSysfile(Napi::Env env, Napi::Object exports) {
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
   exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));
   exports.Set("strerror", Napi::Function::New(env, Strerror, "strerror"));
+  exports.Set("readMany", Napi::Function::New(env, ReadMany, "readMany"));
 }
 
 }  // namespace iopmem

@@ -497,6 +497,13 @@ export interface RawBinding extends ScalarAccess<number> {
   ftruncate(fd: number, size: number | bigint): number
   /** strerror_r(3) of an errno (either sign). */
   strerror(errno: number): string
+  /**
+   * Many small reads in one call (Host.readMany's bulk reader): per request a
+   * kind (0 text, 1 bytes, 2 link, 3 dir, 4 exists), a path and a size (bytes
+   * to read for 0 and 1). Answers in order: string, Buffer, string, string[]
+   * (unsorted), boolean, or -errno (text that fills its size: -EOVERFLOW).
+   */
+  readMany(kinds: Uint8Array, paths: string[], sizes: Uint32Array): Array<string | Buffer | string[] | boolean | number>
   /** The IoControl class: `new IoControl()`. */
   IoControl: new () => IoControl
   /** The I/O engine on a worker thread; `bufferSlot`: the buffer Mapping's slot (pinned until the run settles). */

@@ -34,6 +34,12 @@ describe('deprecated flag names', function () {
       if (flag === '--mode') expect(r.stderr).to.match(/--mode.*deprecated.*--as/is)
       else expect(r.stderr).not.to.match(/deprecated/i)
     }
+    // With the value attached (--mode=VALUE, -dVALUE) the old name is still spotted.
+    const eq = await cli(['bind', BDF.ivshmem, '--mode=fsdax', '--yes'], fx, {writer: core})
+    expect(eq.exit, eq.stderr).to.equal(2)
+    expect(eq.stderr).to.match(/--mode.*deprecated.*--as/is)
+    const now = await cli(['bind', BDF.ivshmem, '--as=fsdax', '--yes'], fx, {writer: core})
+    expect(now.stderr).not.to.match(/deprecated/i)
     // The option is iopmem's: with another driver it is refused under its new name, whichever was typed.
     const o = await cli(['bind', BDF.ivshmem, '--driver', 'uio_pci_generic', '--mode', 'p2pmem', '--yes', '--json'], fx, {writer: core})
     expect(o.exit).to.equal(2)
@@ -46,6 +52,10 @@ describe('deprecated flag names', function () {
     expect(h.exit, h.stderr).to.equal(0)
     expect(fx.currentDriver(BDF.ivshmem)).to.equal('uio_pci_generic')
     expect(h.stderr).to.match(/-d.*deprecated.*--driver/is)
+    await cli(['unbind', BDF.ivshmem, '--yes'], fx, {writer: core})
+    const attached = await cli(['bind', BDF.ivshmem, '-duio_pci_generic', '--yes'], fx, {writer: core})
+    expect(attached.exit, attached.stderr).to.equal(0)
+    expect(attached.stderr).to.match(/-d.*deprecated.*--driver/is)
     await cli(['unbind', BDF.ivshmem, '--yes'], fx, {writer: core})
     const j = await cli(['bind', BDF.ivshmem, '-d', 'uio_pci_generic', '--yes', '--json'], fx, {writer: core})
     expect(j.exit, j.stderr).to.equal(0)

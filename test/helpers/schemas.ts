@@ -68,3 +68,9 @@ export function expectSchema(id: string, json: unknown): void {
   const ok = v(json)
   expect(ok, `${id} --json against docs/schemas/${name}.json:\n${JSON.stringify(v.errors, null, 2)}`).to.equal(true)
 }
+
+/** The id (as SCHEMA_OF has it) of the command `iopmem ARGS` runs: `bench p2p …` is bench:p2p. */
+export function commandIdOf(args: readonly string[]): string {
+  const two = `${args[0]}:${args[1]}`
+  return two in SCHEMA_OF ? two : args[0]
+}

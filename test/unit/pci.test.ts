@@ -1,5 +1,6 @@
 import {expect} from 'chai'
 import * as fs from 'node:fs'
+import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {ConfigSpace, PcieType} from '../../src/lib/pci/config-space.js'
@@ -105,6 +106,39 @@ describe('PCI model from sysfs', () => {
     expect(ids.device(0x8086, 0x10d3)).to.equal('82574L Gigabit Network Connection')
     expect(ids.className(0x010802)).to.equal('Non-Volatile memory controller (NVM Express)')
     expect(ids.className(0x060400)).to.equal('PCI bridge')
+  })
+
+  it('names from a pci.ids of our own: UTF-8 names whole, comments in a block, the last line without a newline', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-ids-'))
+    try {
+      const file = path.join(dir, 'pci.ids')
+      const text = [
+        '# header comment',
+        '10b5  PLX Technology, Inc.',
+        '\t8747  PEX 8747 48-Lane, 5-Port PCI Express Gen 3 (8.0 GT/s) Switch',
+        '15cf  Hilscher Gesellschaft für Systemautomation mbH',
+        '# a comment inside the block',
+        '\t0000  NetPLC / NetJACK',
+        '\t0001  Überzähliges Gerät ²',
+        'C 01  Mass storage controller',
+        '\t08  Non-Volatile memory controller',
+        '\t\t02  NVM Express',
+        'C 06  Bridge',
+        '\t04  PCI bridge',
+      ].join('\n')
+      fs.writeFileSync(file, text)
+      const ids = new PciIds(file)
+      expect(ids.vendor(0x15cf)).to.equal('Hilscher Gesellschaft für Systemautomation mbH')
+      expect(ids.device(0x15cf, 0x0001)).to.equal('Überzähliges Gerät ²')
+      expect(ids.device(0x15cf, 0x0000)).to.equal('NetPLC / NetJACK')
+      expect(ids.device(0x10b5, 0x0001)).to.equal(undefined) // not in 10b5's block, though 15cf has it
+      expect(ids.vendor(0x1234)).to.equal(undefined)
+      expect(ids.className(0x010802)).to.equal('Non-Volatile memory controller (NVM Express)')
+      expect(ids.className(0x060400)).to.equal('PCI bridge') // the file's last line
+      expect(ids.className(0x0c0330)).to.equal('Serial bus controller') // not in the file: the built-in name
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
   })
 
   it('works without pci.ids', () => {

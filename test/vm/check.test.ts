@@ -12,6 +12,7 @@ import {readFileSync} from 'node:fs'
 import {expect} from 'chai'
 
 import {bootGuest, type Guest, resolveKernel} from '../../src/lib/vm/index.js'
+import {guestJson} from '../helpers/guest.js'
 
 const MiB = 1024 * 1024
 
@@ -25,7 +26,7 @@ interface Item {
 
 async function checkJson(vm: Guest, args: string[] = []): Promise<{code: number; report: any; item: (id: string, subject?: string) => Item}> {
   const r = await vm.run(['node', 'bin/run.js', 'check', ...args, '--json'], {timeoutMs: 180_000})
-  const report = JSON.parse(r.stdout)
+  const report = guestJson(r)
   const item = (id: string, subject?: string): Item => {
     const it = report.items.find((i: Item) => i.id === id && (subject === undefined || i.subject === subject))
     if (!it) throw new Error(`no item ${id} in ${r.stdout}`)
@@ -59,7 +60,7 @@ interface ProbeJson {
 async function probe(vm: Guest): Promise<ProbeJson> {
   const {cmb, peer, rc} = vm.devices
   const r = await vm.run(['node', 'bin/run.js', 'topo', cmb.bdf, peer.bdf, rc!.bdf, '--probe', '--json'], {timeoutMs: 180_000})
-  return {code: r.code, probe: JSON.parse(r.stdout).probe}
+  return {code: r.code, probe: guestJson(r).probe}
 }
 
 async function probeMatchesKernel(vm: Guest, p: ProbeJson['probe']): Promise<string[]> {
@@ -193,15 +194,15 @@ describe('guest: iopmem check on the real kernel (topology both, no IOMMU)', fun
     // No terminal and no --yes: refused before anything is written.
     const asked = await vm.run([...args, '--json'], {timeoutMs: 180_000})
     expect(asked.code, asked.stdout + asked.stderr).to.equal(5)
-    expect(JSON.parse(asked.stdout).error.code).to.equal('E_CONFIRM')
+    expect(guestJson(asked).error.code).to.equal('E_CONFIRM')
     // A region off the logical block, and a disk held open by a process: refused, nothing written.
     const odd = await vm.run([...args.slice(0, -1), '512', '--yes', '--json'], {timeoutMs: 180_000})
-    expect([odd.code, JSON.parse(odd.stdout).error?.code]).to.deep.equal([2, 'E_ALIGN'])
+    expect([odd.code, guestJson(odd).error?.code]).to.deep.equal([2, 'E_ALIGN'])
     const busy = await vm.run(['sh', '-c', `exec 3<${peer.namespace}; node bin/run.js topo ${cmb.bdf} ${peer.bdf} --probe --write --offset 0 --yes --json`], {timeoutMs: 180_000})
     expect([busy.code, JSON.parse(busy.stdout).error?.code], busy.stdout).to.deep.equal([5, 'E_IN_USE'])
     const r = await vm.run([...args, '--yes', '--json'], {timeoutMs: 240_000})
     expect(r.code, r.stdout + r.stderr).to.equal(0)
-    const p = JSON.parse(r.stdout).probe
+    const p = guestJson(r).probe
     expect(p.write.disks.map((d: {offset: number}) => d.offset)).to.deep.equal([0, 0, 0])
     expect(p.pairs.map((x: any) => [x.client, x.kernel, x.read.result, x.write.result, x.write.errno ?? null, x.write.restored, x.agrees])).to.deep.equal([
       [cmb.bdf, 'yes', 'ok', 'ok', null, true, true],

@@ -19,6 +19,7 @@ import {createHash} from 'node:crypto'
 import {open} from 'node:fs/promises'
 
 import {bootGuest, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
+import {guestJson} from '../helpers/guest.js'
 
 const MiB = 1024 * 1024
 const PMEM_MIB = 512
@@ -55,13 +56,7 @@ describe('guest: mkfs-dax and locate on fsdax pmem, checked in host memory', fun
   let xfsSrc = ''
   const iopmem = (args: string[]): Promise<RunResult> => vm.run(['node', 'bin/run.js', ...args], {timeoutMs: 240_000})
   const sh = async (script: string): Promise<string> => (await vm.sh(script, {check: true, timeoutMs: 240_000})).stdout
-  const json = (r: RunResult): any => {
-    try {
-      return JSON.parse(r.stdout)
-    } catch {
-      throw new Error(`not JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`)
-    }
-  }
+  const json = guestJson
   /** sha256 of the whole pmem region as the host sees it. */
   const pmemHash = async (): Promise<string> => {
     const h = createHash('sha256')

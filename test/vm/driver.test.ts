@@ -19,6 +19,7 @@ import * as path from 'node:path'
 import {locateAndCheck} from '../helpers/guest-locate.js'
 import {kmodTree} from '../helpers/kmod.js'
 import {bootGuest, diskPattern, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
+import {guestJson} from '../helpers/guest.js'
 
 const ROOT = path.resolve(import.meta.dirname, '../..')
 const MiB = 1024 * 1024
@@ -39,13 +40,7 @@ describe('guest: the iopmem driver (p2pmem, blockdax) on ivshmem BAR2', function
   let bdf: string
   let bar2: bigint
   const iopmem = (args: string[]): Promise<RunResult> => vm.run(['node', 'bin/run.js', ...args], {timeoutMs: 120_000})
-  const json = (r: RunResult): any => {
-    try {
-      return JSON.parse(r.stdout)
-    } catch {
-      throw new Error(`not JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`)
-    }
-  }
+  const json = guestJson
   const sh = async (script: string): Promise<string> => (await vm.sh(script, {check: true, timeoutMs: 120_000})).stdout
   const py = (code: string): Promise<string> => sh(`${PY} -c '${code}'`)
   const available = async (): Promise<number> => Number(await sh(`cat /sys/bus/pci/devices/${bdf}/p2pmem/available`))

@@ -7,6 +7,7 @@
 import {expect} from 'chai'
 
 import {bootGuest, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
+import {guestJson} from '../helpers/guest.js'
 
 const MiB = 1024 * 1024
 
@@ -14,13 +15,7 @@ describe('guest: list, topo, bind, unbind on Linux with P2PDMA', function () {
   let vm: Guest
   const iopmem = (args: string[], env?: Record<string, string>): Promise<RunResult> =>
     vm.run(['node', 'bin/run.js', ...args], {timeoutMs: 120_000, env})
-  const json = (r: RunResult): any => {
-    try {
-      return JSON.parse(r.stdout)
-    } catch {
-      throw new Error(`not JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`)
-    }
-  }
+  const json = guestJson
   const sysfs = async (bdf: string, file: string): Promise<string> =>
     (await vm.run(['cat', `/sys/bus/pci/devices/${bdf}/${file}`], {check: true})).stdout.trim()
   const driverOf = async (bdf: string): Promise<string | null> => {

@@ -21,6 +21,7 @@
 import {expect} from 'chai'
 
 import {bootGuest, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
+import {guestJson} from '../helpers/guest.js'
 
 const PCI_ACS_RR = 0x04
 const PCI_ACS_CR = 0x08
@@ -119,7 +120,7 @@ describe('guest: --iommu and --nic (intel-iommu, ACS, IOMMU groups, the NIC)', f
     const {cmb, peer, rc, nic} = vm.devices
     const r = await iopmem(['topo', cmb.bdf, peer.bdf, rc!.bdf, nic!.bdf, '--json'])
     expect(r.code, r.stderr).to.equal(0)
-    const t = JSON.parse(r.stdout)
+    const t = guestJson(r)
     const pair = (a: string, b: string) => t.pairs.find((p: any) => [p.provider, p.client].sort().join() === [a, b].sort().join())
     expect(pair(cmb.bdf, peer.bdf)).to.deep.include({p2p: 'yes', mapType: 'bus-addr', distance: 4})
     expect(pair(cmb.bdf, peer.bdf).acsRedirect).to.deep.equal([])

@@ -13,6 +13,7 @@ import {join} from 'node:path'
 
 import {parsePattern} from '../../src/lib/map/ops.js'
 import {bootGuest, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
+import {guestJson} from '../helpers/guest.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -29,13 +30,7 @@ describe('guest: iopmem map on Linux (ivshmem BAR2 checked on the host, NVMe CMB
   let ivs: string
   let cmb: string
   const iopmem = (args: string[]): Promise<RunResult> => vm.run(['node', 'bin/run.js', ...args], {timeoutMs: 180_000})
-  const json = (r: RunResult): any => {
-    try {
-      return JSON.parse(r.stdout)
-    } catch {
-      throw new Error(`not JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`)
-    }
-  }
+  const json = guestJson
   const ok = (r: RunResult): any => {
     expect(r.code, `${r.argv.join(' ')}\n${r.stdout}\n${r.stderr}`).to.equal(0)
     return json(r)

@@ -11,19 +11,14 @@ import {createHash} from 'node:crypto'
 import * as fs from 'node:fs'
 
 import {bootGuest, diskPattern, type Guest, type RunResult, resolveKernel} from '../../src/lib/vm/index.js'
+import {guestJson} from '../helpers/guest.js'
 
 const MiB = 1024 * 1024
 
 describe('guest: bench p2p (bounce vs CMB p2pmem)', function () {
   let vm: Guest
   const iopmem = (args: string[]): Promise<RunResult> => vm.run(['node', 'bin/run.js', ...args], {timeoutMs: 240_000})
-  const json = (r: RunResult): any => {
-    try {
-      return JSON.parse(r.stdout)
-    } catch {
-      throw new Error(`not JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`)
-    }
-  }
+  const json = guestJson
   const available = async (bdf: string): Promise<number> =>
     Number((await vm.run(['cat', `/sys/bus/pci/devices/${bdf}/p2pmem/available`], {check: true})).stdout.trim())
   const readImage = (file: string, off: number, len: number): Buffer => {

@@ -15,6 +15,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {bootGuest, type Guest, resolveKernel} from '../../src/lib/vm/index.js'
+import {guestJson} from '../helpers/guest.js'
 import {buildGuestModule} from '../helpers/kmod.js'
 
 describe('guest: bind --persist survives a reboot (persistent /etc, udevd)', function () {
@@ -26,7 +27,7 @@ describe('guest: bind --persist survives a reboot (persistent /etc, udevd)', fun
   const iopmem = async (args: string[]): Promise<any> => {
     const r = await vm!.run(['node', 'bin/run.js', ...args, '--json'], {timeoutMs: 180_000})
     expect(r.code, `iopmem ${args.join(' ')}: ${r.stdout}${r.stderr}`).to.equal(0)
-    return JSON.parse(r.stdout)
+    return guestJson(r)
   }
 
   before(function () {

@@ -11,6 +11,7 @@ import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {resolveKernel} from '../../src/lib/vm/index.js'
+import {commandIdOf, expectSchema} from '../helpers/schemas.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -28,6 +29,11 @@ describe('guest: iopmem sandbox', function () {
       timeout: timeoutMs,
       maxBuffer: 64 << 20,
     })
+    // --json: sandbox's own document, or (after --) the guest command's; either is checked against its schema.
+    if (r.status === 0 && args.includes('--json')) {
+      const inner = args.indexOf('--')
+      expectSchema(inner >= 0 ? commandIdOf(args.slice(inner + 1)) : 'sandbox', JSON.parse(r.stdout))
+    }
     return {code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr}
   }
 

@@ -17,6 +17,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {bootGuest, type Guest, installedStockReleases, stockKernel} from '../../src/lib/vm/index.js'
+import {guestJson} from '../helpers/guest.js'
 import {locateAndCheck} from '../helpers/guest-locate.js'
 
 const ROOT = path.resolve(import.meta.dirname, '../..')
@@ -69,16 +70,16 @@ for (const k of KERNELS) {
 
       const p = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'p2pmem', '--yes', '--json'])
       expect(p.code, p.stdout).to.not.equal(0)
-      expect(JSON.parse(p.stdout).error.message).to.contain(`mode=p2pmem needs a kernel with CONFIG_PCI_P2PDMA, and this one (${release}) has none`)
+      expect(guestJson(p).error.message).to.contain(`mode=p2pmem needs a kernel with CONFIG_PCI_P2PDMA, and this one (${release}) has none`)
       expect(await sh(`readlink /sys/bus/pci/devices/${bdf}/driver || echo none`), 'left unbound').to.equal('none\n')
 
       const b = await iopmem(['bind', bdf, '--driver', 'iopmem', '--as', 'blockdax', '--yes', '--json'])
       expect(b.code, b.stdout + b.stderr).to.equal(0)
-      expect(JSON.parse(b.stdout).iopmem).to.include({mode: 'blockdax', bar: 2})
+      expect(guestJson(b).iopmem).to.include({mode: 'blockdax', bar: 2})
       await sh('mkdir -p /tmp/dax')
       const mk = await iopmem(['mkfs-dax', '/dev/iopmem0', '--mount', '/tmp/dax', '--yes', '--json'])
       expect(mk.code, mk.stdout + mk.stderr).to.equal(0)
-      expect(JSON.parse(mk.stdout).mount).to.include({daxConfirmed: true})
+      expect(guestJson(mk).mount).to.include({daxConfirmed: true})
       await locateAndCheck(vm, {bdf, bar2, size: SIZE}, 'stock', '/tmp/dax/f', crypto.randomBytes(3 * MiB + 99))
       await sh('umount /tmp/dax')
       expect((await iopmem(['unbind', bdf, '--yes', '--json'])).code).to.equal(0)

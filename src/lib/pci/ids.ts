@@ -25,7 +25,8 @@ const CLASS_FALLBACK: Record<number, string> = {
 }
 
 export class PciIds {
-  private text: string | undefined
+  /** The file's bytes: searched as bytes (Buffer#indexOf), never decoded whole (1.3 MB). */
+  private data: Buffer | undefined
   private classStart = -1
   private readonly memo = new Map<string, string | undefined>()
 
@@ -36,16 +37,16 @@ export class PciIds {
     return new PciIds(CANDIDATES.find((f) => fs.existsSync(f)))
   }
 
-  private load(): string {
-    if (this.text === undefined) {
+  private load(): Buffer {
+    if (this.data === undefined) {
       try {
-        this.text = this.file ? fs.readFileSync(this.file, 'latin1') : ''
+        this.data = this.file ? fs.readFileSync(this.file) : EMPTY
       } catch {
-        this.text = ''
+        this.data = EMPTY
       }
-      this.classStart = this.text.indexOf('\nC ')
+      this.classStart = this.data.indexOf('\nC ')
     }
-    return this.text
+    return this.data
   }
 
   private vendorAt(vendor: number): number {
@@ -85,12 +86,12 @@ export class PciIds {
     const i = this.vendorAt(vendor)
     if (i < 0) return undefined
     // The vendor's block runs until the next line that does not start with a tab.
-    let pos = t.indexOf('\n', i)
+    let pos = t.indexOf(NL, i)
     const key = '\t' + hex4(device) + '  '
     // Comment lines (#…) may sit inside a vendor's block.
-    while (pos >= 0 && pos + 1 < t.length && (t[pos + 1] === '\t' || t[pos + 1] === '#')) {
-      if (t.startsWith(key, pos + 1)) return lineRest(t, pos + 1 + key.length)
-      pos = t.indexOf('\n', pos + 1)
+    while (pos >= 0 && pos + 1 < t.length && (t[pos + 1] === TAB || t[pos + 1] === HASH)) {
+      if (startsWith(t, key, pos + 1)) return lineRest(t, pos + 1 + key.length)
+      pos = t.indexOf(NL, pos + 1)
     }
     return undefined
   }
@@ -104,24 +105,36 @@ export class PciIds {
       const ci = t.indexOf('\nC ' + hex2(base) + '  ', this.classStart)
       if (ci >= 0) {
         let name = lineRest(t, ci + 7)
-        let pos = t.indexOf('\n', ci + 1)
-        while (pos >= 0 && t[pos + 1] === '\t') {
-          if (t.startsWith('\t' + hex2(sub) + '  ', pos + 1)) {
+        let pos = t.indexOf(NL, ci + 1)
+        while (pos >= 0 && t[pos + 1] === TAB) {
+          if (startsWith(t, '\t' + hex2(sub) + '  ', pos + 1)) {
             name = lineRest(t, pos + 5)
-            let p2 = t.indexOf('\n', pos + 1)
-            while (progIf !== 0 && p2 >= 0 && t.startsWith('\t\t', p2 + 1)) {
-              if (t.startsWith('\t\t' + hex2(progIf) + '  ', p2 + 1)) return `${name} (${lineRest(t, p2 + 7)})`
-              p2 = t.indexOf('\n', p2 + 1)
+            let p2 = t.indexOf(NL, pos + 1)
+            while (progIf !== 0 && p2 >= 0 && startsWith(t, '\t\t', p2 + 1)) {
+              if (startsWith(t, '\t\t' + hex2(progIf) + '  ', p2 + 1)) return `${name} (${lineRest(t, p2 + 7)})`
+              p2 = t.indexOf(NL, p2 + 1)
             }
             return name
           }
-          pos = t.indexOf('\n', pos + 1)
+          pos = t.indexOf(NL, pos + 1)
         }
         return name
       }
     }
     return CLASS_FALLBACK[base] ?? `Class ${hex2(base)}${hex2(sub)}`
   }
+}
+
+const EMPTY = Buffer.alloc(0)
+const NL = 0x0a
+const TAB = 0x09
+const HASH = 0x23
+
+/** Whether the bytes at `at` are `ascii` (the keys are ASCII). */
+function startsWith(t: Buffer, ascii: string, at: number): boolean {
+  if (at + ascii.length > t.length) return false
+  for (let i = 0; i < ascii.length; i++) if (t[at + i] !== ascii.charCodeAt(i)) return false
+  return true
 }
 
 function hex4(n: number): string {
@@ -132,7 +145,8 @@ function hex2(n: number): string {
   return n.toString(16).padStart(2, '0')
 }
 
-function lineRest(t: string, from: number): string {
-  const e = t.indexOf('\n', from)
-  return t.slice(from, e < 0 ? undefined : e).trim()
+/** The rest of the line from `from`, trimmed; pci.ids is UTF-8 (read as latin1 before: names with accents came out garbled). */
+function lineRest(t: Buffer, from: number): string {
+  const e = t.indexOf(NL, from)
+  return t.toString('utf8', from, e < 0 ? t.length : e).trim()
 }

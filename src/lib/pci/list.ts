@@ -60,11 +60,11 @@ export function listFunctions(host: Host, opts: ListOptions = {}): ListResult {
   const base = {schemaVersion: SCHEMA_VERSION, total: bdfs.length} as const
   if (named.length > 0 || test) {
     // lspci: a selector picks among every function, bridges included; named ones must exist.
-    const picked = named.length > 0 ? [...new Set(named)].map((b) => scanner.get(b)) : bdfs.map((b) => scanner.read(b))
+    const picked = named.length > 0 ? [...new Set(named)].map((b) => scanner.get(b)) : scanner.readAll(bdfs)
     const functions = test ? picked.filter((f) => test(f)) : picked
     return {...base, filter: 'selected', ...(test ? {selectors: sel} : {}), functions: functions.map((f) => shown(f))}
   }
-  const all = bdfs.map((b) => scanner.read(b))
+  const all = scanner.readAll(bdfs)
   const functions = opts.all || opts.tree ? all : all.filter((f) => hasDeviceMemory(f) && !f.isBridge)
   return {
     ...base,

@@ -4,7 +4,7 @@ import * as path from 'node:path'
 
 import {type BindPlan, type BindResult, canLoadModule, type DriverEnv, driverRegistered, deviceInfo, executeBind, planBind, withModule} from '../bind/index.js'
 import {normalizeBdf} from '../pci/index.js'
-import {acquireLock, checkEtcDir, type Effects, Exit, IopmemError, lockFile, readEtcFile, realEffects, type SignalGuard, TEMP_RE, trustedOwner, untrustedReason} from '../sys/index.js'
+import {acquireLock, checkEtcDir, type Effects, Exit, IopmemError, lockFile, readEtcFile, realEffects, realStat, type SignalGuard, TEMP_RE, trustedOwner, untrustedReason} from '../sys/index.js'
 import type {Host} from '../sys/index.js'
 import {formatRecord, formatRule, parseRecord, type PersistRecord, RECORD_MAX_BYTES, RULE_MARKER, ruleSafePath} from './record.js'
 
@@ -81,8 +81,7 @@ export function ruleProgram(host: Host, packageRoot: string, node = process.exec
     let real: string
     let st: fs.Stats
     try {
-      real = fs.realpathSync(p)
-      st = fs.statSync(real)
+      ;({real, st} = realStat(p))
     } catch (error) {
       throw new IopmemError(`Cannot record a binding: ${p}, which the udev rule would run, cannot be read (${(error as Error).message}).`, {code: 'E_RULE_PROGRAM', exit: Exit.NOT_FOUND})
     }

@@ -47,6 +47,12 @@ export function untrustedReason(st: fs.Stats, real: string, owner: number): stri
 export const PROGRAM_SEAMS = ['IOPMEM_MAKE', 'IOPMEM_INSMOD', 'IOPMEM_MODPROBE', 'IOPMEM_RMMOD', 'IOPMEM_DKMS', 'IOPMEM_VM_QEMU', 'IOPMEM_NATIVE', 'IOPMEM_MODULES_ROOT'] as const
 export type ProgramSeam = (typeof PROGRAM_SEAMS)[number]
 
+/** What a path names after every symlink, and its stat: the file a trust check must look at. Throws what fs throws. */
+export function realStat(p: string): {real: string; st: fs.Stats} {
+  const real = fs.realpathSync(p)
+  return {real, st: fs.statSync(real)}
+}
+
 /**
  * The value of a seam that names something to run, load or build from, or
  * undefined when it is not set. A normal user's seams are honoured as given:
@@ -73,8 +79,7 @@ export function seamValue(name: ProgramSeam, env: NodeJS.ProcessEnv = process.en
   let real: string
   let st: fs.Stats
   try {
-    real = fs.realpathSync(v)
-    st = fs.statSync(real)
+    ;({real, st} = realStat(v))
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return refuse(`it cannot be read (${(error as Error).message})`)
     // Missing: harmless ("not installed" follows) when no one but root can create it, i.e. the
