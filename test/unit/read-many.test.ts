@@ -12,7 +12,7 @@ import * as path from 'node:path'
 
 import {bulkReader, loadNative} from '../../src/native/index.js'
 import {PciScanner} from '../../src/lib/pci/sysfs.js'
-import {Host, setBulkReader, type SysRead} from '../../src/lib/sys/host.js'
+import {Host, resolveTarget, setBulkReader, type SysRead} from '../../src/lib/sys/host.js'
 import {BDF, largeMachine, standardMachine} from '../helpers/machines.js'
 import {SysfsFixture} from '../helpers/sysfs-fixture.js'
 import {skylakeMachine, topoMachine, xeonE5Machine} from '../helpers/topo-machines.js'
@@ -192,5 +192,27 @@ describe('the scan reads ahead in bulk and gives the same model', () => {
     } finally {
       fx.cleanup()
     }
+  })
+})
+
+describe('resolveTarget: a link resolved as path.resolve(dirname(link), target)', () => {
+  it('agrees with path.resolve on sysfs links and on odd ones', () => {
+    const cases: Array<[string, string]> = [
+      ['/sys/bus/pci/devices/0000:03:00.0', '../../../devices/pci0000:00/0000:00:01.0/0000:03:00.0'],
+      ['/sys/class/block/nvme0n1', '../../devices/pci0000:00/0000:00:02.0/nvme/nvme0/nvme0n1'],
+      ['/sys/devices/x/driver', '../../../bus/pci/drivers/nvme'],
+      ['/a/b', '../../../../../up-past-root'],
+      ['/a/b', './c/./d//e/'],
+      ['/a/b', '/abs/../olute'],
+      ['/a//b/c', '../d'],
+      ['/a/./b/c', '../d'],
+      ['/a/b/../c', 'd'],
+      ['/.hidden/x', '../y'],
+      ['/a/b/', '../c'],
+      ['relative/link', '../x'],
+      ['/link', '..'],
+      ['/a/link', ''],
+    ]
+    for (const [link, target] of cases) expect(resolveTarget(link, target), `${link} → ${target}`).to.equal(path.resolve(path.dirname(link), target))
   })
 })

@@ -352,7 +352,7 @@ export class Host {
    */
   resolveLink(link: string): string | undefined {
     const t = this.readLink(link)
-    return t === undefined ? undefined : path.resolve(path.dirname(link), t)
+    return t === undefined ? undefined : resolveTarget(link, t)
   }
 
   /**
@@ -527,6 +527,26 @@ function besideSysfs(roots: Partial<HostRoots> | undefined): Pick<HostRoots, 'bo
 }
 
 const SMALL = Buffer.alloc(16384)
+
+/**
+ * path.resolve(path.dirname(link), target), done with split and join when the
+ * link is an absolute path with nothing to normalize (every sysfs link a scan
+ * follows: `list` resolves ~500): path.resolve walks each path character by
+ * character in JavaScript, ~7 ms of a cold `list`.
+ */
+export function resolveTarget(link: string, target: string): string {
+  if (!link.startsWith('/') || target.startsWith('/') || link.includes('//') || link.includes('/.') || link.endsWith('/')) {
+    return path.resolve(path.dirname(link), target)
+  }
+  const parts = link.split('/')
+  parts.pop() // the link's own name: its directory is the base
+  for (const seg of target.split('/')) {
+    if (seg === '..') {
+      if (parts.length > 1) parts.pop()
+    } else if (seg !== '.' && seg !== '') parts.push(seg)
+  }
+  return parts.length === 1 ? '/' : parts.join('/')
+}
 
 /** One request of Host.readMany: what to read, and how (the Host method it stands for). */
 export type SysRead =
