@@ -69,6 +69,11 @@ const PATCHES = [
   // Whether this is WSL, from is-wsl itself rather than through wsl-utils, which
   // re-exports it but also loads child_process and PowerShell helpers.
   ['util/os.js', "return (await import('wsl-utils')).isWsl ?", "return (await import('is-wsl')).default ?"],
+  // oclif's debug logging is on only with DEBUG set (the debug package reads it once,
+  // when loaded, and nothing in the bundle enables it later): without DEBUG a logger
+  // is a no-op, and debug (with tty and supports-color) is not loaded at all.
+  ['logger.js', '    const debug = (0, debug_1.default)(namespace);',
+    '    const debug = process.env.DEBUG ? (0, debug_1.default)(namespace) : Object.assign(() => {}, {enabled: false, namespace});'],
 ]
 
 // Packages oclif needs only off the common path: ejs (help's templates),
