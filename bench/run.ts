@@ -10,6 +10,8 @@
  *                run, into and out of 1 GiB of WB memory (bench/native).
  *  io-engine-vs-fio  bench p2p's I/O engine beside fio (io_uring, O_DIRECT, same
  *                block size, queue depth and jobs) on tmpfs and on disk (bench/p2p.ts).
+ *  sysfs-scan    list's scan of the 256-function fixture read through the addon's
+ *                readMany beside the same scan file by file (bench/scan.ts).
  *
  * BENCH_ONLY=list-startup npm run bench runs only the named benchmark(s).
  */
@@ -21,6 +23,7 @@ import {largeMachine} from '../test/helpers/machines.js'
 import {nativeCopyBench} from './native/index.js'
 import {locateBench} from './locate.js'
 import {fioBench} from './p2p.js'
+import {scanBench} from './scan.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const RUNS = Number(process.env.BENCH_RUNS ?? 10)
@@ -79,6 +82,7 @@ function listStartup(): boolean {
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined
 const benches: [string, () => boolean | Promise<boolean>][] = [
   ['list-startup', listStartup],
+  ['sysfs-scan', scanBench],
   ['native-copy', nativeCopyBench],
   ['io-engine-vs-fio', fioBench],
   ['locate-vs-filefrag', locateBench],
