@@ -90,6 +90,13 @@ describe('Host.readMany and the bulk reader', () => {
     }
   })
 
+  it('a batch the addon refuses (a path longer than it takes) is read file by file instead', () => {
+    setBulkReader(bulkReader)
+    const long = path.join(dir, 'x'.repeat(70_000))
+    const got = new Host().readMany([{kind: 'text', path: path.join(dir, 'small')}, {kind: 'text', path: long}, {kind: 'exists', path: long}])
+    expect(got).to.deep.equal(['hello\n', undefined, false])
+  })
+
   it('does not wait on a FIFO nobody writes to', () => {
     const raw = loadNative().raw
     // Opened O_NONBLOCK: an empty read at once (a blocking open would hang this test).

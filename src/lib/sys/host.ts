@@ -360,9 +360,10 @@ export class Host {
    * (`text`: read(), `bytes`: readBytes(path, length), `link`: readLink(),
    * `list`: list(), `exists`: exists()). With a bulk reader installed
    * (setBulkReader: the addon's readMany) the system calls are made in one
-   * native call per 8192 requests instead of three Node fs calls per file,
-   * which is most of what `iopmem list` costs on a large machine. Without one,
-   * or for files served a page per read (/proc, debugfs), each is read here.
+   * native call per 8192 requests instead of up to three Node fs calls per
+   * file, each of which costs several µs more than its system call. Without
+   * one, when it refuses a batch (a path it will not take), or for files
+   * served a page per read (/proc, debugfs), each is read here.
    */
   readMany(requests: readonly SysRead[]): SysAnswer[] {
     const bulk = installedBulkReader()
@@ -377,8 +378,14 @@ export class Host {
         sizes[i] = r.kind === 'bytes' ? r.length : r.kind === 'text' ? SMALL.length : 0
         return r.path
       })
-      const answers = bulk(kinds, paths, sizes)
-      for (const [i, r] of part.entries()) out.push(this.bulkAnswer(r, answers[i]))
+      let answers: unknown[] | undefined
+      try {
+        answers = bulk(kinds, paths, sizes)
+      } catch {
+        // The addon checks every request before it reads anything: a refused batch read nothing.
+        answers = undefined
+      }
+      for (const [i, r] of part.entries()) out.push(answers ? this.bulkAnswer(r, answers[i]) : this.readOne(r))
     }
     return out
   }
@@ -580,9 +587,9 @@ let bulkSource: (() => BulkReader | undefined) | undefined
 let bulkReader: BulkReader | null | undefined
 
 /**
- * Install where readMany gets its bulk reader: the CLI's entry passes the
- * addon's (src/main.ts); without one, or when it answers undefined (the addon
- * is not built), readMany reads file by file. Asked once, on first use.
+ * Install where readMany gets its bulk reader: the command base passes the
+ * addon's (src/base-command.ts); without one, or when it answers undefined
+ * (the addon is not built), readMany reads file by file. Asked once, on first use.
  */
 export function setBulkReader(source: (() => BulkReader | undefined) | undefined): void {
   bulkSource = source
