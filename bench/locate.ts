@@ -25,16 +25,12 @@ import {fileURLToPath} from 'node:url'
 
 import {loadNative} from '../src/native/index.js'
 import {SysfsFixture} from '../test/helpers/sysfs-fixture.js'
+import {median} from './stats.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BLOCK = 4096
 const SIZES = [100_000, 1_000_000]
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 
 /** A directory on a filesystem with a real block device and FIEMAP, or undefined. */
 function scratchDir(): string | undefined {

@@ -29,6 +29,7 @@ import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {loadNative} from '../src/native/index.js'
+import {median} from './stats.js'
 
 const SECONDS = Number(process.env.BENCH_P2P_SECONDS ?? 3)
 const FILE_SIZE = 1024 * 1024 * 1024
@@ -39,11 +40,6 @@ const ROUNDS = Number(process.env.BENCH_P2P_ROUNDS ?? 5)
 const PLACES = new Set((process.env.BENCH_P2P_PLACES ?? 'tmpfs,disk').split(',').map((x) => x.trim()))
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 
 interface Figure {
   iops: number

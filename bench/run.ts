@@ -24,6 +24,7 @@ import {nativeCopyBench} from './native/index.js'
 import {locateBench} from './locate.js'
 import {fioBench} from './p2p.js'
 import {scanBench} from './scan.js'
+import {median} from './stats.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const RUNS = Number(process.env.BENCH_RUNS ?? 10)
@@ -36,11 +37,6 @@ function timeRun(args: string[], env: NodeJS.ProcessEnv): number {
   return ms
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 
 function listStartup(): boolean {
   const fx = largeMachine(256)

@@ -12,6 +12,7 @@ import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {largeMachine} from '../test/helpers/machines.js'
+import {median} from './stats.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const RUNS = Number(process.env.BENCH_RUNS ?? 10)
@@ -34,11 +35,6 @@ function once(how: 'bulk' | 'file', env: NodeJS.ProcessEnv, model = false): {ms:
   return JSON.parse(r.stdout)
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 
 export function scanBench(): boolean {
   const fx = largeMachine(256)

@@ -13,6 +13,7 @@ import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {largeMachine} from '../test/helpers/machines.js'
+import {median} from './stats.js'
 
 const HERE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const [otherArg, roundsArg] = process.argv.slice(2)
@@ -43,18 +44,12 @@ try {
       times.get(name)!.push(ms)
     }
   }
-  const sorted = (name: string) => [...times.get(name)!].sort((a, b) => a - b)
-  const min = (name: string) => sorted(name)[0]
-  const median = (name: string) => {
-    const s = sorted(name)
-    const m = Math.floor(s.length / 2)
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-  }
+  const min = (name: string) => Math.min(...times.get(name)!)
   console.log(`start-up, ${rounds} rounds taking turns; other = ${other}`)
-  console.log(`  node -e 0            min ${min('node -e 0').toFixed(1)} ms, median ${median('node -e 0').toFixed(1)} ms`)
+  console.log(`  node -e 0            min ${min('node -e 0').toFixed(1)} ms, median ${median(times.get('node -e 0')!).toFixed(1)} ms`)
   for (const [name] of runs.slice(1)) {
     const overMin = min(name) - min('node -e 0')
-    const overMedian = median(name) - median('node -e 0')
+    const overMedian = median(times.get(name)!) - median(times.get('node -e 0')!)
     console.log(`  ${name.padEnd(20)} over node: min ${overMin.toFixed(1)} ms, median ${overMedian.toFixed(1)} ms`)
   }
 } finally {

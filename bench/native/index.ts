@@ -38,6 +38,7 @@ import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {loadNative, type Mapping, type Native} from '../../src/native/index.js'
+import {median} from '../stats.js'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const GOAL = 1.0
@@ -203,11 +204,6 @@ async function interleaved(n: Native, exe: string, host: Buffer, backing: Backin
   return samples
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((p, q) => p - q)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 
 function perCallRead32(n: Native): {publicNs: number; rawNs: number} {
   const fd = n.memfd('iopmem-bench-read', 1 << 16)
