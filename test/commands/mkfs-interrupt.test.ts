@@ -7,6 +7,7 @@ import {daxMachine} from '../helpers/dax.js'
 import type {SysfsFixture} from '../helpers/sysfs-fixture.js'
 
 const alive = (pid: number) => {
+  if (!Number.isSafeInteger(pid) || pid <= 1) throw new Error(`not a process to signal: ${pid}`)
   try {
     process.kill(pid, 0)
     return true
@@ -35,7 +36,11 @@ describe('mkfs-dax under signals and concurrency (child processes)', function ()
     it(`${signal} while mkfs runs: mkfs gets it and is gone, exit 130, details.state says what the device holds`, async () => {
       const c = startCli(fx, 'dax', ['mkfs-dax', '/dev/pmem1', '--yes', '--json'], {env: {IOPMEM_TEST_MKFS_TICKS: '400'}})
       expect(await waitForFile(pidFile(c), c), (await Promise.race([c.done, Promise.resolve({stderr: ''})])).stderr).to.equal(true)
-      const mkfsPid = Number(fs.readFileSync(pidFile(c), 'utf8'))
+      const text = fs.readFileSync(pidFile(c), 'utf8')
+      // Never signal a pid that is not one: Number('') is 0, and kill(0) is this whole process group.
+      expect(text, 'the pid file').to.match(/^[1-9]\d*\n$/)
+      const mkfsPid = Number(text)
+      expect(mkfsPid).to.not.be.oneOf([1, process.pid])
       c.proc.kill(signal)
       const r = await c.done
       const orphan = alive(mkfsPid)

@@ -34,7 +34,9 @@ class SharedRunner implements Runner {
     if (program.startsWith('mkfs.')) {
       const exec = (await import(distModule('lib/sys/exec.js'))) as typeof import('../../src/lib/sys/exec.js')
       const pidFile = path.join(spec.root, `mkfs-${process.pid}.pid`)
-      const script = `echo $$ > '${pidFile}'; trap 'echo "$$ got signal" >> '"'${pidFile}.log'"'; exit 130' INT TERM HUP; i=0; while [ $i -lt ${process.env.IOPMEM_TEST_MKFS_TICKS ?? 10} ]; do sleep 0.05; i=$((i+1)); done`
+      // The trap is set before the pid is shown, and the pid file appears whole (renamed into
+      // place): a test that sees the file may signal at once, and never reads it empty.
+      const script = `trap 'echo "$$ got signal" >> '"'${pidFile}.log'"'; exit 130' INT TERM HUP; echo $$ > '${pidFile}.tmp' && mv '${pidFile}.tmp' '${pidFile}'; i=0; while [ $i -lt ${process.env.IOPMEM_TEST_MKFS_TICKS ?? 10} ]; do sleep 0.05; i=$((i+1)); done`
       const r = await exec.processRunner.run('sh', ['-c', script])
       if (r.code !== 0) return r
     }
