@@ -26,6 +26,8 @@ const SEAMS = ['lib/sys/host.js', 'lib/sys/exec.js', 'lib/dax/mkfs.js', 'lib/dax
 
 const entryPoints = [
   path.join(dist, 'main.js'),
+  // bin/run.js's head start for `iopmem list` (src/prefetch.ts).
+  path.join(dist, 'prefetch.js'),
   ...jsUnder(path.join(dist, 'commands')),
   ...jsUnder(path.join(dist, 'hooks')),
   ...SEAMS.map((s) => path.join(dist, s)),

@@ -1085,7 +1085,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("MAP_NORESERVE", MAP_NORESERVE);
   c.Set("pageSize", static_cast<double>(PageSize()));
   exports.Set("constants", c);
-  exports.Set("abiVersion", 4);
+  exports.Set("abiVersion", 5);
 #ifdef IOPMEM_SOURCE_HASH
 #define IOPMEM_STR2(x) #x
 #define IOPMEM_STR(x) IOPMEM_STR2(x)

@@ -352,54 +352,71 @@ void* ReadWorker(void* arg) {
   return nullptr;
 }
 
-Napi::Value ReadMany(const Napi::CallbackInfo& info) {
+// A batch checked and copied out of JavaScript: what the reads need, and their answers.
+struct ReadBatch {
+  std::vector<std::string> paths;
+  std::vector<uint8_t> kinds;
+  std::vector<uint32_t> sizes;
+  std::vector<ReadAnswer> answers;
+  uint32_t largest = PATH_MAX;
+};
+
+// Check every request before the first system call, copying what is needed:
+// a getter or a later bad element must not leave half the reads done. False
+// with a JavaScript exception pending when the input is refused.
+bool TakeBatch(const Napi::CallbackInfo& info, ReadBatch* b) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    return Throw(env, "E_ARG", "kinds must be a Uint8Array", Kind::TypeError);
-  if (!info[1].IsArray()) return Throw(env, "E_ARG", "paths must be an array of strings", Kind::TypeError);
+    return Throw(env, "E_ARG", "kinds must be a Uint8Array", Kind::TypeError), false;
+  if (!info[1].IsArray()) return Throw(env, "E_ARG", "paths must be an array of strings", Kind::TypeError), false;
   if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
-    return Throw(env, "E_ARG", "sizes must be a Uint32Array", Kind::TypeError);
+    return Throw(env, "E_ARG", "sizes must be a Uint32Array", Kind::TypeError), false;
   Napi::Uint8Array kinds = info[0].As<Napi::Uint8Array>();
   Napi::Array paths = info[1].As<Napi::Array>();
   Napi::Uint32Array sizes = info[2].As<Napi::Uint32Array>();
   const size_t n = kinds.ElementLength();
   if (paths.Length() != n || sizes.ElementLength() != n)
-    return Throw(env, "E_ARG", "kinds, paths and sizes must have the same length", Kind::TypeError);
-  if (n > kReadManyMax) return Throw(env, "ERANGE", "at most 65536 requests in one call", Kind::RangeError);
+    return Throw(env, "E_ARG", "kinds, paths and sizes must have the same length", Kind::TypeError), false;
+  if (n > kReadManyMax) return Throw(env, "ERANGE", "at most 65536 requests in one call", Kind::RangeError), false;
 
-  // Check every request before the first system call, copying what is needed:
-  // a getter or a later bad element must not leave half the reads done.
-  std::vector<std::string> p(n);
-  std::vector<uint8_t> k(n);
-  std::vector<uint32_t> sz(n);
-  uint32_t largest = PATH_MAX;
+  std::vector<std::string>& p = b->paths;
+  std::vector<uint8_t>& k = b->kinds;
+  std::vector<uint32_t>& sz = b->sizes;
+  p.resize(n);
+  k.resize(n);
+  sz.resize(n);
   uint64_t total = 0, pathBytes = 0;
   for (size_t i = 0; i < n; i++) {
     k[i] = kinds[i];
     sz[i] = sizes[i];
-    if (k[i] > 4) return Throw(env, "E_ARG", "kinds[" + std::to_string(i) + "] must be 0..4", Kind::TypeError);
+    if (k[i] > 4) return Throw(env, "E_ARG", "kinds[" + std::to_string(i) + "] must be 0..4", Kind::TypeError), false;
     if ((k[i] == 0 || k[i] == 1) && (sz[i] == 0 || sz[i] > kReadManyMaxSize))
-      return Throw(env, "ERANGE", "sizes[" + std::to_string(i) + "] must be 1..1048576", Kind::RangeError);
+      return Throw(env, "ERANGE", "sizes[" + std::to_string(i) + "] must be 1..1048576", Kind::RangeError), false;
     napi_value el;
-    if (napi_get_element(env, paths, static_cast<uint32_t>(i), &el) != napi_ok) return Napi::Value();
+    if (napi_get_element(env, paths, static_cast<uint32_t>(i), &el) != napi_ok) return false;
     std::string what = "paths[" + std::to_string(i) + "]";
-    if (!GetPathArg(env, Napi::Value(env, el), what.c_str(), &p[i])) return Napi::Value();
+    if (!GetPathArg(env, Napi::Value(env, el), what.c_str(), &p[i])) return false;
     pathBytes += p[i].size();
-    if (pathBytes > kReadManyMaxPathBytes) return Throw(env, "ERANGE", "the paths come to more than 64 MiB", Kind::RangeError);
+    if (pathBytes > kReadManyMaxPathBytes) return Throw(env, "ERANGE", "the paths come to more than 64 MiB", Kind::RangeError), false;
     if (k[i] <= 1) {
       total += sz[i];
-      if (total > kReadManyMaxTotal) return Throw(env, "ERANGE", "the sizes come to more than 256 MiB", Kind::RangeError);
-      if (sz[i] > largest) largest = sz[i];
+      if (total > kReadManyMaxTotal) return Throw(env, "ERANGE", "the sizes come to more than 256 MiB", Kind::RangeError), false;
+      if (sz[i] > b->largest) b->largest = sz[i];
     }
   }
+  b->answers.resize(n);
+  return true;
+}
 
-  std::vector<ReadAnswer> answers(n);
+// The system calls, on this thread and up to kReadManyThreads - 1 more; no JavaScript.
+void RunBatch(ReadBatch* b) {
+  const size_t n = b->paths.size();
   ReadJob job;
-  job.paths = &p;
-  job.kinds = &k;
-  job.sizes = &sz;
-  job.answers = &answers;
-  job.bufSize = largest;
+  job.paths = &b->paths;
+  job.kinds = &b->kinds;
+  job.sizes = &b->sizes;
+  job.answers = &b->answers;
+  job.bufSize = b->largest;
   long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
   size_t want = n / kReadManyPerThread;
   if (want > kReadManyThreads) want = kReadManyThreads;
@@ -411,15 +428,20 @@ Napi::Value ReadMany(const Napi::CallbackInfo& info) {
     if (pthread_create(&threads[started], nullptr, ReadWorker, &job) == 0) started++;
   ReadWorker(&job);
   for (size_t t = 0; t < started; t++) pthread_join(threads[t], nullptr);
+}
 
+// The answers as JavaScript values, on the JavaScript thread.
+Napi::Array BatchAnswers(Napi::Env env, ReadBatch* b) {
+  const size_t n = b->answers.size();
   Napi::Array out = Napi::Array::New(env, n);
   for (size_t i = 0; i < n; i++) {
-    ReadAnswer& a = answers[i];
+    ReadAnswer& a = b->answers[i];
+    const uint8_t k = b->kinds[i];
     napi_value v = nullptr;
-    if (k[i] == 4) v = Napi::Boolean::New(env, a.yes);
+    if (k == 4) v = Napi::Boolean::New(env, a.yes);
     else if (a.err) v = NegErrno(env, a.err);
-    else if (k[i] == 1) v = Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(a.data.data()), a.data.size());
-    else if (k[i] != 3) napi_create_string_utf8(env, a.data.data(), a.data.size(), &v);
+    else if (k == 1) v = Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(a.data.data()), a.data.size());
+    else if (k != 3) napi_create_string_utf8(env, a.data.data(), a.data.size(), &v);
     else {
       Napi::Array names = Napi::Array::New(env, a.names.size());
       for (size_t j = 0; j < a.names.size(); j++) names.Set(static_cast<uint32_t>(j), Napi::String::New(env, a.names[j]));
@@ -428,6 +450,41 @@ Napi::Value ReadMany(const Napi::CallbackInfo& info) {
     napi_set_element(env, out, static_cast<uint32_t>(i), v);
   }
   return out;
+}
+
+Napi::Value ReadMany(const Napi::CallbackInfo& info) {
+  ReadBatch b;
+  if (!TakeBatch(info, &b)) return Napi::Value();
+  RunBatch(&b);
+  return BatchAnswers(info.Env(), &b);
+}
+
+// readManyAsync: readMany's reads on libuv's thread pool, so the JavaScript
+// thread goes on (loading modules, say) meanwhile; the promise resolves to
+// readMany's answers. The input is checked and copied before it returns, and
+// refused input throws as readMany does: nothing is read.
+class ReadManyWorker : public Napi::AsyncWorker {
+ public:
+  explicit ReadManyWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
+  ReadBatch batch;
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { RunBatch(&batch); }
+  void OnOK() override { deferred_.Resolve(BatchAnswers(Env(), &batch)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value ReadManyAsync(const Napi::CallbackInfo& info) {
+  auto* w = new ReadManyWorker(info.Env());
+  if (!TakeBatch(info, &w->batch)) {
+    delete w;
+    return Napi::Value();
+  }
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
 }
 
 Napi::Value Strerror(const Napi::CallbackInfo& info) {
@@ -451,6 +508,7 @@ void InitSysfile(Napi::Env env, Napi::Object exports) {
   exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));
   exports.Set("strerror", Napi::Function::New(env, Strerror, "strerror"));
   exports.Set("readMany", Napi::Function::New(env, ReadMany, "readMany"));
+  exports.Set("readManyAsync", Napi::Function::New(env, ReadManyAsync, "readManyAsync"));
 }
 
 }  // namespace iopmem

@@ -44,7 +44,7 @@ pmem regions and device-dax instances (/sys/bus/nd, /sys/bus/dax) follow in a se
   async run(): Promise<ListDocument> {
     const {argv, flags} = await this.parse(List)
     const selectors = {slot: flags.slot, id: flags.id, class: flags.class, driver: flags.driver, p2pmem: flags.p2pmem}
-    const result = {...listFunctions(this.host, {bdfs: argv as string[], all: flags.all, tree: flags.tree, selectors}), regions: readMemoryRegions(this.host)}
+    const result = {...(await listFunctions(this.host, {bdfs: argv as string[], all: flags.all, tree: flags.tree, selectors})), regions: readMemoryRegions(this.host)}
     if (!this.jsonEnabled()) {
       const [{renderList}, {outputWidth}] = await Promise.all([import('../ui/render-list.js'), import('../ui/width.js')])
       this.log(renderList(result, await this.colors(), outputWidth(flags)))

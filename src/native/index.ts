@@ -36,7 +36,7 @@ import type {
 export type * from './types.js'
 
 /** The `abiVersion` this glue was written for; a stale build is refused. */
-export const NATIVE_ABI_VERSION = 4
+export const NATIVE_ABI_VERSION = 5
 
 /** FIEMAP extent flags (fe_flags), include/uapi/linux/fiemap.h. */
 export const FIEMAP_EXTENT = {
@@ -213,12 +213,14 @@ export function nativeAvailable(): boolean {
 }
 
 /**
- * The addon's readMany, for Host.readMany (setBulkReader), or undefined when
- * the addon cannot be loaded: the host then reads file by file.
+ * The addon's readMany and readManyAsync, for Host.readMany and
+ * Host.readManyAsync (setBulkReader), or undefined when the addon cannot be
+ * loaded: the host then reads file by file.
  */
 export function bulkReader(): BulkReader | undefined {
   try {
-    return loadNative().raw.readMany
+    const {raw} = loadNative()
+    return {read: raw.readMany, readAsync: raw.readManyAsync}
   } catch {
     return undefined
   }

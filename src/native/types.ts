@@ -504,6 +504,11 @@ export interface RawBinding extends ScalarAccess<number> {
    * (unsorted), boolean, or -errno (text that fills its size: -EOVERFLOW).
    */
   readMany(kinds: Uint8Array, paths: string[], sizes: Uint32Array): Array<string | Buffer | string[] | boolean | number>
+  /**
+   * readMany with the reads on libuv's thread pool: the JavaScript thread goes
+   * on meanwhile. Bad input throws at once, as readMany's does; nothing is read.
+   */
+  readManyAsync(kinds: Uint8Array, paths: string[], sizes: Uint32Array): Promise<Array<string | Buffer | string[] | boolean | number>>
   /** The IoControl class: `new IoControl()`. */
   IoControl: new () => IoControl
   /** The I/O engine on a worker thread; `bufferSlot`: the buffer Mapping's slot (pinned until the run settles). */

@@ -62,10 +62,12 @@ for (const [k, v] of Object.entries(bad)) {
   row('fiemap batch ' + k, () => raw.fiemap(fd, 0, 4096, 0, v), 'ERANGE', 'E_ARG')
   row('ftruncate size ' + k, () => raw.ftruncate(fd2, v), 'ERANGE', 'E_ARG', 'errno')
   row('setIsaLimit ' + k, () => raw.setIsaLimit(v), 'E_ARG')
-  row('readMany kinds ' + k, () => raw.readMany(v, ['/'], Uint32Array.of(1)), 'E_ARG')
-  row('readMany paths ' + k, () => raw.readMany(Uint8Array.of(0), v, Uint32Array.of(1)), 'E_ARG')
-  row('readMany a path ' + k, () => raw.readMany(Uint8Array.of(0), [v], Uint32Array.of(1)), typeof v === 'string' ? 'OK' : 'E_ARG')
-  row('readMany sizes ' + k, () => raw.readMany(Uint8Array.of(0), ['/'], v), 'E_ARG')
+  for (const f of ['readMany', 'readManyAsync']) {
+    row(f + ' kinds ' + k, () => raw[f](v, ['/'], Uint32Array.of(1)), 'E_ARG')
+    row(f + ' paths ' + k, () => raw[f](Uint8Array.of(0), v, Uint32Array.of(1)), 'E_ARG')
+    row(f + ' a path ' + k, () => raw[f](Uint8Array.of(0), [v], Uint32Array.of(1)), typeof v === 'string' ? 'OK' : 'E_ARG')
+    row(f + ' sizes ' + k, () => raw[f](Uint8Array.of(0), ['/'], v), 'E_ARG')
+  }
 }
 row('ioRun options not an object', () => raw.ioRun(42), 'E_ARG')
 row('ioRun a bigger buffer than the mapping', () => raw.ioRun({src: '/nonexistent', length: 4096, bs: 64 * KiB, qd: 2, bufferSlot: m.slot}), 'ERANGE')
@@ -85,23 +87,26 @@ row('memfdCreate name 1 MiB long', () => raw.memfdCreate(long), 'ERANGE')
 row('memProbe control a Float64Array', () => raw.memProbe(new Float64Array(3), 1 << 20), 'E_ARG')
 // readMany: every request is checked before the first read; nothing it is given makes it allocate without bound.
 const many = (n, kind = 0, size = 16) => [new Uint8Array(n).fill(kind), new Array(n).fill('/nonexistent'), new Uint32Array(n).fill(size)]
-row('readMany 65537 requests', () => raw.readMany(...many(65537)), 'ERANGE')
-row('readMany 65536 requests of 1 MiB (64 GiB of answers)', () => raw.readMany(...many(65536, 0, 1 << 20)), 'ERANGE')
-row('readMany 65536 paths of 64 KiB (4 GiB of paths)', () => raw.readMany(new Uint8Array(65536).fill(4), new Array(65536).fill('/'.repeat(1 << 16)), new Uint32Array(65536)), 'ERANGE')
-row('readMany a path 1 MiB long', () => raw.readMany(Uint8Array.of(0), [long], Uint32Array.of(1)), 'ERANGE')
-row('readMany a path with a NUL', () => raw.readMany(Uint8Array.of(0), ['/etc/hostname\0/x'], Uint32Array.of(16)), 'E_ARG')
-row('readMany kind 5', () => raw.readMany(Uint8Array.of(5), ['/'], Uint32Array.of(1)), 'E_ARG')
-row('readMany size 0 for text', () => raw.readMany(Uint8Array.of(0), ['/'], Uint32Array.of(0)), 'ERANGE')
-row('readMany size 1 MiB + 1', () => raw.readMany(Uint8Array.of(1), ['/'], Uint32Array.of((1 << 20) + 1)), 'ERANGE')
-row('readMany lengths differ', () => raw.readMany(Uint8Array.of(0, 0), ['/'], Uint32Array.of(1, 1)), 'E_ARG')
-row('readMany sizes an Int32Array', () => raw.readMany(Uint8Array.of(0), ['/'], Int32Array.of(1)), 'E_ARG')
-row('readMany paths a sparse Array of 2^32-1', () => raw.readMany(Uint8Array.of(0), new Array(2 ** 32 - 1), Uint32Array.of(1)), 'E_ARG')
-row('readMany a path with a toString', () => raw.readMany(Uint8Array.of(0), [{toString: () => '/'}], Uint32Array.of(1)), 'E_ARG')
-row('readMany a paths getter that throws', () => {
-  const paths = ['/']
-  Object.defineProperty(paths, 0, {get() { throw Object.assign(new Error('getter'), {code: 'E_GETTER'}) }})
-  return raw.readMany(Uint8Array.of(0), paths, Uint32Array.of(1))
-}, 'E_GETTER')
+// readManyAsync checks as readMany does, before it queues anything.
+for (const f of ['readMany', 'readManyAsync']) {
+  row(f + ' 65537 requests', () => raw[f](...many(65537)), 'ERANGE')
+  row(f + ' 65536 requests of 1 MiB (64 GiB of answers)', () => raw[f](...many(65536, 0, 1 << 20)), 'ERANGE')
+  row(f + ' 65536 paths of 64 KiB (4 GiB of paths)', () => raw[f](new Uint8Array(65536).fill(4), new Array(65536).fill('/'.repeat(1 << 16)), new Uint32Array(65536)), 'ERANGE')
+  row(f + ' a path 1 MiB long', () => raw[f](Uint8Array.of(0), [long], Uint32Array.of(1)), 'ERANGE')
+  row(f + ' a path with a NUL', () => raw[f](Uint8Array.of(0), ['/etc/hostname\0/x'], Uint32Array.of(16)), 'E_ARG')
+  row(f + ' kind 5', () => raw[f](Uint8Array.of(5), ['/'], Uint32Array.of(1)), 'E_ARG')
+  row(f + ' size 0 for text', () => raw[f](Uint8Array.of(0), ['/'], Uint32Array.of(0)), 'ERANGE')
+  row(f + ' size 1 MiB + 1', () => raw[f](Uint8Array.of(1), ['/'], Uint32Array.of((1 << 20) + 1)), 'ERANGE')
+  row(f + ' lengths differ', () => raw[f](Uint8Array.of(0, 0), ['/'], Uint32Array.of(1, 1)), 'E_ARG')
+  row(f + ' sizes an Int32Array', () => raw[f](Uint8Array.of(0), ['/'], Int32Array.of(1)), 'E_ARG')
+  row(f + ' paths a sparse Array of 2^32-1', () => raw[f](Uint8Array.of(0), new Array(2 ** 32 - 1), Uint32Array.of(1)), 'E_ARG')
+  row(f + ' a path with a toString', () => raw[f](Uint8Array.of(0), [{toString: () => '/'}], Uint32Array.of(1)), 'E_ARG')
+  row(f + ' a paths getter that throws', () => {
+    const paths = ['/']
+    Object.defineProperty(paths, 0, {get() { throw Object.assign(new Error('getter'), {code: 'E_GETTER'}) }})
+    return raw[f](Uint8Array.of(0), paths, Uint32Array.of(1))
+  }, 'E_GETTER')
+}
 row('open a path with a NUL', () => raw.open('/etc/hostname\0/x', 0), 'E_ARG')
 row('statx a path with a NUL', () => raw.statx(-100, '/etc\0/x', 0, 0x7ff), 'E_ARG')
 row('mmap a path with a NUL', () => raw.mmap(fd, 0, 4096, true, 0, 'wb', 'f\0g'), 'E_ARG')

@@ -78,6 +78,29 @@ describe('Host.readMany and the bulk reader', () => {
     ])
   })
 
+  it('readManyAsync answers as readMany, on other threads: the raw answers, and Host.readManyAsync as readMany', async () => {
+    const raw = loadNative().raw
+    const n = 3000
+    const kinds = Uint8Array.from({length: n}, (_, i) => i % 5)
+    const paths = Array.from({length: n}, (_, i) => path.join(dir, ['small', 'bytes', 'link', 'sub', 'missing'][i % 5]))
+    const sizes = new Uint32Array(n).fill(16)
+    const pending = raw.readManyAsync(kinds, paths, sizes)
+    expect(pending).to.be.instanceOf(Promise)
+    expect(await pending).to.deep.equal(raw.readMany(kinds, paths, sizes))
+    setBulkReader(bulkReader)
+    const host = new Host()
+    expect(await host.readManyAsync(requests())).to.deep.equal(host.readMany(requests()))
+    setBulkReader(undefined)
+    expect(await host.readManyAsync(requests())).to.deep.equal(host.readMany(requests()))
+  })
+
+  it('readManyAsync refuses bad input at once, before reading anything, as readMany does', () => {
+    const raw = loadNative().raw
+    expect(() => raw.readManyAsync(Uint8Array.of(0, 9), [path.join(dir, 'small'), '/'], Uint32Array.of(16, 16))).to.throw(TypeError, /kinds\[1\]/)
+    expect(() => raw.readManyAsync(Uint8Array.of(0), [`${dir}/small\0x`], Uint32Array.of(16))).to.throw(/NUL/)
+    expect(() => raw.readManyAsync(Uint8Array.of(0), ['/'], Uint32Array.of(0))).to.throw(RangeError)
+  })
+
   it('keeps the order over thousands of requests on several threads', () => {
     const raw = loadNative().raw
     const n = 5000
@@ -162,6 +185,20 @@ describe('the scan reads ahead in bulk and gives the same model', () => {
       }
     })
   }
+
+  it('readAllAsync, fetching on the addon\'s threads, gives the model readAll gives, on each machine', async () => {
+    for (const [name, make] of machines) {
+      const fx = make()
+      try {
+        setBulkReader(bulkReader)
+        const scanner = new PciScanner(fx.host())
+        const bdfs = scanner.listBdfs()
+        expect(await scanner.readAllAsync(bdfs), name).to.deep.equal(scanner.readAll(bdfs))
+      } finally {
+        fx.cleanup()
+      }
+    }
+  })
 
   it('reads nothing file by file on a machine of NVMe functions: read() asks only for what was fetched', () => {
     const fx = largeMachine(16)

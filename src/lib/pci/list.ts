@@ -5,6 +5,7 @@ import type {Host} from '../sys/index.js'
 import type {MemoryRegions} from '../dax/index.js'
 import {type Selectors, selectorTest} from './select.js'
 import {hasDeviceMemory, type PciFunction, PciScanner} from './sysfs.js'
+import {takePrefetched} from './prefetch.js'
 import {buildTree, type PciTree} from './tree.js'
 
 /** Bumped when a field of `list --json` changes meaning or goes; new fields do not bump it. */
@@ -34,7 +35,7 @@ export interface ListOptions {
   tree?: boolean
 }
 
-export function listFunctions(host: Host, opts: ListOptions = {}): ListResult {
+export async function listFunctions(host: Host, opts: ListOptions = {}): Promise<ListResult> {
   const named = (opts.bdfs ?? []).map((b) => normalizeBdf(b))
   const sel = Object.fromEntries(Object.entries(opts.selectors ?? {}).filter(([, v]) => v !== undefined && v !== false)) as Selectors
   const test = selectorTest(sel)
@@ -58,13 +59,15 @@ export function listFunctions(host: Host, opts: ListOptions = {}): ListResult {
   // Paths in the result are the kernel's (/sys/…), whatever root we read.
   const shown = (f: PciFunction) => ({...f, sysfsPath: host.display(f.sysfsPath)})
   const base = {schemaVersion: SCHEMA_VERSION, total: bdfs.length} as const
+  // Every function: read already if bin/run.js started the scan (prefetch.ts), else now.
+  const readAll = async () => (await takePrefetched(host, bdfs)) ?? scanner.readAll(bdfs)
   if (named.length > 0 || test) {
     // lspci: a selector picks among every function, bridges included; named ones must exist.
-    const picked = named.length > 0 ? [...new Set(named)].map((b) => scanner.get(b)) : scanner.readAll(bdfs)
+    const picked = named.length > 0 ? [...new Set(named)].map((b) => scanner.get(b)) : await readAll()
     const functions = test ? picked.filter((f) => test(f)) : picked
     return {...base, filter: 'selected', ...(test ? {selectors: sel} : {}), functions: functions.map((f) => shown(f))}
   }
-  const all = scanner.readAll(bdfs)
+  const all = await readAll()
   const functions = opts.all || opts.tree ? all : all.filter((f) => hasDeviceMemory(f) && !f.isBridge)
   return {
     ...base,

@@ -205,32 +205,56 @@ export class PciScanner {
    */
   readAll(bdfs: string[]): PciFunction[] {
     const view = this.host.readAhead()
+    const scanner = this.over(view)
+    const plan = scanner.fetchPlan(view, bdfs)
+    for (let step = plan.next(); !step.done; step = plan.next()) view.fetch(step.value)
+    return this.readWith(scanner, bdfs)
+  }
+
+  /**
+   * readAll with the reads on the addon's threads (ReadAhead.fetchAsync): the
+   * same functions, read the same way, while this thread goes on with other work.
+   */
+  async readAllAsync(bdfs: string[]): Promise<PciFunction[]> {
+    const view = this.host.readAhead()
+    const scanner = this.over(view)
+    const plan = scanner.fetchPlan(view, bdfs)
+    for (let step = plan.next(); !step.done; step = plan.next()) await view.fetchAsync(step.value)
+    return this.readWith(scanner, bdfs)
+  }
+
+  /** A scanner of the same options over a read-ahead view, sharing the pci.ids already open. */
+  private over(view: ReadAhead): PciScanner {
     const scanner = new PciScanner(view, this.opts)
     scanner.names = this.names
-    scanner.fetch(view, bdfs)
+    return scanner
+  }
+
+  private readWith(scanner: PciScanner, bdfs: string[]): PciFunction[] {
     const out = bdfs.map((b) => scanner.read(b))
     this.names = scanner.names
     return out
   }
 
   /**
-   * Fetch into the view what read() will read of these functions, in three
-   * readMany calls: the bus links and class directories; each function's
-   * directory and the class links; then the attributes each directory has
-   * (read() reads only those) and each block device's.
+   * What read() will read of these functions, in three batches for the view
+   * to fetch, each fetched before the next is made: the bus links and class
+   * directories; each function's directory and the class links; then the
+   * attributes each directory has (read() reads only those) and each block
+   * device's.
    */
-  private fetch(view: ReadAhead, bdfs: string[]): void {
+  private *fetchPlan(view: ReadAhead, bdfs: string[]): Generator<SysRead[], void, void> {
     const storage = this.opts.storage !== false
     const classes = storage ? STORAGE_CLASSES.map((c) => view.sys('class', c)) : []
-    view.fetch([
+    yield [
       ...bdfs.map((b): SysRead => ({kind: 'link', path: view.sys('bus/pci/devices', b)})),
       ...classes.map((dir): SysRead => ({kind: 'list', path: dir})),
-    ])
+    ]
     const dirs = bdfs.map((b) => this.devicePath(b))
-    view.fetch([
+    yield [
       ...dirs.map((dir): SysRead => ({kind: 'list', path: dir})),
       ...classes.flatMap((dir) => view.list(dir).map((n): SysRead => ({kind: 'link', path: path.join(dir, n)}))),
-    ])
+    ]
     const last: SysRead[] = []
     for (const dir of dirs) {
       const entries = new Set(view.list(dir))
@@ -245,7 +269,7 @@ export class PciScanner {
         last.push({kind: 'exists', path: `${p}/partition`}, {kind: 'list', path: `${p}/holders`}, ...BLOCK_ATTRS.map((f): SysRead => ({kind: 'text', path: `${p}/${f}`})))
       }
     }
-    view.fetch(last)
+    yield last
   }
 
   /** Read one function; throws E_NO_DEVICE (exit 3) when it is not there. */

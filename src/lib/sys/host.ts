@@ -369,25 +369,30 @@ export class Host {
     const bulk = installedBulkReader()
     if (!bulk) return requests.map((r) => this.readOne(r))
     const out: SysAnswer[] = []
-    for (let at = 0; at < requests.length; at += BULK_CHUNK) {
-      const part = requests.slice(at, at + BULK_CHUNK)
-      const kinds = new Uint8Array(part.length)
-      const sizes = new Uint32Array(part.length)
-      const paths = part.map((r, i) => {
-        kinds[i] = BULK_KIND[r.kind]
-        sizes[i] = r.kind === 'bytes' ? r.length : r.kind === 'text' ? SMALL.length : 0
-        return r.path
-      })
-      let answers: unknown[] | undefined
-      try {
-        answers = bulk(kinds, paths, sizes)
-      } catch {
-        // The addon checks every request before it reads anything: a refused batch read nothing.
-        answers = undefined
-      }
-      for (const [i, r] of part.entries()) out.push(answers ? this.bulkAnswer(r, answers[i]) : this.readOne(r))
+    for (const part of bulkChunks(requests)) this.takeAnswers(part, unlessRefused(() => bulk.read(...bulkArgs(part))), out)
+    return out
+  }
+
+  /**
+   * readMany with the system calls on the addon's threads (libuv's pool): the
+   * JavaScript thread goes on meanwhile, so reads started early overlap work
+   * that needs no answers yet (start-up's module loading: see
+   * lib/pci/prefetch.ts). Answers as readMany's; without the addon it is
+   * readMany.
+   */
+  async readManyAsync(requests: readonly SysRead[]): Promise<SysAnswer[]> {
+    const bulk = installedBulkReader()
+    if (!bulk) return this.readMany(requests)
+    const out: SysAnswer[] = []
+    for (const part of bulkChunks(requests)) {
+      this.takeAnswers(part, await unlessRefused(() => bulk.readAsync(...bulkArgs(part)))?.catch(() => undefined), out)
     }
     return out
+  }
+
+  /** A chunk's answers onto out, as readOne would answer; each one here when the addon refused the chunk. */
+  private takeAnswers(part: readonly SysRead[], answers: unknown[] | undefined, out: SysAnswer[]): void {
+    for (const [i, r] of part.entries()) out.push(answers ? this.bulkAnswer(r, answers[i]) : this.readOne(r))
   }
 
   /**
@@ -406,8 +411,7 @@ export class Host {
     const lists = new Map<string, string[]>()
     const found = new Map<string, boolean>()
     const view = Object.create(host) as ReadAhead
-    view.fetch = (requests) => {
-      const got = host.readMany(requests)
+    const store = (requests: readonly SysRead[], got: SysAnswer[]) => {
       for (const [i, r] of requests.entries()) {
         const a = got[i]
         if (r.kind === 'text') text.set(r.path, a as string | undefined)
@@ -417,6 +421,8 @@ export class Host {
         else found.set(r.path, a as boolean)
       }
     }
+    view.fetch = (requests) => store(requests, host.readMany(requests))
+    view.fetchAsync = async (requests) => store(requests, await host.readManyAsync(requests))
     view.read = (file) => (text.has(file) ? text.get(file) : host.read(file))
     view.readBytes = (file, length) => {
       const b = bytes.get(file)
@@ -567,6 +573,8 @@ export type SysRead =
 export interface ReadAhead extends Host {
   /** Read these now (one readMany); later reads of them are answered from here. */
   fetch(requests: readonly SysRead[]): void
+  /** fetch() with the reads on the addon's threads (Host.readManyAsync). */
+  fetchAsync(requests: readonly SysRead[]): Promise<void>
 }
 
 /** What readMany answers for a request: the return value of its Host method. */
@@ -576,7 +584,36 @@ export type SysAnswer = string | Buffer | string[] | boolean | undefined
  * Many small reads in one native call (the addon's readMany): kinds 0 text,
  * 1 bytes, 2 link, 3 dir, 4 exists; one answer each, -errno when it failed.
  */
-export type BulkReader = (kinds: Uint8Array, paths: string[], sizes: Uint32Array) => unknown[]
+export interface BulkReader {
+  read(kinds: Uint8Array, paths: string[], sizes: Uint32Array): unknown[]
+  /** read() on other threads; bad input throws at once, as read()'s does. */
+  readAsync(kinds: Uint8Array, paths: string[], sizes: Uint32Array): Promise<unknown[]>
+}
+
+/** readMany's arguments for a chunk of requests: kinds, paths, sizes. */
+function bulkArgs(part: readonly SysRead[]): [Uint8Array, string[], Uint32Array] {
+  const kinds = new Uint8Array(part.length)
+  const sizes = new Uint32Array(part.length)
+  const paths = part.map((r, i) => {
+    kinds[i] = BULK_KIND[r.kind]
+    sizes[i] = r.kind === 'bytes' ? r.length : r.kind === 'text' ? SMALL.length : 0
+    return r.path
+  })
+  return [kinds, paths, sizes]
+}
+
+function* bulkChunks(requests: readonly SysRead[]): Generator<readonly SysRead[]> {
+  for (let at = 0; at < requests.length; at += BULK_CHUNK) yield requests.slice(at, at + BULK_CHUNK)
+}
+
+/** The bulk reader's answer, or undefined when it refused the chunk: it checks every request before it reads anything, so a refused chunk read nothing. */
+function unlessRefused<T>(call: () => T): T | undefined {
+  try {
+    return call()
+  } catch {
+    return undefined
+  }
+}
 
 const BULK_KIND = {text: 0, bytes: 1, link: 2, list: 3, exists: 4} as const
 const BULK_CHUNK = 8192

@@ -1,0 +1,136 @@
+/**
+ * The head start of `iopmem list` (src/prefetch.ts, lib/pci/prefetch.ts): a
+ * scan started before the command is taken by list only for the same host and
+ * the same functions, once, and gives what list reads itself; bin/run.js's
+ * whole process prints what the command prints in-process.
+ */
+import {expect} from 'chai'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import {listFunctions} from '../../src/lib/pci/list.js'
+import {prefetchScan, takePrefetched} from '../../src/lib/pci/prefetch.js'
+import {Host, setBulkReader, setHost} from '../../src/lib/sys/host.js'
+import {bulkReader} from '../../src/native/index.js'
+import {headStart} from '../../src/prefetch.js'
+import {cli, cliProcess} from '../helpers/cli.js'
+import {BDF, largeMachine, standardMachine} from '../helpers/machines.js'
+
+/** The host's readMany calls (a synchronous scan makes a few), counted. */
+function counting(host: Host): {host: Host; syncReads: () => number} {
+  let n = 0
+  const orig = host.readMany.bind(host)
+  host.readMany = (requests) => {
+    n++
+    return orig(requests)
+  }
+  return {host, syncReads: () => n}
+}
+
+describe('list\'s head start: a scan started before the command', () => {
+  beforeEach(() => setBulkReader(bulkReader))
+  afterEach(async () => {
+    setBulkReader(undefined)
+    setHost(undefined)
+    // Leave nothing started for the next test.
+    await takePrefetched(new Host(), [])
+  })
+
+  it('list takes it (no read of its own) and shows what it shows without one', async () => {
+    const fx = standardMachine()
+    try {
+      const own = await listFunctions(fx.host(), {all: true})
+      const {host, syncReads} = counting(fx.host())
+      prefetchScan(host)
+      const taken = await listFunctions(host, {all: true})
+      expect(syncReads(), 'list read sysfs itself').to.equal(0)
+      expect(taken).to.deep.equal(own)
+      // Taken once: the next list reads afresh.
+      await listFunctions(host, {all: true})
+      expect(syncReads()).to.be.above(0)
+    } finally {
+      fx.cleanup()
+    }
+  })
+
+  it('a scan of another host (another object, even of the same root) is not taken', async () => {
+    const fx = standardMachine()
+    try {
+      prefetchScan(fx.host())
+      const {host, syncReads} = counting(fx.host())
+      await listFunctions(host, {all: true})
+      expect(syncReads()).to.be.above(0)
+    } finally {
+      fx.cleanup()
+    }
+  })
+
+  it('a scan of other functions (one appeared since) is not taken; the list shows the new one', async () => {
+    const fx = standardMachine()
+    try {
+      const {host, syncReads} = counting(fx.host())
+      prefetchScan(host)
+      fx.add({bdf: '0000:09:00.0', vendor: 0x1b36, device: 0x0010, class: 0x010802, bars: [{index: 0, start: 0xfe000000, size: 0x4000}]})
+      const r = await listFunctions(host, {all: true})
+      expect(syncReads()).to.be.above(0)
+      expect(r.functions.map((f) => f.bdf)).to.include('0000:09:00.0')
+    } finally {
+      fx.cleanup()
+    }
+  })
+
+  it('a scan that failed is not taken: list raises the error its own read raises', async () => {
+    const fx = standardMachine()
+    try {
+      fs.writeFileSync(path.join(fx.fnDir(BDF.nvmePeer), 'resource'), '0x0000000000000000 0xffffffffffffffffff 0x0000000000040200\n')
+      const own = await listFunctions(fx.host(), {all: true}).then(() => undefined, (e: Error) => e.message)
+      expect(own).to.be.a('string')
+      const host = fx.host()
+      prefetchScan(host)
+      const taken = await listFunctions(host, {all: true}).then(() => undefined, (e: Error) => e.message)
+      expect(taken).to.equal(own)
+    } finally {
+      fx.cleanup()
+    }
+  })
+
+  it('headStart starts a scan of the process\'s host for list only, not for its help or another command', async () => {
+    const fx = standardMachine()
+    try {
+      const host = fx.host()
+      setHost(host)
+      const bdfs = host.list(host.sys('bus/pci/devices'))
+      for (const argv of [['list', '--help'], ['list', '-h'], ['topo'], [], ['lis']]) {
+        headStart(argv)
+        expect(await takePrefetched(host, bdfs), argv.join(' ')).to.equal(undefined)
+      }
+      headStart(['list', '--json'])
+      expect(await takePrefetched(host, bdfs)).to.have.length(bdfs.length)
+    } finally {
+      fx.cleanup()
+    }
+  })
+
+  it('bin/run.js imports a built headStart (its try/catch would hide a path that went stale)', async () => {
+    const bin = fs.readFileSync(path.join(import.meta.dirname, '../../bin/run.js'), 'utf8')
+    const spec = /import\('(\.\.\/dist\/bundle\/prefetch\.js)'\)/.exec(bin)
+    expect(spec, 'bin/run.js imports the head start').to.not.equal(null)
+    const mod = (await import(path.join(import.meta.dirname, '../../bin', spec![1]))) as {headStart?: unknown}
+    expect(mod.headStart).to.be.a('function')
+  })
+
+  it('bin/run.js (with the head start) prints what the command prints in-process, every form of list', async function () {
+    this.timeout(120_000)
+    const fx = largeMachine(24)
+    try {
+      for (const args of [['list', '--json'], ['list', '--all', '--json'], ['list', '--tree', '--json'], ['list', '-s', '01:', '--json'], ['list', '--all', '--wide']]) {
+        const whole = cliProcess(args, fx)
+        const inProcess = await cli(args, fx)
+        expect(whole.exit, whole.stderr).to.equal(0)
+        expect(whole.stdout, args.join(' ')).to.equal(inProcess.stdout)
+      }
+    } finally {
+      fx.cleanup()
+    }
+  })
+})
