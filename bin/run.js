@@ -9,10 +9,12 @@ const argv = process.argv.slice(2)
 
 // `iopmem list` reads some 20 sysfs files per PCI function: they are read on the
 // addon's threads while this one loads oclif, instead of after (src/prefetch.ts).
+let headStartEnd = () => {}
 if (argv[0] === 'list') {
   try {
-    const {headStart} = await import('../dist/bundle/prefetch.js')
-    headStart(argv)
+    const prefetch = await import('../dist/bundle/prefetch.js')
+    prefetch.headStart(argv)
+    headStartEnd = prefetch.headStartEnd
   } catch {
     // No head start: list reads as it always does.
   }
@@ -38,4 +40,7 @@ try {
   if (exit === undefined) {
     await handle(error)
   } else process.exitCode = exit
+} finally {
+  // A head start the command did not take (a usage error, say) keeps the process no longer.
+  headStartEnd()
 }

@@ -1,5 +1,5 @@
 /** bin/run.js's head start: for `iopmem list`, the sysfs scan starts before oclif loads (lib/pci/prefetch.ts). */
-import {prefetchScan} from './lib/pci/prefetch.js'
+import {abandonPrefetch, prefetchScan} from './lib/pci/prefetch.js'
 import {getHost, setBulkReader} from './lib/sys/index.js'
 import {bulkReader} from './native/index.js'
 
@@ -14,4 +14,9 @@ export function headStart(argv: readonly string[]): void {
   if (argv[0] !== 'list' || argv.some((a) => a === '--help' || a === '-h' || a === '--version')) return
   setBulkReader(bulkReader)
   prefetchScan(getHost())
+}
+
+/** The command is done: a head start it did not take reads no further (abandonPrefetch). */
+export function headStartEnd(): void {
+  abandonPrefetch()
 }

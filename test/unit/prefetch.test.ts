@@ -9,7 +9,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import {listFunctions} from '../../src/lib/pci/list.js'
-import {prefetchScan, takePrefetched} from '../../src/lib/pci/prefetch.js'
+import {abandonPrefetch, prefetchScan, takePrefetched} from '../../src/lib/pci/prefetch.js'
+import {PciScanner} from '../../src/lib/pci/sysfs.js'
 import {Host, setBulkReader, setHost} from '../../src/lib/sys/host.js'
 import {bulkReader} from '../../src/native/index.js'
 import {headStart} from '../../src/prefetch.js'
@@ -94,6 +95,40 @@ describe('list\'s head start: a scan started before the command', () => {
     }
   })
 
+  it('an abandoned scan reads no further batch and builds no model; list of named functions abandons it', async () => {
+    const fx = standardMachine()
+    try {
+      const {host, syncReads} = counting(fx.host())
+      let asyncBatches = 0
+      const orig = host.readManyAsync.bind(host)
+      host.readManyAsync = (requests) => {
+        asyncBatches++
+        return orig(requests)
+      }
+      prefetchScan(host)
+      abandonPrefetch()
+      const bdfs = new PciScanner(host).listBdfs()
+      expect(await takePrefetched(host, bdfs)).to.equal(undefined)
+      // The first batch was on its way; the other two were never asked for.
+      await new Promise((r) => setTimeout(r, 200))
+      expect(asyncBatches).to.equal(1)
+      const stop = new AbortController()
+      stop.abort()
+      let rejected: unknown
+      await new PciScanner(host).readAllAsync(bdfs, stop.signal).catch((e: unknown) => (rejected = e))
+      expect(rejected).to.be.instanceOf(Error)
+
+      prefetchScan(host)
+      const r = await listFunctions(host, {bdfs: [BDF.nvmePeer]})
+      expect(r.functions.map((f) => f.bdf)).to.deep.equal([BDF.nvmePeer])
+      await new Promise((r) => setTimeout(r, 200))
+      expect(asyncBatches).to.equal(2)
+      expect(syncReads()).to.equal(0)
+    } finally {
+      fx.cleanup()
+    }
+  })
+
   it('headStart starts a scan of the process\'s host for list only, not for its help or another command', async () => {
     const fx = standardMachine()
     try {
@@ -115,18 +150,20 @@ describe('list\'s head start: a scan started before the command', () => {
     const bin = fs.readFileSync(path.join(import.meta.dirname, '../../bin/run.js'), 'utf8')
     const spec = /import\('(\.\.\/dist\/bundle\/prefetch\.js)'\)/.exec(bin)
     expect(spec, 'bin/run.js imports the head start').to.not.equal(null)
-    const mod = (await import(path.join(import.meta.dirname, '../../bin', spec![1]))) as {headStart?: unknown}
+    const mod = (await import(path.join(import.meta.dirname, '../../bin', spec![1]))) as {headStart?: unknown; headStartEnd?: unknown}
     expect(mod.headStart).to.be.a('function')
+    expect(mod.headStartEnd).to.be.a('function')
   })
 
-  it('bin/run.js (with the head start) prints what the command prints in-process, every form of list', async function () {
+  it('bin/run.js (with the head start) prints what the command prints in-process, every form of list, a usage error too', async function () {
     this.timeout(120_000)
     const fx = largeMachine(24)
     try {
-      for (const args of [['list', '--json'], ['list', '--all', '--json'], ['list', '--tree', '--json'], ['list', '-s', '01:', '--json'], ['list', '--all', '--wide']]) {
+      const forms = [['list', '--json'], ['list', '--all', '--json'], ['list', '--tree', '--json'], ['list', '-s', '01:', '--json'], ['list', '--all', '--wide'], ['list', '0000:01:00.0', '--json'], ['list', '--bogus', '--json']]
+      for (const args of forms) {
         const whole = cliProcess(args, fx)
         const inProcess = await cli(args, fx)
-        expect(whole.exit, whole.stderr).to.equal(0)
+        expect(whole.exit, whole.stderr).to.equal(inProcess.exit)
         expect(whole.stdout, args.join(' ')).to.equal(inProcess.stdout)
       }
     } finally {

@@ -5,7 +5,7 @@ import type {Host} from '../sys/index.js'
 import type {MemoryRegions} from '../dax/index.js'
 import {type Selectors, selectorTest} from './select.js'
 import {hasDeviceMemory, type PciFunction, PciScanner} from './sysfs.js'
-import {takePrefetched} from './prefetch.js'
+import {abandonPrefetch, takePrefetched} from './prefetch.js'
 import {buildTree, type PciTree} from './tree.js'
 
 /** Bumped when a field of `list --json` changes meaning or goes; new fields do not bump it. */
@@ -63,6 +63,7 @@ export async function listFunctions(host: Host, opts: ListOptions = {}): Promise
   const readAll = async () => (await takePrefetched(host, bdfs)) ?? scanner.readAll(bdfs)
   if (named.length > 0 || test) {
     // lspci: a selector picks among every function, bridges included; named ones must exist.
+    if (named.length > 0) abandonPrefetch()
     const picked = named.length > 0 ? [...new Set(named)].map((b) => scanner.get(b)) : await readAll()
     const functions = test ? picked.filter((f) => test(f)) : picked
     return {...base, filter: 'selected', ...(test ? {selectors: sel} : {}), functions: functions.map((f) => shown(f))}

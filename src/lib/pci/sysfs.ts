@@ -214,12 +214,18 @@ export class PciScanner {
   /**
    * readAll with the reads on the addon's threads (ReadAhead.fetchAsync): the
    * same functions, read the same way, while this thread goes on with other work.
+   * With a signal, an abort stops it between its batches (it rejects).
    */
-  async readAllAsync(bdfs: string[]): Promise<PciFunction[]> {
+  async readAllAsync(bdfs: string[], signal?: AbortSignal): Promise<PciFunction[]> {
     const view = this.host.readAhead()
     const scanner = this.over(view)
     const plan = scanner.fetchPlan(view, bdfs)
-    for (let step = plan.next(); !step.done; step = plan.next()) await view.fetchAsync(step.value)
+    // An aborted scan stops at the next step: no further batch, no model.
+    for (let step = plan.next(); !step.done; step = plan.next()) {
+      signal?.throwIfAborted()
+      await view.fetchAsync(step.value)
+    }
+    signal?.throwIfAborted()
     return this.readWith(scanner, bdfs)
   }
 
