@@ -11,8 +11,9 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {bulkReader, loadNative} from '../../src/native/index.js'
-import {PciScanner} from '../../src/lib/pci/sysfs.js'
-import {Host, resolveTarget, setBulkReader, type SysRead} from '../../src/lib/sys/host.js'
+import {isBdfName} from '../../src/lib/pci/bdf.js'
+import {nearestPciAncestor, PciScanner} from '../../src/lib/pci/sysfs.js'
+import {Host, joinUnder, resolveTarget, setBulkReader, type SysRead} from '../../src/lib/sys/host.js'
 import {BDF, largeMachine, standardMachine} from '../helpers/machines.js'
 import {SysfsFixture} from '../helpers/sysfs-fixture.js'
 import {skylakeMachine, topoMachine, xeonE5Machine} from '../helpers/topo-machines.js'
@@ -258,5 +259,46 @@ describe('resolveTarget: a link resolved as path.resolve(dirname(link), target)'
       ['/a/link', ''],
     ]
     for (const [link, target] of cases) expect(resolveTarget(link, target), `${link} → ${target}`).to.equal(path.resolve(path.dirname(link), target))
+  })
+})
+
+describe('joinUnder: path.join(root, ...parts), joined plainly when nothing needs normalizing', () => {
+  it('agrees with path.join on every combination of odd roots and segments', () => {
+    const roots = ['/', '/sys', '/tmp/iopmem-fx-1/sys', 'rel', 'rel/', '', '.', './r', '/a/../b', '/a/./b', '//x']
+    const segs = ['', '.', '..', 'bus/pci/devices', '0000:00:1f.0', '.hidden', '..x', '...', 'b/', '/c', 'a//b', 'x/./y', 'x/../y', '/']
+    let n = 0
+    for (const root of roots) {
+      for (const a of segs) {
+        expect(joinUnder(root, [a]), `${root} + ${a}`).to.equal(path.join(root, a))
+        for (const b of segs) {
+          expect(joinUnder(root, [a, b]), `${root} + ${a} + ${b}`).to.equal(path.join(root, a, b))
+          n++
+        }
+      }
+      expect(joinUnder(root, [])).to.equal(path.join(root))
+    }
+    expect(n).to.equal(roots.length * segs.length * segs.length)
+  })
+})
+
+describe('nearestPciAncestor: the deepest PCI function directory of a path', () => {
+  it('answers as walking up with path.dirname and path.basename does', () => {
+    const byWalking = (p: string) => {
+      for (let cur = p; cur !== path.dirname(cur); cur = path.dirname(cur)) if (isBdfName(path.basename(cur))) return cur
+      return undefined
+    }
+    const cases = [
+      '/sys/devices/pci0000:00/0000:00:01.0/0000:03:00.0/nvme/nvme0/nvme0n1',
+      '/sys/devices/pci0000:00/0000:00:01.0/0000:03:00.0',
+      '/sys/devices/pci0000:00/0000:00:01.0/0000:03:00.0/',
+      '/sys/devices/pci0000:00/0000:00:01.0//0000:03:00.0/x',
+      '/sys/devices/platform/ndbus0/region0/pfn0.1/block/pmem0',
+      '/0000:00:00.0',
+      '/',
+      'rel/0000:03:00.0/x',
+      '/tmp/fx/sys/devices/pci0000:08/0000:08:1f.0/block/nvme1n1/nvme1n1p2',
+      '/a/./0000:01:00.0/b',
+    ]
+    for (const p of cases) expect(nearestPciAncestor(p), p).to.equal(byWalking(p))
   })
 })

@@ -480,7 +480,8 @@ export class PciScanner {
   private blockDevices(dir: string): BlockDevice[] {
     this.blockIndex ??= this.classIndex('block')
     const entries = this.blockIndex.get(dir) ?? []
-    const disks = entries.filter((p) => !this.host.exists(path.join(p, 'partition')))
+    // Entries are resolved links, normalized already (resolveLink): joined by hand, as fetchPlan joins them.
+    const disks = entries.filter((p) => !this.host.exists(`${p}/partition`))
     return disks.map((p) => this.readDisk(p, entries))
   }
 
@@ -495,7 +496,7 @@ export class PciScanner {
         start: h.readInt(path.join(p, 'start')) ?? 0,
         size: (h.readInt(path.join(p, 'size')) ?? 0) * 512,
       }))
-    const holders = [diskPath, ...partitions.map((p) => path.join(diskPath, p.name))].flatMap((p) => h.list(path.join(p, 'holders')))
+    const holders = [diskPath, ...partitions.map((p) => path.join(diskPath, p.name))].flatMap((p) => h.list(`${p}/holders`))
     return {
       name,
       dev: h.readTrim(`${diskPath}/dev`) ?? '',
@@ -516,6 +517,15 @@ export class PciScanner {
 
 /** The deepest directory in a sysfs device path that is a PCI function. */
 export function nearestPciAncestor(p: string): string | undefined {
+  // A normalized absolute path (what resolveLink gives): its segments by slicing, not
+  // path.dirname and path.basename at each level (thousands of calls in a large scan).
+  if (p.startsWith('/') && !p.endsWith('/') && !p.includes('//')) {
+    for (let end = p.length; end > 0; end = p.lastIndexOf('/', end - 1)) {
+      const start = p.lastIndexOf('/', end - 1)
+      if (isBdfName(p.slice(start + 1, end))) return p.slice(0, end)
+    }
+    return undefined
+  }
   let cur = p
   while (cur !== path.dirname(cur)) {
     if (isBdfName(path.basename(cur))) return cur
