@@ -13,7 +13,7 @@ import * as path from 'node:path'
 import {bulkReader, loadNative} from '../../src/native/index.js'
 import {isBdfName} from '../../src/lib/pci/bdf.js'
 import {nearestPciAncestor, PciScanner} from '../../src/lib/pci/sysfs.js'
-import {Host, joinUnder, resolveTarget, setBulkReader, type SysRead} from '../../src/lib/sys/host.js'
+import {Host, joinUnder, resolveLinkTarget, setBulkReader, type SysRead} from '../../src/lib/sys/host.js'
 import {BDF, largeMachine, standardMachine} from '../helpers/machines.js'
 import {SysfsFixture} from '../helpers/sysfs-fixture.js'
 import {skylakeMachine, topoMachine, xeonE5Machine} from '../helpers/topo-machines.js'
@@ -240,7 +240,7 @@ describe('the scan reads ahead in bulk and gives the same model', () => {
   })
 })
 
-describe('resolveTarget: a link resolved as path.resolve(dirname(link), target)', () => {
+describe('resolveLinkTarget: a link resolved as path.resolve(dirname(link), target)', () => {
   it('agrees with path.resolve on sysfs links and on odd ones', () => {
     const cases: Array<[string, string]> = [
       ['/sys/bus/pci/devices/0000:03:00.0', '../../../devices/pci0000:00/0000:00:01.0/0000:03:00.0'],
@@ -258,7 +258,7 @@ describe('resolveTarget: a link resolved as path.resolve(dirname(link), target)'
       ['/link', '..'],
       ['/a/link', ''],
     ]
-    for (const [link, target] of cases) expect(resolveTarget(link, target), `${link} → ${target}`).to.equal(path.resolve(path.dirname(link), target))
+    for (const [link, target] of cases) expect(resolveLinkTarget(link, target), `${link} → ${target}`).to.equal(path.resolve(path.dirname(link), target))
   })
 })
 

@@ -352,7 +352,7 @@ export class Host {
    */
   resolveLink(link: string): string | undefined {
     const t = this.readLink(link)
-    return t === undefined ? undefined : resolveTarget(link, t)
+    return t === undefined ? undefined : resolveLinkTarget(link, t)
   }
 
   /**
@@ -565,7 +565,7 @@ const NOT_NORMAL = /\/\/|(^|\/)\.\.?(\/|$)|.\/$/
  * follows: `list` resolves ~500): path.resolve walks each path character by
  * character in JavaScript, ~7 ms of a cold `list`.
  */
-export function resolveTarget(link: string, target: string): string {
+export function resolveLinkTarget(link: string, target: string): string {
   if (!link.startsWith('/') || target.startsWith('/') || link.includes('//') || link.includes('/.') || link.endsWith('/')) {
     return path.resolve(path.dirname(link), target)
   }
