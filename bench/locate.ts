@@ -31,7 +31,6 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BLOCK = 4096
 const SIZES = [100_000, 1_000_000]
 
-
 /** A directory on a filesystem with a real block device and FIEMAP, or undefined. */
 function scratchDir(): string | undefined {
   const n = loadNative()

@@ -40,7 +40,6 @@ const ROUNDS = Number(process.env.BENCH_P2P_ROUNDS ?? 5)
 const PLACES = new Set((process.env.BENCH_P2P_PLACES ?? 'tmpfs,disk').split(',').map((x) => x.trim()))
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
-
 interface Figure {
   iops: number
   gbps: number

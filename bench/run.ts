@@ -37,7 +37,6 @@ function timeRun(args: string[], env: NodeJS.ProcessEnv): number {
   return ms
 }
 
-
 function listStartup(): boolean {
   const fx = largeMachine(256)
   try {

@@ -35,7 +35,6 @@ function once(how: 'bulk' | 'file', env: NodeJS.ProcessEnv, model = false): {ms:
   return JSON.parse(r.stdout)
 }
 
-
 export function scanBench(): boolean {
   const fx = largeMachine(256)
   try {

@@ -204,7 +204,6 @@ async function interleaved(n: Native, exe: string, host: Buffer, backing: Backin
   return samples
 }
 
-
 function perCallRead32(n: Native): {publicNs: number; rawNs: number} {
   const fd = n.memfd('iopmem-bench-read', 1 << 16)
   const m = n.map(fd, {mode: 'uc'})
