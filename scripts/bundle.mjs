@@ -1,13 +1,20 @@
 #!/usr/bin/env node
 // Bundles dist/ (tsc's output) into dist/bundle with esbuild: one entry per
-// command and hook, bin/run.js's entry (dist/main.js), and the modules tests
-// reach into (test seams); code they share goes into chunks. Start-up was
-// mostly Node's module machinery (resolving, reading and linking ~190 files
-// for `iopmem list`); a bundle is a handful of files. oclif finds the commands
-// through package.json's oclif.commands (./dist/bundle/commands).
+// command and hook, bin/run.js's entries (dist/main.js, dist/prefetch.js), and
+// the modules tests reach into (test seams). Start-up was mostly Node's module
+// machinery (resolving, reading and linking ~190 files for `iopmem list`); a
+// bundle is a handful of files. The code entries share is then regrouped into
+// a few chunks by Rollup (GROUPS below). oclif finds the commands through
+// package.json's oclif.commands (./dist/bundle/commands).
+//
+// package.json's sideEffects says which of our modules do something when
+// loaded (only base-command.js: it installs the addon's bulk reader). esbuild
+// leaves out every other module nothing uses, so importing a domain's index.ts
+// costs only what is taken from it (`list` no longer loads mkfs and locate).
 import * as esbuild from 'esbuild'
+import {rollup} from 'rollup'
 import {readFileSync, readdirSync, rmSync} from 'node:fs'
-import {createRequire} from 'node:module'
+import {builtinModules, createRequire} from 'node:module'
 import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -111,11 +118,54 @@ const oclifLean = {
   },
 }
 
-rmSync(path.join(dist, 'bundle'), {recursive: true, force: true})
-await esbuild.build({
+// Node's own modules, imported from ESM, each get an ES module facade that copies
+// every export on first import (~2 ms for node:fs, ~0.5 ms for most others; the
+// figures in docs/speed.md). Imported as CommonJS through
+// process.getBuiltinModule (Node >= 20.16; engines asks 20.19), they are the
+// very same objects without one. esbuild's CommonJS interop keeps the import's
+// meaning: named imports read the module's properties, a namespace import
+// sees them all.
+const builtinNames = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]))
+const builtinsWithoutFacade = {
+  name: 'builtins-without-facade',
+  setup(build) {
+    build.onResolve({filter: /^(node:)?[a-z_/]+$/}, (args) =>
+      args.kind === 'import-statement' && builtinNames.has(args.path) ? {path: args.path.replace(/^(node:)?/, 'node:'), namespace: 'builtin'} : undefined,
+    )
+    build.onLoad({filter: /.*/, namespace: 'builtin'}, (args) => ({contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.path)})`, loader: 'js'}))
+  },
+}
+
+// esbuild splits shared code into a chunk per set of entries that share it, and
+// has no way to say otherwise: `iopmem list` loaded 24 files that way. Each
+// file costs Node's ESM loader a resolve, an asynchronous read and a link
+// (docs/speed.md). So esbuild writes to a staging folder, and Rollup, which
+// can place modules in chunks by name (manualChunks), joins every chunk that
+// GROUPS' entries load statically into one chunk per group, in this order:
+// - scan: what bin/run.js's head start needs (the host, the scanner, the
+//   addon), small so that the scan starts early;
+// - core: the rest of what main.js needs, which every command loads (oclif's
+//   run path, the base command, errors);
+// - list: the rest of what `list`, the command the head start serves, shares
+//   with other commands (list.js keeps what is its own).
+// The other commands' code stays in their files and in esbuild's chunks,
+// loaded when they run. Rollup only moves code (treeshake: false): what
+// esbuild wrote is what runs. list loads 9 files, --version 6.
+const GROUPS = [
+  ['scan', ['prefetch.js']],
+  ['core', ['main.js']],
+  ['list', ['commands/list.js']],
+]
+const staging = path.join(dist, 'bundle-split')
+const out = path.join(dist, 'bundle')
+rmSync(out, {recursive: true, force: true})
+rmSync(staging, {recursive: true, force: true})
+const split = await esbuild.build({
   entryPoints,
+  // The metafile's paths (read below) are relative to this.
+  absWorkingDir: root,
   outbase: dist,
-  outdir: path.join(dist, 'bundle'),
+  outdir: staging,
   bundle: true,
   splitting: true,
   format: 'esm',
@@ -126,11 +176,57 @@ await esbuild.build({
   // The addon is a .node file found at run time (node-gyp-build).
   external: ['typescript', '*.node'],
   // CommonJS packages (oclif) call require() for Node's own modules.
-  banner: {js: "import {createRequire as __iopmemRequire} from 'node:module'; const require = __iopmemRequire(import.meta.url);"},
-  plugins: [oclifLean],
+  banner: {js: "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);"},
+  plugins: [oclifLean, builtinsWithoutFacade],
+  // Less text for V8 to scan at start-up (list loads half the bytes). Names are
+  // kept, so stack traces and error classes read as in the sources.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  metafile: true,
   legalComments: 'none',
   logLevel: 'warning',
 })
+
+const outputs = split.metafile.outputs
+const stagingRel = path.relative(root, staging).split(path.sep).join('/')
+const entryOutputs = Object.keys(outputs).filter((o) => outputs[o].entryPoint && o.endsWith('.js'))
+// Each chunk (never an entry) an entry of a group loads statically, unless an earlier group has it.
+const groupOf = new Map()
+for (const [group, entries] of GROUPS) {
+  const todo = entries.map((e) => `${stagingRel}/${e}`)
+  for (const e of todo) if (!outputs[e]?.entryPoint) throw new Error(`scripts/bundle.mjs: GROUPS names ${e}, which esbuild did not write`)
+  for (const seen = new Set(); todo.length > 0; ) {
+    for (const i of outputs[todo.pop()].imports) {
+      if (i.kind !== 'import-statement' || i.external || seen.has(i.path) || outputs[i.path]?.entryPoint) continue
+      seen.add(i.path)
+      todo.push(i.path)
+      if (!groupOf.has(i.path)) groupOf.set(i.path, group)
+    }
+  }
+}
+const chunkOf = new Map([...groupOf].map(([o, group]) => [path.join(root, o), group]))
+const rejoined = await rollup({
+  input: Object.fromEntries(entryOutputs.map((o) => [o.slice(stagingRel.length + 1, -'.js'.length), path.join(root, o)])),
+  // node: builtins and the packages esbuild left to run time.
+  external: (id) => !id.startsWith('.') && !path.isAbsolute(id),
+  treeshake: false,
+  preserveEntrySignatures: 'strict',
+  onwarn(warning) {
+    throw new Error(`scripts/bundle.mjs: rollup: ${warning.message}`)
+  },
+})
+await rejoined.write({
+  dir: out,
+  format: 'es',
+  entryFileNames: '[name].js',
+  chunkFileNames: 'chunks/[name]-[hash].js',
+  manualChunks: (id) => chunkOf.get(id),
+  // Node loads what a chunk imports when it links it: a hint to preload more is only more imports.
+  hoistTransitiveImports: false,
+})
+await rejoined.close()
+rmSync(staging, {recursive: true})
+
 await esbuild.build({
   entryPoints: Object.fromEntries(VENDOR.map((name) => [name, oclifRequire.resolve(name)])),
   outdir: path.join(dist, 'bundle/vendor'),
