@@ -108,7 +108,7 @@ describe('PCI model from sysfs', () => {
     expect(ids.className(0x060400)).to.equal('PCI bridge')
   })
 
-  it('names from a pci.ids of our own: UTF-8 names whole, comments in a block, the last line without a newline', () => {
+  it('names from a pci.ids of our own: UTF-8 names whole, comments in a block, the last line without a newline', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iopmem-ids-'))
     try {
       const file = path.join(dir, 'pci.ids')
@@ -127,7 +127,21 @@ describe('PCI model from sysfs', () => {
         '\t04  PCI bridge',
       ].join('\n')
       fs.writeFileSync(file, text)
+      // Read on first use, and read ahead (preload, as readAllAsync does): the same names.
+      expectNames(new PciIds(file))
+      expectNames(await preloaded(file))
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
+
+    async function preloaded(file: string): Promise<PciIds> {
       const ids = new PciIds(file)
+      await ids.preload()
+      fs.rmSync(file) // every name below must come from what preload read
+      return ids
+    }
+
+    function expectNames(ids: PciIds): void {
       expect(ids.vendor(0x15cf)).to.equal('Hilscher Gesellschaft für Systemautomation mbH')
       expect(ids.device(0x15cf, 0x0001)).to.equal('Überzähliges Gerät ²')
       expect(ids.device(0x15cf, 0x0000)).to.equal('NetPLC / NetJACK')
@@ -136,9 +150,14 @@ describe('PCI model from sysfs', () => {
       expect(ids.className(0x010802)).to.equal('Non-Volatile memory controller (NVM Express)')
       expect(ids.className(0x060400)).to.equal('PCI bridge') // the file's last line
       expect(ids.className(0x0c0330)).to.equal('Serial bus controller') // not in the file: the built-in name
-    } finally {
-      fs.rmSync(dir, {recursive: true, force: true})
     }
+  })
+
+  it('a pci.ids preload cannot read gives no names and does not reject', async () => {
+    const ids = new PciIds(path.join(os.tmpdir(), 'iopmem-no-such-dir', 'pci.ids'))
+    await ids.preload()
+    expect(ids.vendor(0x8086)).to.equal(undefined)
+    expect(ids.className(0x010802)).to.equal('Mass storage controller')
   })
 
   it('works without pci.ids', () => {

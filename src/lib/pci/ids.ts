@@ -29,6 +29,8 @@ export class PciIds {
   private data: Buffer | undefined
   private classStart = -1
   private readonly memo = new Map<string, string | undefined>()
+  /** Where each vendor's line starts (or -1): a device name needs its vendor's block, found once. */
+  private readonly vendorLines = new Map<number, number>()
 
   constructor(readonly file: string | undefined) {}
 
@@ -39,22 +41,49 @@ export class PciIds {
 
   private load(): Buffer {
     if (this.data === undefined) {
+      let data: Buffer
       try {
-        this.data = this.file ? fs.readFileSync(this.file) : EMPTY
+        data = this.file ? fs.readFileSync(this.file) : EMPTY
       } catch {
-        this.data = EMPTY
+        data = EMPTY
       }
-      this.classStart = this.data.indexOf('\nC ')
+      this.take(data)
     }
-    return this.data
+    return this.data!
+  }
+
+  /**
+   * Read the file on libuv's threads, so that the names cost no read on this
+   * thread later (PciScanner.readAllAsync reads it beside its batches). It
+   * never rejects: a file it cannot read has no names, as in load().
+   */
+  async preload(): Promise<void> {
+    if (this.data !== undefined || !this.file) return
+    let data: Buffer
+    try {
+      data = await fs.promises.readFile(this.file)
+    } catch {
+      data = EMPTY
+    }
+    if (this.data === undefined) this.take(data)
+  }
+
+  private take(data: Buffer): void {
+    this.data = data
+    this.classStart = data.indexOf('\nC ')
   }
 
   private vendorAt(vendor: number): number {
-    const t = this.load()
-    const key = '\n' + hex4(vendor) + '  '
-    const end = this.classStart < 0 ? t.length : this.classStart
-    const i = t.indexOf(key)
-    return i >= 0 && i < end ? i + 1 : -1
+    let at = this.vendorLines.get(vendor)
+    if (at === undefined) {
+      const t = this.load()
+      const key = '\n' + hex4(vendor) + '  '
+      const end = this.classStart < 0 ? t.length : this.classStart
+      const i = t.indexOf(key)
+      at = i >= 0 && i < end ? i + 1 : -1
+      this.vendorLines.set(vendor, at)
+    }
+    return at
   }
 
   private cached(key: string, f: () => string | undefined): string | undefined {

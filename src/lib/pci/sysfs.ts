@@ -218,6 +218,8 @@ export class PciScanner {
    */
   async readAllAsync(bdfs: string[], signal?: AbortSignal): Promise<PciFunction[]> {
     const view = this.host.readAhead()
+    // pci.ids (1.3 MB) is read beside the batches, not by the first name asked for.
+    const names = this.opts.names !== false ? this.pciIds().preload() : undefined
     const scanner = this.over(view)
     const plan = scanner.fetchPlan(view, bdfs)
     // An aborted scan stops at the next step: no further batch, no model.
@@ -225,6 +227,7 @@ export class PciScanner {
       signal?.throwIfAborted()
       await view.fetchAsync(step.value)
     }
+    await names
     signal?.throwIfAborted()
     return this.readWith(scanner, bdfs)
   }
