@@ -187,6 +187,9 @@ const split = await esbuild.build({
   logLevel: 'warning',
 })
 
+// A warning fails the build: among them, an import esbuild drops because
+// sideEffects says its module does nothing when loaded.
+if (split.warnings.length > 0) throw new Error(`scripts/bundle.mjs: esbuild warned ${split.warnings.length} time(s) (above)`)
 const outputs = split.metafile.outputs
 const stagingRel = path.relative(root, staging).split(path.sep).join('/')
 const entryOutputs = Object.keys(outputs).filter((o) => outputs[o].entryPoint && o.endsWith('.js'))
