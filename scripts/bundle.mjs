@@ -14,7 +14,7 @@
 import * as esbuild from 'esbuild'
 import {rollup} from 'rollup'
 import {readFileSync, readdirSync, rmSync} from 'node:fs'
-import {builtinModules, createRequire} from 'node:module'
+import {createRequire} from 'node:module'
 import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -118,24 +118,6 @@ const oclifLean = {
   },
 }
 
-// Node's own modules, imported from ESM, each get an ES module facade that copies
-// every export on first import (~2 ms for node:fs, ~0.5 ms for most others; the
-// figures in docs/speed.md). Imported as CommonJS through
-// process.getBuiltinModule (Node >= 20.16; engines asks 20.19), they are the
-// very same objects without one. esbuild's CommonJS interop keeps the import's
-// meaning: named imports read the module's properties, a namespace import
-// sees them all.
-const builtinNames = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]))
-const builtinsWithoutFacade = {
-  name: 'builtins-without-facade',
-  setup(build) {
-    build.onResolve({filter: /^(node:)?[a-z_/]+$/}, (args) =>
-      args.kind === 'import-statement' && builtinNames.has(args.path) ? {path: args.path.replace(/^(node:)?/, 'node:'), namespace: 'builtin'} : undefined,
-    )
-    build.onLoad({filter: /.*/, namespace: 'builtin'}, (args) => ({contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.path)})`, loader: 'js'}))
-  },
-}
-
 // esbuild splits shared code into a chunk per set of entries that share it, and
 // has no way to say otherwise: `iopmem list` loaded 24 files that way. Each
 // file costs Node's ESM loader a resolve, an asynchronous read and a link
@@ -150,7 +132,7 @@ const builtinsWithoutFacade = {
 //   with other commands (list.js keeps what is its own).
 // The other commands' code stays in their files and in esbuild's chunks,
 // loaded when they run. Rollup only moves code (treeshake: false): what
-// esbuild wrote is what runs. list loads 9 files, --version 6.
+// esbuild wrote is what runs. list loads 8 of the bundle's files, --version 5.
 const GROUPS = [
   ['scan', ['prefetch.js']],
   ['core', ['main.js']],
@@ -176,8 +158,8 @@ const split = await esbuild.build({
   // The addon is a .node file found at run time (node-gyp-build).
   external: ['typescript', '*.node'],
   // CommonJS packages (oclif) call require() for Node's own modules.
-  banner: {js: "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);"},
-  plugins: [oclifLean, builtinsWithoutFacade],
+  banner: {js: "import {createRequire as __iopmemRequire} from 'node:module'; const require = __iopmemRequire(import.meta.url);"},
+  plugins: [oclifLean],
   // Less text for V8 to scan at start-up (list loads half the bytes). Names are
   // kept, so stack traces and error classes read as in the sources.
   minifyWhitespace: true,

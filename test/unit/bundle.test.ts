@@ -51,7 +51,7 @@ describe('the bundle: what a process loads', () => {
     }
     expect(files).to.include.members(['prefetch.js', 'main.js', 'commands/list.js'])
     expect(files.filter((f) => /^(commands|hooks|lib|native)\//.test(f))).to.deep.equal(['commands/list.js'])
-    // 9 today: the three entries, the three groups, and oclif's WSL check (two chunks it imports on demand).
+    // 8 today: the three entries, the three groups, and the two chunks oclif's WSL check imports on demand.
     expect(files.length, files.join(' ')).to.be.at.most(10)
   })
 
