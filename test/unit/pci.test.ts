@@ -19,6 +19,22 @@ describe('PCI model from sysfs', () => {
     const rows = parseResourceFile('0x00000000fe000000 0x00000000fe003fff 0x0000000000140204\n0x0000000000000000 0x0000000000000000 0x0000000000000000\n')
     expect(rows).to.have.length(2)
     expect(rows[0]).to.deep.equal({index: 0, start: 0xfe000000n, end: 0xfe003fffn, flags: 0x140204n})
+    expect(rows[1]).to.deep.equal({index: 1, start: 0n, end: 0n, flags: 0n})
+  })
+
+  it('parses an unused line the kernel writes as it parses the same line spaced or cased otherwise', () => {
+    const zero = '0x0000000000000000 0x0000000000000000 0x0000000000000000'
+    const used = '0x00000000fe000000 0x00000000fe003fff 0x0000000000140204'
+    // The exact line (taken without matching the pattern) beside forms only the pattern takes.
+    const text = [zero, used, ' 0x0 0x0 0x0 ', zero, '0X0000000000000000\t0x0000000000000000 0x0000000000000000', zero, ''].join('\n')
+    expect(parseResourceFile(text)).to.deep.equal([
+      {index: 0, start: 0n, end: 0n, flags: 0n},
+      {index: 1, start: 0xfe000000n, end: 0xfe003fffn, flags: 0x140204n},
+      {index: 2, start: 0n, end: 0n, flags: 0n},
+      {index: 3, start: 0n, end: 0n, flags: 0n},
+      {index: 4, start: 0n, end: 0n, flags: 0n},
+      {index: 5, start: 0n, end: 0n, flags: 0n},
+    ])
   })
 
   it('reads BARs with flags, 64-bit, prefetchable and WC from resourceN_wc', () => {

@@ -139,6 +139,8 @@ function corruptSysfs(host: Host, file: string, what: string): IopmemError {
 }
 
 const RESOURCE_LINE = /^\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s*$/i
+/** A line of `resource` for a resource the function does not have (the kernel's `0x%016llx` three times, all zero). */
+const UNUSED_RESOURCE = '0x0000000000000000 0x0000000000000000 0x0000000000000000'
 const ZERO_HEX = /^0x0+$/
 /** Most lines of a resource file are unused BARs, all zeros: no BigInt to build for them. */
 const hexBig = (s: string): bigint => (ZERO_HEX.test(s) ? 0n : BigInt(s))
@@ -148,6 +150,11 @@ export function parseResourceFile(text: string): Array<{index: number; start: bi
   const out: Array<{index: number; start: bigint; end: bigint; flags: bigint}> = []
   let index = 0
   for (const line of text.split('\n')) {
+    // Most lines are unused resources, written exactly so by the kernel: no pattern to match.
+    if (line === UNUSED_RESOURCE) {
+      out.push({index: index++, start: 0n, end: 0n, flags: 0n})
+      continue
+    }
     if (line.trim() === '') continue
     const m = RESOURCE_LINE.exec(line)
     if (m) out.push({index, start: hexBig(m[1]), end: hexBig(m[2]), flags: hexBig(m[3])})
