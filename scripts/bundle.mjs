@@ -119,24 +119,26 @@ const oclifLean = {
 }
 
 // esbuild splits shared code into a chunk per set of entries that share it, and
-// has no way to say otherwise: `iopmem list` loaded 24 files that way. Each
+// has no way to say otherwise: `iopmem list` loaded 23 of them that way. Each
 // file costs Node's ESM loader a resolve, an asynchronous read and a link
 // (docs/speed.md). So esbuild writes to a staging folder, and Rollup, which
 // can place modules in chunks by name (manualChunks), joins every chunk that
 // GROUPS' entries load statically into one chunk per group, in this order:
 // - scan: what bin/run.js's head start needs (the host, the scanner, the
 //   addon), small so that the scan starts early;
-// - core: the rest of what main.js needs, which every command loads (oclif's
-//   run path, the base command, errors);
-// - list: the rest of what `list`, the command the head start serves, shares
-//   with other commands (list.js keeps what is its own).
-// The other commands' code stays in their files and in esbuild's chunks,
+// - core: the rest of what main.js needs, which every process loads (oclif's
+//   run path, errors; `--version` loads no more);
+// - command: the rest of what `list`, the command the head start serves,
+//   loads: mostly what every command loads (the base command, oclif's Command
+//   and parser), and the modules list shares with other commands (list.js
+//   keeps what is its own).
+// Other commands' own code stays in their files and in esbuild's chunks,
 // loaded when they run. Rollup only moves code (treeshake: false): what
 // esbuild wrote is what runs. list loads 8 of the bundle's files, --version 5.
 const GROUPS = [
   ['scan', ['prefetch.js']],
   ['core', ['main.js']],
-  ['list', ['commands/list.js']],
+  ['command', ['commands/list.js']],
 ]
 const staging = path.join(dist, 'bundle-split')
 const out = path.join(dist, 'bundle')

@@ -43,10 +43,10 @@ describe('the bundle: what a process loads', () => {
   const fx = largeMachine(8)
   after(() => fx.cleanup())
 
-  it('list loads its own file and the scan, core and list chunks, nothing of another command', function () {
+  it('list loads its own file and the scan, core and command chunks, nothing of another command', function () {
     this.timeout(60_000)
     const files = loaded(['list', '--json'], fx.env())
-    for (const group of ['scan', 'core', 'list']) {
+    for (const group of ['scan', 'core', 'command']) {
       expect(files.filter((f) => f.startsWith(`chunks/${group}-`)), `${group} chunk in ${files.join(' ')}`).to.have.length(1)
     }
     expect(files).to.include.members(['prefetch.js', 'main.js', 'commands/list.js'])
@@ -55,11 +55,11 @@ describe('the bundle: what a process loads', () => {
     expect(files.length, files.join(' ')).to.be.at.most(10)
   })
 
-  it('--version loads no command and not list\'s chunk', function () {
+  it('--version loads no command and not the command chunk', function () {
     this.timeout(60_000)
     const files = loaded(['--version'], fx.env())
     expect(files).to.include('main.js')
     expect(files.filter((f) => f.startsWith('chunks/core-'))).to.have.length(1)
-    expect(files.filter((f) => /^(commands|hooks)\/|^chunks\/list-|^prefetch\.js$/.test(f)), files.join(' ')).to.deep.equal([])
+    expect(files.filter((f) => /^(commands|hooks)\/|^chunks\/command-|^prefetch\.js$/.test(f)), files.join(' ')).to.deep.equal([])
   })
 })
