@@ -1,9 +1,20 @@
 #!/usr/bin/env node
-import module from 'node:module'
+import {createRequire} from 'node:module'
 
-// Node >= 22.1 caches compiled code between runs (oclif's import is most of our
-// start-up); Node 20 has no such cache and skips this.
-module.enableCompileCache?.()
+// The bundle is CommonJS (scripts/bundle.mjs): required, not imported, it is
+// compiled by Node's CommonJS loader, through the hook below.
+const require = createRequire(import.meta.url)
+const bundle = require('node:path').dirname(require.resolve('../dist/bundle/main.cjs'))
+
+// V8's code cache for the bundle (src/code-cache.ts): the build compiled what
+// start-up runs, and each file's code is taken from there, not parsed and
+// compiled again. A cache this Node cannot use is left aside: the file is
+// compiled as without one.
+try {
+  require('../dist/bundle/code-cache.cjs').installCodeCache(bundle)
+} catch {
+  // No code cache: every file is compiled from its text.
+}
 
 const argv = process.argv.slice(2)
 
@@ -12,7 +23,7 @@ const argv = process.argv.slice(2)
 let headStartEnd = () => {}
 if (argv[0] === 'list') {
   try {
-    const prefetch = await import('../dist/bundle/prefetch.js')
+    const prefetch = require('../dist/bundle/prefetch.cjs')
     prefetch.headStart(argv)
     headStartEnd = prefetch.headStartEnd
   } catch {
@@ -22,7 +33,7 @@ if (argv[0] === 'list') {
 
 // The bundle's entry (npm run build: tsc, then scripts/bundle.mjs): oclif's run
 // path and ours in a few files, not ~190 modules for Node to resolve and link.
-const {run, flush, handle, reportUncaught} = await import('../dist/bundle/main.js')
+const {run, flush, handle, reportUncaught} = require('../dist/bundle/main.cjs')
 
 // oclif's execute(), with one change: an error no BaseCommand caught (a plugin
 // command's: `iopmem help lst --json`) is reported like ours when oclif raised

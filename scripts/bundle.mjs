@@ -4,8 +4,10 @@
 // the modules tests reach into (test seams). Start-up was mostly Node's module
 // machinery (resolving, reading and linking ~190 files for `iopmem list`); a
 // bundle is a handful of files. The code entries share is then regrouped into
-// a few chunks by Rollup (GROUPS below). oclif finds the commands through
-// package.json's oclif.commands (./dist/bundle/commands).
+// a few chunks by Rollup (GROUPS below), written as CommonJS (.cjs) so that
+// bin/run.js can compile them through V8's code cache (src/code-cache.ts; the
+// build writes the caches: scripts/code-cache.mjs). oclif finds the commands
+// through package.json's oclif.commands (./dist/bundle/commands).
 //
 // package.json's sideEffects says which of our modules do something when
 // loaded (only base-command.js: it installs the addon's bulk reader). esbuild
@@ -134,10 +136,15 @@ const oclifLean = {
 //   keeps what is its own).
 // Other commands' own code stays in their files and in esbuild's chunks,
 // loaded when they run. Rollup only moves code (treeshake: false): what
-// esbuild wrote is what runs. list loads 8 of the bundle's files, --version 5.
+// esbuild wrote is what runs. A group also takes the modules named third (by
+// esbuild's entry name for them) that its code imports dynamically on every
+// run: oclif's `await import('is-wsl')` in every start-up's config. Their
+// chunks join the group's rather than stay files of their own, and the
+// import() finds them in a chunk already loaded. list loads 6 of the bundle's
+// files, --version 4.
 const GROUPS = [
   ['scan', ['prefetch.js']],
-  ['core', ['main.js']],
+  ['core', ['main.js'], ['node_modules/is-wsl/index.js']],
   ['command', ['commands/list.js']],
 ]
 const staging = path.join(dist, 'bundle-split')
@@ -159,8 +166,6 @@ const split = await esbuild.build({
   // typescript: oclif requires it only to run a plugin from its sources (development).
   // The addon is a .node file found at run time (node-gyp-build).
   external: ['typescript', '*.node'],
-  // CommonJS packages (oclif) call require() for Node's own modules.
-  banner: {js: "import {createRequire as __iopmemRequire} from 'node:module'; const require = __iopmemRequire(import.meta.url);"},
   plugins: [oclifLean],
   // Less text for V8 to compile at start-up (~3 ms of list's, docs/speed.md).
   // Names are kept, so stack traces and error classes read as in the sources.
@@ -176,12 +181,20 @@ const split = await esbuild.build({
 if (split.warnings.length > 0) throw new Error(`scripts/bundle.mjs: esbuild warned ${split.warnings.length} time(s) (above)`)
 const outputs = split.metafile.outputs
 const stagingRel = path.relative(root, staging).split(path.sep).join('/')
-const entryOutputs = Object.keys(outputs).filter((o) => outputs[o].entryPoint && o.endsWith('.js'))
 // Each chunk (never an entry) an entry of a group loads statically, unless an earlier group has it.
 const groupOf = new Map()
-for (const [group, entries] of GROUPS) {
+// The dynamically imported modules' chunks the groups take: not entries for Rollup.
+const joined = new Set()
+for (const [group, entries, dynamic = []] of GROUPS) {
   const todo = entries.map((e) => `${stagingRel}/${e}`)
   for (const e of todo) if (!outputs[e]?.entryPoint) throw new Error(`scripts/bundle.mjs: GROUPS names ${e}, which esbuild did not write`)
+  for (const d of dynamic) {
+    const o = Object.keys(outputs).find((k) => outputs[k].entryPoint === d && k.startsWith(`${stagingRel}/chunks/`))
+    if (!o) throw new Error(`scripts/bundle.mjs: GROUPS names ${d}, which nothing imports dynamically`)
+    todo.push(o)
+    joined.add(o)
+    if (!groupOf.has(o)) groupOf.set(o, group)
+  }
   for (const seen = new Set(); todo.length > 0; ) {
     for (const i of outputs[todo.pop()].imports) {
       if (i.kind !== 'import-statement' || i.external || seen.has(i.path) || outputs[i.path]?.entryPoint) continue
@@ -191,6 +204,17 @@ for (const [group, entries] of GROUPS) {
     }
   }
 }
+const entryOutputs = Object.keys(outputs).filter((o) => outputs[o].entryPoint && o.endsWith('.js') && !joined.has(o))
+// What is left of import(): a specifier only known at run time (oclif loading
+// a plugin's ES module command, as `iopmem help` does). Node 20 gives no
+// import() to code compiled by vm.Script, as src/code-cache.ts compiles the
+// bundle, so such a call goes through the __iopmemImport its wrapper passes;
+// compiled by Node (no code cache: tests, other loaders) it is import().
+const viaImportParameter = {
+  name: 'via-import-parameter',
+  renderDynamicImport: ({targetModuleId}) =>
+    targetModuleId ? null : {left: '(typeof __iopmemImport === "function" ? __iopmemImport : (s) => import(s))(', right: ')'},
+}
 const chunkOf = new Map([...groupOf].map(([o, group]) => [path.join(root, o), group]))
 const rejoined = await rollup({
   input: Object.fromEntries(entryOutputs.map((o) => [o.slice(stagingRel.length + 1, -'.js'.length), path.join(root, o)])),
@@ -198,30 +222,37 @@ const rejoined = await rollup({
   external: (id) => !id.startsWith('.') && !path.isAbsolute(id),
   treeshake: false,
   preserveEntrySignatures: 'strict',
+  plugins: [viaImportParameter],
   onwarn(warning) {
     throw new Error(`scripts/bundle.mjs: rollup: ${warning.message}`)
   },
 })
 await rejoined.write({
   dir: out,
-  format: 'es',
-  entryFileNames: '[name].js',
-  chunkFileNames: 'chunks/[name]-[hash].js',
+  // CommonJS: Node 20 has V8's code cache only for scripts (vm.Script's
+  // cachedData), not for ES modules. It also spares the ES module facade of
+  // each Node module imported (the one of node:fs reads fs.ReadStream, which
+  // loads Node's streams; the one of node:process opens process.stdin).
+  format: 'cjs',
+  exports: 'named',
+  entryFileNames: '[name].cjs',
+  chunkFileNames: 'chunks/[name]-[hash].cjs',
   manualChunks: (id) => chunkOf.get(id),
   // Node loads what a chunk imports when it links it: a hint to preload more is only more imports.
   hoistTransitiveImports: false,
+  // A chunk imported dynamically is required (in a promise), as any other.
+  dynamicImportInCjs: false,
 })
 await rejoined.close()
 rmSync(staging, {recursive: true})
 
+// Bundled alone, as CommonJS: the code cache's hook, which must load before the
+// files it serves, and the packages of VENDOR.
+const alone = {bundle: true, format: 'cjs', platform: 'node', target: 'node20', legalComments: 'none', logLevel: 'warning'}
+await esbuild.build({...alone, entryPoints: [path.join(dist, 'code-cache.js')], outfile: path.join(out, 'code-cache.cjs')})
 await esbuild.build({
+  ...alone,
   entryPoints: Object.fromEntries(VENDOR.map((name) => [name, oclifRequire.resolve(name)])),
   outdir: path.join(dist, 'bundle/vendor'),
   outExtension: {'.js': '.cjs'},
-  bundle: true,
-  format: 'cjs',
-  platform: 'node',
-  target: 'node20',
-  legalComments: 'none',
-  logLevel: 'warning',
 })

@@ -28,7 +28,7 @@ interface DistHostModule {
 }
 
 async function distHost(): Promise<DistHostModule> {
-  return (await import(distModule('lib/sys/host.js'))) as DistHostModule
+  return (await import(distModule('lib/sys/host.cjs'))) as DistHostModule
 }
 
 export interface CliResult {

@@ -62,7 +62,7 @@ export class FakeRunner implements Runner {
   async run(program: string, args: string[]): Promise<ExecResult> {
     this.calls.push({program, args})
     if (this.missing.has(program)) {
-      const {programMissing} = (await import(distModule('lib/sys/exec.js'))) as typeof import('../../src/lib/sys/exec.js')
+      const {programMissing} = (await import(distModule('lib/sys/exec.cjs'))) as typeof import('../../src/lib/sys/exec.js')
       throw programMissing(program)
     }
     const f = this.failures.get(program)
@@ -138,13 +138,13 @@ type DistLocate = typeof import('../../src/lib/dax/locate.js')
 
 /** Install fakes into dist's dax module (what cli() runs); call with {} to restore. */
 export async function installDaxDeps(deps: Partial<DaxDeps>): Promise<void> {
-  const mod = (await import(distModule('lib/dax/mkfs.js'))) as DistDax
+  const mod = (await import(distModule('lib/dax/mkfs.cjs'))) as DistDax
   mod.setDaxDeps(deps)
 }
 
 /** Install fake statx/FIEMAP into dist's locate module; undefined restores the addon. */
 export async function installFileOps(ops: FileOps | undefined): Promise<void> {
-  const mod = (await import(distModule('lib/dax/locate.js'))) as DistLocate
+  const mod = (await import(distModule('lib/dax/locate.cjs'))) as DistLocate
   mod.setFileOps(ops)
 }
 

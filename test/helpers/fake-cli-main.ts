@@ -32,7 +32,7 @@ class SharedRunner implements Runner {
     const fake = new FakeRunner()
     if (fs.existsSync(this.file)) for (const [k, v] of JSON.parse(fs.readFileSync(this.file, 'utf8'))) fake.signatures.set(k, v)
     if (program.startsWith('mkfs.')) {
-      const exec = (await import(distModule('lib/sys/exec.js'))) as typeof import('../../src/lib/sys/exec.js')
+      const exec = (await import(distModule('lib/sys/exec.cjs'))) as typeof import('../../src/lib/sys/exec.js')
       const pidFile = path.join(spec.root, `mkfs-${process.pid}.pid`)
       // The trap is set before the pid is shown, and the pid file appears whole (renamed into
       // place): a test that sees the file may signal at once, and never reads it empty.
@@ -46,17 +46,17 @@ class SharedRunner implements Runner {
   }
 }
 
-const host = (await import(distModule('lib/sys/host.js'))) as typeof import('../../src/lib/sys/host.js')
+const host = (await import(distModule('lib/sys/host.cjs'))) as typeof import('../../src/lib/sys/host.js')
 // 'nvmet': the standard machine with the fake nvmet configfs as the kernel.
 const writer = spec.machine === 'nvmet' ? new FakeConfigfs(fx) : new FakeDriverCore(fx)
 host.setHost(new host.Host({roots: {sysfs: fx.sys, dev: fx.dev, proc: fx.proc}, writer, uid: 0}))
-const dax = (await import(distModule('lib/dax/mkfs.js'))) as typeof import('../../src/lib/dax/mkfs.js')
+const dax = (await import(distModule('lib/dax/mkfs.cjs'))) as typeof import('../../src/lib/dax/mkfs.js')
 dax.setDaxDeps({runner: new SharedRunner(), statxDax: async () => true, pageSize: async () => 4096})
 
 // IOPMEM_TEST_PAUSE_COPY=F: the first bulk copy into a mapping writes F and waits for F.go (map --fill tests).
 if (process.env.IOPMEM_TEST_PAUSE_COPY) {
   const marker = process.env.IOPMEM_TEST_PAUSE_COPY
-  const nat = (await import(distModule('native/index.js'))) as typeof import('../../src/native/index.js')
+  const nat = (await import(distModule('native/index.cjs'))) as typeof import('../../src/native/index.js')
   const n = nat.loadNative()
   const copyTo = n.copyTo.bind(n)
   let first = true
@@ -73,7 +73,7 @@ if (process.env.IOPMEM_TEST_PAUSE_COPY) {
 }
 
 // The build's own oclif (the bundle's), the one its commands are made of.
-const {run, flush, handle} = (await import(distModule('main.js'))) as typeof import('../../src/main.js')
+const {run, flush, handle} = (await import(distModule('main.cjs'))) as typeof import('../../src/main.js')
 const argv = process.argv.slice(2)
 try {
   await run(argv, pathToFileURL(path.join(ROOT, 'bin/run.js')).href)

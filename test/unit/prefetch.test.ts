@@ -121,10 +121,10 @@ describe('list\'s head start: a scan started before the command', () => {
     expect(await takePrefetched(host, bdfs)).to.have.length(bdfs.length)
   })
 
-  it('bin/run.js imports a built headStart (its try/catch would hide a path that went stale)', async () => {
+  it('bin/run.js requires a built headStart (its try/catch would hide a path that went stale)', async () => {
     const bin = fs.readFileSync(path.join(import.meta.dirname, '../../bin/run.js'), 'utf8')
-    const spec = /import\('(\.\.\/dist\/bundle\/prefetch\.js)'\)/.exec(bin)
-    expect(spec, 'bin/run.js imports the head start').to.not.equal(null)
+    const spec = /require\('(\.\.\/dist\/bundle\/prefetch\.cjs)'\)/.exec(bin)
+    expect(spec, 'bin/run.js requires the head start').to.not.equal(null)
     const mod = (await import(path.join(import.meta.dirname, '../../bin', spec![1]))) as {headStart?: unknown; headStartEnd?: unknown}
     expect(mod.headStart).to.be.a('function')
     expect(mod.headStartEnd).to.be.a('function')

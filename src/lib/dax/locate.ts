@@ -667,7 +667,7 @@ interface SecondHalf {
  */
 function workerUrl(): URL {
   if (/\/locate\.[jt]s$/.test(import.meta.url)) return new URL('./locate-worker.js', import.meta.url)
-  return pathToFileURL(path.join(packageRoot(), 'dist', 'bundle', 'lib', 'dax', 'locate-worker.js'))
+  return pathToFileURL(path.join(packageRoot(), 'dist', 'bundle', 'lib', 'dax', 'locate-worker.cjs'))
 }
 
 /**
