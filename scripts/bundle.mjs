@@ -140,8 +140,8 @@ const oclifLean = {
 // esbuild's entry name for them) that its code imports dynamically on every
 // run: oclif's `await import('is-wsl')` in every start-up's config. Their
 // chunks join the group's rather than stay files of their own, and the
-// import() finds them in a chunk already loaded. list loads 6 of the bundle's
-// files, --version 4.
+// import() finds them in a chunk already loaded. With the code cache's hook,
+// list loads 7 of the bundle's files, --version 4.
 const GROUPS = [
   ['scan', ['prefetch.js']],
   ['core', ['main.js'], ['node_modules/is-wsl/index.js']],
