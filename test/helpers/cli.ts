@@ -15,8 +15,9 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 /**
  * A module of the build as the commands see it: the bundle's entry for it
- * (scripts/bundle.mjs lists these seams), loaded the way oclif loads commands
- * (a native dynamic import of a file URL), so that both see one instance.
+ * (scripts/bundle.mjs lists these seams, as .cjs). An import() of it goes
+ * through Node's CommonJS loader, which oclif's require of the commands uses
+ * too, so that both see one instance.
  */
 export function distModule(rel: string): string {
   return pathToFileURL(path.join(ROOT, 'dist/bundle', rel)).href
