@@ -36,7 +36,7 @@ export interface CodeCache {
 
 /** A file's cache is FILE + SUFFIX. */
 export const SUFFIX = '.v8cache'
-// The header: what this is, then the SHA-256 of the text the cache was made from.
+// The header's first line: what this is (the SHA-256 of the text follows, header()).
 const MAGIC = 'iopmem v8 code cache 1\n'
 
 // Node's CommonJS wrapper, with one more parameter: the bundle's import() goes
@@ -69,16 +69,15 @@ export function installCodeCache(dir: string, opts: {record?: boolean} = {}): Co
   if (installed) throw new Error('code-cache: already installed')
   const prefix = path.resolve(dir) + path.sep
   const used = new Map<string, CacheUse>()
-  const compiled = new Map<string, {script: vm.Script; digest: string}>()
+  const compiled = new Map<string, {script: vm.Script; content: string}>()
   const original = Module.prototype._compile
   Module.prototype._compile = function (content, filename, ...rest) {
     // Only CommonJS (.cjs) under dir; anything else (another folder, an ES module required) as Node compiles it.
     if (!filename.startsWith(prefix) || !filename.endsWith('.cjs')) return original.call(this, content, filename, ...rest)
-    const digest = hash('sha256', content)
-    const cached = readCache(filename, digest)
+    const cached = readCache(filename, content)
     const script = new vm.Script(HEAD + content + TAIL, {filename, cachedData: cached.data})
     used.set(filename, cached.data === undefined ? cached.use : script.cachedDataRejected ? 'rejected' : 'accepted')
-    if (opts.record) compiled.set(filename, {script, digest})
+    if (opts.record) compiled.set(filename, {script, content})
     const wrapper = script.runInThisContext({displayErrors: true}) as (...args: unknown[]) => unknown
     return wrapper.call(this.exports, this.exports, requireOf(this), this, filename, path.dirname(filename), importOf(filename))
   }
@@ -86,10 +85,10 @@ export function installCodeCache(dir: string, opts: {record?: boolean} = {}): Co
     used,
     write() {
       const written: string[] = []
-      for (const [file, {script, digest}] of compiled) {
+      for (const [file, {script, content}] of compiled) {
         const target = file + SUFFIX
         const tmp = `${target}.${process.pid}.tmp`
-        fs.writeFileSync(tmp, Buffer.concat([Buffer.from(MAGIC + digest + '\n'), script.createCachedData()]), {mode: 0o644, flag: 'wx'})
+        fs.writeFileSync(tmp, Buffer.concat([Buffer.from(header(content)), script.createCachedData()]), {mode: 0o644, flag: 'wx'})
         fs.renameSync(tmp, target)
         written.push(target)
       }
@@ -110,8 +109,17 @@ export function installedCodeCache(): CodeCache | undefined {
   return installed
 }
 
-/** The cache beside file, if it is this text's and may be trusted as the file is. */
-function readCache(file: string, digest: string): {data?: Buffer; use: CacheUse} {
+/** A cache's header: what it is, and the SHA-256 of the text it was made from. */
+function header(content: string): string {
+  return MAGIC + hash('sha256', content) + '\n'
+}
+
+/**
+ * The cache beside file, if it may be trusted as the file is and was made from
+ * this text (content). The text is hashed only then: a file with no cache
+ * (another command's, a vendored package) costs one failed open.
+ */
+function readCache(file: string, content: string): {data: Buffer} | {data?: undefined; use: 'none' | 'refused' | 'stale'} {
   let fd: number
   try {
     fd = fs.openSync(file + SUFFIX, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
@@ -122,9 +130,9 @@ function readCache(file: string, digest: string): {data?: Buffer; use: CacheUse}
     const st = fs.fstatSync(fd)
     if (!st.isFile() || st.uid !== fs.statSync(file).uid || (st.mode & 0o022) !== 0) return {use: 'refused'}
     const bytes = fs.readFileSync(fd)
-    const header = MAGIC + digest + '\n'
-    if (bytes.length <= header.length || bytes.toString('latin1', 0, header.length) !== header) return {use: 'stale'}
-    return {data: bytes.subarray(header.length), use: 'accepted'}
+    const expected = header(content)
+    if (bytes.length <= expected.length || bytes.toString('latin1', 0, expected.length) !== expected) return {use: 'stale'}
+    return {data: bytes.subarray(expected.length)}
   } catch {
     return {use: 'refused'}
   } finally {
