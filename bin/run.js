@@ -9,9 +9,11 @@ const bundle = require('node:path').dirname(require.resolve('../dist/bundle/main
 // V8's code cache for the bundle (src/code-cache.ts): the build compiled what
 // start-up runs, and each file's code is taken from there, not parsed and
 // compiled again. A cache this Node cannot use is left aside: the file is
-// compiled as without one.
+// compiled as without one. The build's recording (scripts/code-cache.mjs)
+// installs its own before it runs this file.
 try {
-  require('../dist/bundle/code-cache.cjs').installCodeCache(bundle)
+  const codeCache = require('../dist/bundle/code-cache.cjs')
+  if (!codeCache.installedCodeCache()) codeCache.installCodeCache(bundle)
 } catch {
   // No code cache: every file is compiled from its text.
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run build's last step: V8's code cache for the bundle (src/code-cache.ts).
-// `iopmem list --json` runs once, as bin/run.js runs it, on the test suite's
+// `iopmem list --json` runs once, bin/run.js itself, on the test suite's
 // 256-function fixture, with every bundle file compiled through a recording
 // hook; then each file it loaded gets its cache beside it (FILE.v8cache),
 // holding every function compiled by then: what a start-up runs. Files no
@@ -8,7 +8,7 @@
 //
 // `node --import tsx scripts/code-cache.mjs` makes the fixture (a TypeScript
 // test helper) and runs itself again with `--record`, without tsx: the
-// recording process must load the bundle exactly as bin/run.js does.
+// recording process must load the bundle exactly as a command does.
 import {spawnSync} from 'node:child_process'
 import {createRequire} from 'node:module'
 import * as path from 'node:path'
@@ -19,17 +19,11 @@ const bundle = path.join(root, 'dist', 'bundle')
 const ARGV = ['list', '--json']
 
 if (process.argv[2] === '--record') {
-  const require = createRequire(import.meta.url)
-  const cache = require(path.join(bundle, 'code-cache.cjs')).installCodeCache(bundle, {record: true})
-  const prefetch = require(path.join(bundle, 'prefetch.cjs'))
-  prefetch.headStart(ARGV)
-  const {run, flush} = require(path.join(bundle, 'main.cjs'))
-  try {
-    await run(ARGV, pathToFileURL(path.join(root, 'bin', 'run.js')).href)
-    await flush()
-  } finally {
-    prefetch.headStartEnd()
-  }
+  const cache = createRequire(import.meta.url)(path.join(bundle, 'code-cache.cjs')).installCodeCache(bundle, {record: true})
+  // bin/run.js as `iopmem list --json` runs it; it keeps the hook installed here.
+  const bin = path.join(root, 'bin', 'run.js')
+  process.argv = [process.argv[0], bin, ...ARGV]
+  await import(pathToFileURL(bin).href)
   if (process.exitCode) throw new Error(`scripts/code-cache.mjs: iopmem ${ARGV.join(' ')} exited ${process.exitCode}`)
   const written = cache.write()
   process.stderr.write(`code cache: ${written.length} files (${written.map((f) => path.relative(bundle, f)).join(', ')})\n`)
